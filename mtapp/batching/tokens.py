@@ -1,0 +1,91 @@
+"""Token-count bucketing: length-sorted batches of at most `max_tokens` padded slots per side."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mtapp.batching.base import epoch_rng
+
+
+class TokenBuckets:
+    """Batches of pairs with (nearly) equal lengths, `rows * longest <= max_tokens` on each side.
+
+    `batch_cost` (a fraction of max_tokens) is the padding a batch must save to be worth
+    starting: 0 gives pure length cells (no padding, many small batches), larger values fill
+    batches up to the budget at the price of some padding.
+
+    Pairs are sorted by source length, then target length, with ties broken at random per
+    epoch. The sorted order is cut into batches by `segment`, which trades padding against the
+    number of batches; the batch order is shuffled per epoch. Lengths are counted with the
+    eos (source, target output) or bos (target input) token each side gets.
+    """
+
+    def __init__(
+        self,
+        src_lengths: np.ndarray,
+        tgt_lengths: np.ndarray,
+        max_tokens: int,
+        seed: int,
+        batch_cost: float,
+    ):
+        self.src = np.asarray(src_lengths, dtype=np.int64) + 1
+        self.tgt = np.asarray(tgt_lengths, dtype=np.int64) + 1
+        self.max_tokens = max_tokens
+        self.seed = seed
+        self.batch_cost = batch_cost
+        longest = int(max(self.src.max(), self.tgt.max()))
+        if longest > max_tokens:
+            raise ValueError(
+                f"a sentence of {longest} tokens does not fit batching.max_tokens={max_tokens}; "
+                "raise max_tokens or lower data.max_len"
+            )
+
+    def plan(self, epoch: int) -> list[np.ndarray]:
+        rng = epoch_rng(self.seed, epoch)
+        order = rng.permutation(len(self.src))
+        order = order[np.lexsort((self.tgt[order], self.src[order]))]
+        batches = segment(order, self.src, self.tgt, self.max_tokens, self.batch_cost * self.max_tokens)
+        return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def segment(
+    order: np.ndarray, src: np.ndarray, tgt: np.ndarray, max_tokens: int, batch_cost: float, window: int = 256
+) -> list[np.ndarray]:
+    """Cut a length-sorted `order` into batches minimising padded slots + `batch_cost` per batch.
+
+    Dynamic programming over runs of equal (src, tgt) length: a segment of consecutive runs
+    becomes ceil(rows / capacity) near-equal batches, capacity = max_tokens // longest. Its
+    cost is its padding (every row padded to the segment's longest source and target) plus
+    `batch_cost` per batch. Segments span at most `window` runs, so this is O(runs * window).
+    """
+    s, t = src[order], tgt[order]
+    change = np.flatnonzero((s[1:] != s[:-1]) | (t[1:] != t[:-1])) + 1
+    starts = np.concatenate([[0], change])
+    counts = np.diff(np.concatenate([starts, [len(order)]]))
+    run_s, run_t = s[starts], t[starts]
+    rows_before = np.concatenate([[0], np.cumsum(counts)])
+    real_before = np.concatenate([[0], np.cumsum(counts * (run_s + run_t))])
+
+    n_runs = len(starts)
+    best = np.full(n_runs + 1, np.inf)
+    best[0] = 0.0
+    back = np.zeros(n_runs + 1, dtype=np.int64)
+    pieces = np.zeros(n_runs + 1, dtype=np.int64)
+    for j in range(1, n_runs + 1):  # best split of runs [0, j): last segment is runs [i, j)
+        lo = max(0, j - window)
+        i = j - np.arange(1, j - lo + 1)  # candidate segment starts, nearest first
+        longest_s = np.maximum.accumulate(run_s[lo:j][::-1])
+        longest_t = np.maximum.accumulate(run_t[lo:j][::-1])
+        rows = rows_before[j] - rows_before[i]
+        n_batches = -(-rows // (max_tokens // np.maximum(longest_s, longest_t)))
+        padding = rows * (longest_s + longest_t) - (real_before[j] - real_before[i])
+        cost = best[i] + padding + batch_cost * n_batches
+        k = int(np.argmin(cost))
+        best[j], back[j], pieces[j] = cost[k], i[k], n_batches[k]
+
+    batches, j = [], n_runs
+    while j > 0:
+        i = back[j]
+        batches.extend(reversed(np.array_split(order[rows_before[i] : rows_before[j]], pieces[j])))
+        j = i
+    return batches[::-1]

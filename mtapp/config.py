@@ -1,0 +1,271 @@
+"""Typed configuration: one frozen dataclass per YAML section, validated once when loaded.
+
+Every default lives here and nowhere else. `load_config` reads a YAML file, applies
+`--set key=value` overrides, checks names, types, ranges and cross-field rules, and returns
+a frozen `Config`. Any problem raises `ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown, mistyped or inconsistent."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    corpus: str = "multi30k"  # a registered corpus, or "text" | "tsv" | "hf" with `paths`
+    dir: str = ""  # where registered corpora live; "" = $MTAPP_DATA_DIR, else data/
+    src_lang: str = "de"
+    tgt_lang: str = "en"
+    train_split: str = "train"
+    valid_split: str = "val"
+    test_split: str = "test_2016_flickr"
+    paths: dict[str, str] = field(default_factory=dict)  # split -> path, for text/tsv/hf
+    hf_path: str = ""  # datasets.load_dataset path for corpus "hf" (hub name or "json", "csv", ...)
+    max_len: int = 256  # training pairs longer than this (in subwords) are dropped and counted
+    cache_dir: str = ".cache/mtapp"  # encoded corpora and trained tokenizers, keyed by content
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    vocab_size: int = 8000
+    model_type: Literal["unigram", "bpe"] = "unigram"
+    joint: bool = True  # one vocabulary for both languages (required for tied embeddings)
+    character_coverage: float = 1.0
+
+
+@dataclass(frozen=True)
+class BatchingConfig:
+    strategy: Literal["tokens"] = "tokens"
+    max_tokens: int = 4096  # padded token slots per batch and side
+    batch_cost: float = 0.125  # a batch must save this fraction of max_tokens in padding to exist
+    pad_side: Literal["post", "pre"] = "post"  # source side; the target is always post-padded
+    seed: int = 1
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    type: Literal["transformer"] = "transformer"
+    d_model: int = 256
+    heads: int = 4
+    encoder_layers: int = 3
+    decoder_layers: int = 3
+    ffn_dim: int = 1024
+    dropout: float = 0.1  # on embeddings and residual branches
+    attention_dropout: float = 0.0  # on attention weights
+    activation_dropout: float = 0.0  # inside the feed-forward block, after the ReLU
+    max_positions: int = 1024
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    label_smoothing: float = 0.1
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    lr: float = 5e-4  # peak learning rate, reached after `warmup_steps`
+    warmup_steps: int = 1000
+    betas: tuple[float, float] = (0.9, 0.98)
+    weight_decay: float = 0.0
+    clip_norm: float = 1.0  # 0 disables gradient clipping
+    accumulate: int = 1  # batches per optimizer update
+    max_epochs: int = 30
+    max_minutes: float = 0.0  # wall-clock training budget; 0 = no limit
+    patience: int = 5  # epochs without a better validation BLEU before stopping; 0 = never
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
+    seed: int = 1
+    valid_beam: int = 1  # validation BLEU uses greedy search by default
+    log_every: int = 50  # updates between JSON-lines log records
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    beam: int = 5
+    length_penalty: float = 1.0  # hypothesis score = log-prob / length ** length_penalty
+    max_len_a: float = 1.5  # output length limit = a * source length + b
+    max_len_b: int = 10
+    max_tokens: int = 4096  # inference batch budget (padded source slots)
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    batching: BatchingConfig = field(default_factory=BatchingConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(dataclasses.asdict(self))
+
+
+# Numeric ranges: key -> (lowest, highest); None = unbounded on that side.
+_RANGES: dict[str, tuple[float | None, float | None]] = {
+    "data.max_len": (1, None),
+    "tokenizer.vocab_size": (16, None),
+    "tokenizer.character_coverage": (0.9, 1.0),
+    "batching.max_tokens": (1, None),
+    "batching.batch_cost": (0.0, None),
+    "model.d_model": (1, None),
+    "model.heads": (1, None),
+    "model.encoder_layers": (1, None),
+    "model.decoder_layers": (1, None),
+    "model.ffn_dim": (1, None),
+    "model.dropout": (0.0, 0.99),
+    "model.attention_dropout": (0.0, 0.99),
+    "model.activation_dropout": (0.0, 0.99),
+    "model.max_positions": (1, None),
+    "loss.label_smoothing": (0.0, 0.99),
+    "train.lr": (0.0, None),
+    "train.warmup_steps": (0, None),
+    "train.clip_norm": (0.0, None),
+    "train.accumulate": (1, None),
+    "train.max_epochs": (1, None),
+    "train.max_minutes": (0.0, None),
+    "train.patience": (0, None),
+    "train.valid_beam": (1, None),
+    "train.log_every": (1, None),
+    "decode.beam": (1, None),
+    "decode.length_penalty": (0.0, None),
+    "decode.max_len_a": (0.0, None),
+    "decode.max_len_b": (0, None),
+    "decode.max_tokens": (1, None),
+}
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
+    """Read a YAML config (or the defaults when `path` is None) and apply `key=value` overrides."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        with open(path, encoding="utf-8") as f:
+            try:
+                raw = yaml.safe_load(f) or {}
+            except yaml.YAMLError as e:
+                raise ConfigError(f"{path} is not valid YAML: {e}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    return config_from_dict(raw, overrides)
+
+
+def config_from_dict(raw: dict[str, Any], overrides: list[str] = ()) -> Config:
+    """Validate a config given as nested dicts (a parsed YAML file, or a checkpoint's copy)."""
+    raw = copy.deepcopy(raw)
+    for item in overrides:
+        _apply_override(raw, item)
+    cfg = _build(Config, raw, prefix="")
+    _check_rules(cfg)
+    return cfg
+
+
+def _apply_override(raw: dict[str, Any], item: str) -> None:
+    key, sep, value = item.partition("=")
+    parts = key.strip().split(".")
+    if not sep or len(parts) != 2 or not all(parts):
+        raise ConfigError(f"override {item!r} must look like section.key=value")
+    section = raw.setdefault(parts[0], {})
+    if not isinstance(section, dict):
+        raise ConfigError(f"override {item!r}: {parts[0]} is not a section")
+    section[parts[1]] = yaml.safe_load(value) if value.strip() else ""
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    where = prefix.rstrip(".") or "the config"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a mapping, got {type(raw).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    for key in raw:
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), fields, n=1)
+            hint = f"; did you mean '{prefix}{close[0]}'?" if close else ""
+            choices = ", ".join(fields)
+            raise ConfigError(f"unknown key '{prefix}{key}'{hint} (valid keys: {choices})")
+    values = {}
+    for name, value in raw.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            values[name] = _build(hint, value, prefix=f"{prefix}{name}.")
+        else:
+            values[name] = _coerce(value, hint, f"{prefix}{name}")
+    return cls(**values)
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        choices = typing.get_args(hint)
+        if value not in choices:
+            raise ConfigError(f"{key} must be one of {', '.join(map(str, choices))}; got {value!r}")
+        return value
+    if origin is tuple:
+        kinds = typing.get_args(hint)
+        if not isinstance(value, (list, tuple)) or len(value) != len(kinds):
+            raise ConfigError(f"{key} must be a list of {len(kinds)} values; got {value!r}")
+        return tuple(_coerce(v, k, f"{key}[{i}]") for i, (v, k) in enumerate(zip(value, kinds)))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} must be a mapping; got {value!r}")
+        return {str(k): str(v) for k, v in value.items()}
+    if origin in (typing.Union, types.UnionType):
+        raise TypeError(f"unsupported config type for {key}")
+    if hint is bool:
+        ok = isinstance(value, bool)
+    elif hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    else:
+        ok = isinstance(value, hint)
+    if not ok:
+        raise ConfigError(f"{key} must be of type {hint.__name__}; got {value!r}")
+    low, high = _RANGES.get(key, (None, None))
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = f"[{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
+        raise ConfigError(f"{key} must lie in {bounds}; got {value!r}")
+    return value
+
+
+def _check_rules(cfg: Config) -> None:
+    m = cfg.model
+    if m.d_model % m.heads:
+        raise ConfigError(f"model.d_model ({m.d_model}) must be divisible by model.heads ({m.heads})")
+    if cfg.data.src_lang == cfg.data.tgt_lang:
+        raise ConfigError("data.src_lang and data.tgt_lang must differ")
+    if not cfg.tokenizer.joint:
+        raise ConfigError("tokenizer.joint: false is not supported: tied embeddings need one vocabulary")
+    if cfg.data.corpus in ("text", "tsv", "hf"):
+        missing = [s for s in (cfg.data.train_split, cfg.data.valid_split) if s not in cfg.data.paths]
+        if missing:
+            raise ConfigError(
+                f"data.corpus is {cfg.data.corpus!r}: data.paths needs an entry for split(s) {', '.join(missing)}"
+            )
+    if cfg.data.corpus == "hf" and not cfg.data.hf_path:
+        raise ConfigError("data.corpus is 'hf': set data.hf_path (a hub name, or 'json', 'csv', ...)")
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj

@@ -1,0 +1,211 @@
+"""Parallel corpora: the registry of known corpora and readers for text, TSV and `datasets`.
+
+A reader returns `ParallelText`: two equally long lists of raw sentences. Problems with the
+files (missing, unequal line counts, empty, undecodable) raise `CorpusError` naming the file.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from mtapp.config import DataConfig
+
+
+class CorpusError(ValueError):
+    """A corpus file is missing, malformed or inconsistent."""
+
+
+@dataclass(frozen=True)
+class ParallelText:
+    src: list[str]
+    tgt: list[str]
+    origin: str  # human-readable description of where the pairs came from
+
+    def __len__(self) -> int:
+        return len(self.src)
+
+
+@dataclass(frozen=True)
+class RegisteredCorpus:
+    """A public corpus with known file names, line counts and checksums."""
+
+    name: str
+    languages: tuple[str, ...]
+    lines: dict[str, int]  # split -> sentences
+    url: str  # format string with {split} and {lang}
+    sha256: dict[str, str]  # file name -> checksum
+    size: dict[str, int]  # file name -> bytes
+
+    def file_name(self, split: str, lang: str) -> str:
+        return f"{split}.{lang}.gz"
+
+    def files(self) -> list[str]:
+        return [self.file_name(s, lang) for s in self.lines for lang in self.languages]
+
+
+MULTI30K = RegisteredCorpus(
+    name="multi30k",
+    languages=("de", "en", "fr", "cs"),
+    lines={"train": 29000, "val": 1014, "test_2016_flickr": 1000},
+    url="https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/raw/{split}.{lang}.gz",
+    sha256={
+        "test_2016_flickr.cs.gz": "200a4a74cc9560f051924abb9803be008d1908d77f747e9141aeb86dfd2797f1",
+        "test_2016_flickr.de.gz": "9204244e408ccb38d2a55cfcd344df15005fc42a07a6e55ca6c52b6ababb8cc8",
+        "test_2016_flickr.en.gz": "611d361c6334bc7246101d48097c13cf5c4413c5befc793cc629934359d532d9",
+        "test_2016_flickr.fr.gz": "6d326e188d259fb1d04ac19eae3af956559b3a0b93d7635e56c90987c40c8b90",
+        "train.cs.gz": "a65adb8b32e3bc664f21ecba7a6e7f6950fd1f405e135f7c312faabdb6255077",
+        "train.de.gz": "726e39b2fa9eb9ffb6dc763fb35a179f80fae06ffc5d28b6ace5faa883de28a6",
+        "train.en.gz": "d79cfa999dd4c51d2cb42499b6796d5a882c3a8a961923c25a898c90f8bbd56f",
+        "train.fr.gz": "622e75069e9f4c577425c4f277116ce66e63a2401c0a2312d90073cb12379a3c",
+        "val.cs.gz": "b63226e05c4bd5dd6a42897d74b86a1b9d2c31498252c572b1ea7f7996927fcc",
+        "val.de.gz": "f0cba2f995189cf5770f29a8a9a537a3ad3f51657ad873405082ff6863a5e75a",
+        "val.en.gz": "14f7d25ddd868909a9213e361768460edcacdd6ab9d1e77b92560dc10c10dc28",
+        "val.fr.gz": "ca3106f1a72390591d25f6c45cb4cd39dec4cd3f123e099748a3ce5256c160e9",
+    },
+    size={
+        "test_2016_flickr.cs.gz": 22572,
+        "test_2016_flickr.de.gz": 22890,
+        "test_2016_flickr.en.gz": 21077,
+        "test_2016_flickr.fr.gz": 22310,
+        "train.cs.gz": 593827,
+        "train.de.gz": 637044,
+        "train.en.gz": 568929,
+        "train.fr.gz": 604242,
+        "val.cs.gz": 22096,
+        "val.de.gz": 24681,
+        "val.en.gz": 21650,
+        "val.fr.gz": 23001,
+    },
+)
+
+REGISTRY: dict[str, RegisteredCorpus] = {MULTI30K.name: MULTI30K}
+
+
+def data_dir(setting: str) -> Path:
+    """The data directory: the `data.dir` setting, else $MTAPP_DATA_DIR, else `data/`."""
+    return Path(setting or os.environ.get("MTAPP_DATA_DIR") or "data")
+
+
+def load_split(cfg: DataConfig, split: str) -> ParallelText:
+    """Read one split of the configured corpus."""
+    if cfg.corpus in REGISTRY:
+        return _read_registered(REGISTRY[cfg.corpus], data_dir(cfg.dir), split, cfg)
+    if split not in cfg.paths:
+        raise CorpusError(f"data.paths has no entry for split {split!r} (it has: {', '.join(cfg.paths)})")
+    path = cfg.paths[split]
+    if cfg.corpus == "text":
+        return read_text_pair(_with_lang(path, cfg.src_lang), _with_lang(path, cfg.tgt_lang))
+    if cfg.corpus == "tsv":
+        return read_tsv(Path(path))
+    if cfg.corpus == "hf":
+        return read_hf(cfg.hf_path, path, cfg.src_lang, cfg.tgt_lang)
+    known = ", ".join([*REGISTRY, "text", "tsv", "hf"])
+    raise CorpusError(f"data.corpus {cfg.corpus!r} is not known (choose one of: {known})")
+
+
+def _read_registered(corpus: RegisteredCorpus, root: Path, split: str, cfg: DataConfig) -> ParallelText:
+    if split not in corpus.lines:
+        raise CorpusError(f"{corpus.name} has no split {split!r} (splits: {', '.join(corpus.lines)})")
+    for lang in (cfg.src_lang, cfg.tgt_lang):
+        if lang not in corpus.languages:
+            raise CorpusError(f"{corpus.name} has no language {lang!r} ({', '.join(corpus.languages)})")
+    folder = root / corpus.name
+    pair = read_text_pair(
+        folder / corpus.file_name(split, cfg.src_lang),
+        folder / corpus.file_name(split, cfg.tgt_lang),
+        hint=f"run `python -m mtapp.data download {corpus.name}` or set $MTAPP_DATA_DIR / data.dir",
+    )
+    if len(pair) != corpus.lines[split]:
+        raise CorpusError(
+            f"{folder}: {split} has {len(pair)} lines, {corpus.name} has {corpus.lines[split]}; "
+            "the files are incomplete or not the published ones (re-download them)"
+        )
+    return pair
+
+
+def _with_lang(prefix: str, lang: str) -> Path:
+    plain = Path(f"{prefix}.{lang}")
+    zipped = Path(f"{prefix}.{lang}.gz")
+    return zipped if zipped.exists() and not plain.exists() else plain
+
+
+def read_lines(path: Path, hint: str = "") -> list[str]:
+    """All lines of a plain or gzipped UTF-8 file, without line endings (\\n or \\r\\n)."""
+    path = Path(path)
+    if not path.is_file():
+        extra = f"; {hint}" if hint else ""
+        raise CorpusError(f"corpus file {path} does not exist{extra}")
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise CorpusError(
+            f"{path}: line {line} is not valid UTF-8 (byte offset {e.start}); convert the file to UTF-8"
+        ) from None
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def read_text_pair(src_path: Path, tgt_path: Path, hint: str = "") -> ParallelText:
+    """Two line-aligned files, one sentence per line."""
+    src, tgt = read_lines(src_path, hint), read_lines(tgt_path, hint)
+    if len(src) != len(tgt):
+        raise CorpusError(
+            f"line counts differ: {src_path} has {len(src)} lines, {tgt_path} has {len(tgt)}; "
+            "the two sides of a parallel corpus must be line-aligned"
+        )
+    if not src:
+        raise CorpusError(f"corpus {src_path} / {tgt_path} is empty")
+    return ParallelText(src, tgt, origin=f"{src_path} + {tgt_path}")
+
+
+def read_tsv(path: Path) -> ParallelText:
+    """A file of `source<TAB>target` lines."""
+    src, tgt = [], []
+    for number, line in enumerate(read_lines(path), start=1):
+        fields = line.split("\t")
+        if len(fields) != 2:
+            raise CorpusError(
+                f"{path}: line {number} has {len(fields)} tab-separated fields, expected 2 (source, target)"
+            )
+        src.append(fields[0])
+        tgt.append(fields[1])
+    if not src:
+        raise CorpusError(f"corpus {path} is empty")
+    return ParallelText(src, tgt, origin=str(path))
+
+
+def read_hf(hf_path: str, spec: str, src_lang: str, tgt_lang: str) -> ParallelText:
+    """A Hugging Face dataset via `datasets.load_dataset`.
+
+    `spec` is either a split name of a hub dataset (`hf_path` = its name) or a local data file
+    for a builder such as "json" / "csv". Rows hold either a `translation` dict keyed by
+    language (the WMT layout) or one column per language.
+    """
+    import datasets  # imported lazily: it is slow to import
+
+    if Path(spec).exists():
+        ds = datasets.load_dataset(hf_path, data_files={"split": spec}, split="split")
+    else:
+        ds = datasets.load_dataset(hf_path, split=spec)
+    columns = ds.column_names
+    if "translation" in columns:
+        rows = ds["translation"]
+        src, tgt = [r[src_lang] for r in rows], [r[tgt_lang] for r in rows]
+    elif src_lang in columns and tgt_lang in columns:
+        src, tgt = list(ds[src_lang]), list(ds[tgt_lang])
+    else:
+        raise CorpusError(
+            f"dataset {hf_path} ({spec}) has columns {columns}: expected 'translation' or '{src_lang}' and '{tgt_lang}'"
+        )
+    if not src:
+        raise CorpusError(f"dataset {hf_path} ({spec}) is empty")
+    return ParallelText(src, tgt, origin=f"datasets:{hf_path}:{spec}")

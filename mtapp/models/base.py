@@ -1,0 +1,47 @@
+"""The model interface that training and search use, whatever the architecture.
+
+    enc = model.encode(batch)                  # once per batch of source sentences
+    state = model.start(enc)                    # decoder state before the first target token
+    logits, state = model.decode_step(tokens, state)   # one target position for every row
+    state = state.reorder(index)                # beam search: keep / repeat rows
+    hidden = model(batch)                       # teacher forcing: decoder output (B, T, D)
+    logits = model.project(hidden[~batch.tgt_pad_mask])   # (N, V) at real target positions only
+
+Each architecture owns its state type; nothing outside `models/` looks inside it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Protocol
+
+import torch
+from torch import nn
+
+from mtapp.batching import Batch
+
+
+class DecoderState(Protocol):
+    def reorder(self, index: torch.Tensor) -> DecoderState:
+        """The state of rows `index` (int64 (B',)), in that order; rows may repeat."""
+        ...
+
+
+class Seq2Seq(nn.Module, ABC):
+    """An encoder-decoder over one joint vocabulary."""
+
+    @abstractmethod
+    def encode(self, batch: Batch) -> DecoderState:
+        """Encode `batch.src`; returns the initial decoder state (no target token consumed yet)."""
+
+    @abstractmethod
+    def decode_step(self, tokens: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, DecoderState]:
+        """Feed one token per row (int64 (B,)); returns next-token logits (B, V) and the new state."""
+
+    @abstractmethod
+    def forward(self, batch: Batch) -> torch.Tensor:
+        """Teacher-forced decoder output (B, T, D) for `batch.tgt_in`, before the projection."""
+
+    @abstractmethod
+    def project(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Decoder output (..., D) -> vocabulary logits (..., V)."""

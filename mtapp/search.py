@@ -1,0 +1,122 @@
+"""Greedy and beam search over the `Seq2Seq` interface, batched, with finished rows leaving.
+
+Both return one `Hypothesis` per source row, in batch order. The output length of sentence i
+is limited to `max_len_a * len_i + max_len_b` tokens (len_i = source subwords, eos excluded);
+a hypothesis that reaches the limit ends there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from mtapp.batching import Batch
+from mtapp.models import Seq2Seq
+from mtapp.tokenization import BOS, EOS, PAD
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    tokens: list[int]  # output ids, without bos/eos
+    score: float  # log-probability; beam search divides it by length ** length_penalty (eos counted)
+
+
+def length_limits(batch: Batch, a: float, b: int) -> torch.Tensor:
+    """(B,) int64 most output tokens (eos excluded) per row."""
+    return (a * (batch.src_lengths - 1).float() + b).long()
+
+
+@torch.no_grad()
+def greedy(model: Seq2Seq, batch: Batch, max_len_a: float, max_len_b: int) -> list[Hypothesis]:
+    state = model.encode(batch)
+    limits = length_limits(batch, max_len_a, max_len_b)
+    alive = torch.arange(batch.size, device=batch.src.device)  # rows still decoding
+    out = torch.full((batch.size, int(limits.max()) + 1), PAD, dtype=torch.long, device=alive.device)
+    scores = torch.zeros(batch.size, device=alive.device)
+    last = torch.full((batch.size,), BOS, dtype=torch.long, device=alive.device)
+    for step in range(int(limits.max()) + 1):
+        logits, state = model.decode_step(last, state)
+        lprobs = F.log_softmax(logits.float(), dim=-1)
+        at_limit = step >= limits[alive]
+        lprobs[at_limit, :EOS] = float("-inf")  # at its limit a row can only end
+        lprobs[at_limit, EOS + 1 :] = float("-inf")
+        best, last = lprobs.max(dim=-1)
+        out[alive, step] = last
+        scores[alive] += best
+        keep = (last != EOS).nonzero().squeeze(1)
+        if len(keep) < len(alive):
+            alive, last = alive[keep], last[keep]
+            if not len(alive):
+                break
+            state = state.reorder(keep)
+    return [_hypothesis(row, score) for row, score in zip(out.tolist(), scores.tolist())]
+
+
+@torch.no_grad()
+def beam_search(
+    model: Seq2Seq, batch: Batch, beam: int, length_penalty: float, max_len_a: float, max_len_b: int
+) -> list[Hypothesis]:
+    """Batched beam search. A sentence is done once `beam` hypotheses have ended (eos among
+    the best `beam` candidates of a step) and then leaves the batch; its best ended hypothesis
+    by normalised score is returned."""
+    n, k, device = batch.size, beam, batch.src.device
+    limits = length_limits(batch, max_len_a, max_len_b)
+    max_steps = int(limits.max()) + 1
+    state = model.encode(batch).reorder(torch.arange(n, device=device).repeat_interleave(k))
+    sent = torch.arange(n, device=device)  # original row of each sentence still searched
+    scores = torch.zeros(n, k, device=device)
+    scores[:, 1:] = float("-inf")  # all beams start identical: expand only the first
+    history = torch.zeros(n, k, 0, dtype=torch.long, device=device)  # (n', K, step)
+    ended = torch.zeros(n, dtype=torch.long, device=device)
+    best = torch.full((n,), float("-inf"), device=device)
+    best_tokens = torch.full((n, max_steps), PAD, dtype=torch.long, device=device)
+    last = torch.full((n * k,), BOS, dtype=torch.long, device=device)
+
+    for step in range(max_steps):
+        logits, state = model.decode_step(last, state)
+        lprobs = F.log_softmax(logits.float(), dim=-1).view(len(sent), k, -1)  # (n', K, V)
+        at_limit = step >= limits[sent]
+        lprobs[at_limit, :, :EOS] = float("-inf")
+        lprobs[at_limit, :, EOS + 1 :] = float("-inf")
+        vocab = lprobs.shape[-1]
+        cand_scores, cand = (scores[:, :, None] + lprobs).view(len(sent), -1).topk(2 * k, dim=1)
+        cand_beam, cand_token = cand // vocab, cand % vocab  # (n', 2K)
+        is_eos = cand_token == EOS
+
+        # Hypotheses ending now: eos among the K best candidates.
+        ending = is_eos & (torch.arange(2 * k, device=device) < k) & (cand_scores > float("-inf"))
+        normed = (cand_scores / float(step + 1) ** length_penalty).masked_fill(~ending, float("-inf"))
+        top_normed, top_pos = normed.max(dim=1)
+        better = (top_normed > best[sent]).nonzero().squeeze(1)
+        if len(better):
+            rows = sent[better]
+            best[rows] = top_normed[better]
+            origin = cand_beam[better, top_pos[better]]
+            best_tokens[rows, :step] = history[better, origin]
+            best_tokens[rows, step] = EOS
+        ended[sent] += ending.sum(dim=1)
+
+        # The K best candidates that do not end continue (eos can take at most K of 2K).
+        order = torch.where(is_eos, 2 * k, 0) + torch.arange(2 * k, device=device)
+        keep_pos = order.argsort(dim=1)[:, :k]
+        scores = cand_scores.gather(1, keep_pos)
+        beams = cand_beam.gather(1, keep_pos)  # (n', K) which old beam each new beam extends
+        last2d = cand_token.gather(1, keep_pos)
+        history = torch.cat([history.gather(1, beams[:, :, None].expand_as(history)), last2d[:, :, None]], 2)
+
+        going = (ended[sent] < k) & ~at_limit
+        if not going.any():
+            break
+        idx = going.nonzero().squeeze(1)
+        sent, scores, history, last2d, beams = sent[idx], scores[idx], history[idx], last2d[idx], beams[idx]
+        state = state.reorder((idx[:, None] * k + beams).view(-1))
+        last = last2d.view(-1)
+
+    return [_hypothesis(row, score) for row, score in zip(best_tokens.tolist(), best.tolist())]
+
+
+def _hypothesis(row: list[int], score: float) -> Hypothesis:
+    tokens = row[: row.index(EOS)] if EOS in row else [t for t in row if t != PAD]
+    return Hypothesis(tokens, score)

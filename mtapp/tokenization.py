@@ -1,0 +1,69 @@
+"""SentencePiece subword tokenizer: training, loading, encoding and decoding.
+
+Special ids are fixed for every model mtapp trains: pad 0, unk 1, bos 2, eos 3.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import sentencepiece as spm
+
+from mtapp.config import TokenizerConfig
+
+PAD, UNK, BOS, EOS = 0, 1, 2, 3
+
+
+class Tokenizer:
+    """A trained SentencePiece model; `model_bytes` is what checkpoints store."""
+
+    pad_id, unk_id, bos_id, eos_id = PAD, UNK, BOS, EOS
+
+    def __init__(self, model_bytes: bytes):
+        self.model_bytes = model_bytes
+        self._sp = spm.SentencePieceProcessor(model_proto=model_bytes)
+        if self._sp.pad_id() != PAD or self._sp.eos_id() != EOS or self._sp.bos_id() != BOS:
+            raise ValueError("tokenizer model does not use mtapp's special ids (pad 0, unk 1, bos 2, eos 3)")
+
+    @classmethod
+    def train(cls, sentences: Iterable[str], cfg: TokenizerConfig) -> Tokenizer:
+        """Train on raw sentences (both languages for a joint vocabulary)."""
+        model = io.BytesIO()
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(sentences),
+            model_writer=model,
+            vocab_size=cfg.vocab_size,
+            model_type=cfg.model_type,
+            character_coverage=cfg.character_coverage,
+            pad_id=PAD,
+            unk_id=UNK,
+            bos_id=BOS,
+            eos_id=EOS,
+            input_sentence_size=2_000_000,
+            shuffle_input_sentence=True,
+            num_threads=os.cpu_count() or 1,
+            minloglevel=2,
+        )
+        return cls(model.getvalue())
+
+    @classmethod
+    def load(cls, path: str | Path) -> Tokenizer:
+        return cls(Path(path).read_bytes())
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_bytes(self.model_bytes)
+
+    @property
+    def vocab_size(self) -> int:
+        return self._sp.get_piece_size()
+
+    def encode(self, sentences: list[str]) -> list[list[int]]:
+        """Subword ids without bos/eos."""
+        return self._sp.encode(sentences, out_type=int, num_threads=os.cpu_count() or 1)
+
+    def decode(self, ids: list[list[int]]) -> list[str]:
+        """Detokenised text; special ids are ignored."""
+        return [self._sp.decode([i for i in seq if i > EOS]) for seq in ids]
