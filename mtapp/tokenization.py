@@ -42,6 +42,7 @@ class Tokenizer:
             unk_id=UNK,
             bos_id=BOS,
             eos_id=EOS,
+            hard_vocab_limit=False,  # a small corpus gets a smaller vocabulary instead of an error
             input_sentence_size=2_000_000,
             shuffle_input_sentence=True,
             num_threads=os.cpu_count() or 1,

@@ -1,0 +1,63 @@
+from pathlib import Path
+
+import pytest
+
+from mtapp.config import Config, ConfigError, config_from_dict, load_config
+
+CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_shipped_configs_load_and_list_every_key(path):
+    cfg = load_config(path)
+    text = path.read_text()
+    for section, values in cfg.to_dict().items():
+        for key in values:
+            assert f"\n  {key}:" in text, f"{path.name} does not document {section}.{key}"
+
+
+def test_unknown_key_names_the_key_and_the_closest_valid_one():
+    with pytest.raises(ConfigError, match=r"unknown key 'train\.warmup_step'; did you mean 'train\.warmup_steps'"):
+        config_from_dict({"train": {"warmup_step": 100}})
+    with pytest.raises(ConfigError, match=r"unknown key 'train\.zzz' \(valid keys: lr, warmup_steps"):
+        config_from_dict({"train": {"zzz": 1}})
+    with pytest.raises(ConfigError, match=r"unknown key 'model\.d_modle'; did you mean 'model\.d_model'"):
+        config_from_dict({"model": {"d_modle": 128}})
+    with pytest.raises(ConfigError, match=r"unknown key 'trian'; did you mean 'train'"):
+        config_from_dict({"trian": {}})
+
+
+@pytest.mark.parametrize(
+    "raw, pattern",
+    [
+        ({"model": {"d_model": "big"}}, r"model\.d_model must be of type int"),
+        ({"model": {"heads": 3}}, r"divisible by model\.heads"),
+        ({"model": {"dropout": 1.5}}, r"model\.dropout must lie in"),
+        ({"batching": {"pad_side": "left"}}, r"batching\.pad_side must be one of post, pre"),
+        ({"train": {"betas": [0.9]}}, r"train\.betas must be a list of 2"),
+        ({"data": {"src_lang": "en", "tgt_lang": "en"}}, r"must differ"),
+        ({"data": {"corpus": "text"}}, r"data\.paths needs an entry"),
+        ({"train": {"use_amp": True}}, r"unknown key 'train\.use_amp'.*did you mean 'train\.amp'"),
+    ],
+)
+def test_invalid_values_are_rejected_with_the_key(raw, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        config_from_dict(raw)
+
+
+def test_overrides_are_typed_and_applied(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model:\n  d_model: 128\n")
+    cfg = load_config(path, ["train.lr=0.002", "batching.pad_side=pre", "train.betas=[0.8, 0.9]"])
+    assert cfg.model.d_model == 128
+    assert cfg.train.lr == 0.002
+    assert cfg.batching.pad_side == "pre"
+    assert cfg.train.betas == (0.8, 0.9)
+    with pytest.raises(ConfigError, match="section.key=value"):
+        load_config(path, ["lr=0.1"])
+
+
+def test_resolved_config_round_trips():
+    cfg = config_from_dict({"model": {"d_model": 128, "heads": 8}, "train": {"betas": [0.9, 0.99]}})
+    assert config_from_dict(cfg.to_dict()) == cfg
+    assert Config() == config_from_dict({})

@@ -1,0 +1,68 @@
+import numpy as np
+import pytest
+import torch
+
+from mtapp.batching import collate
+from mtapp.config import ModelConfig
+from mtapp.models import build_model
+
+CFG = ModelConfig(d_model=32, heads=4, encoder_layers=2, decoder_layers=2, ffn_dim=64)
+
+
+@pytest.fixture
+def model():
+    torch.manual_seed(0)
+    return build_model(CFG, 40).eval()
+
+
+def sentences(seed, lengths):
+    rng = np.random.default_rng(seed)
+    return [rng.integers(4, 40, n) for n in lengths]
+
+
+@pytest.mark.parametrize("side", ["post", "pre"])
+def test_outputs_for_a_sentence_do_not_change_with_padding_in_its_batch(model, side):
+    src, tgt = sentences(0, [4]), sentences(1, [5])
+    alone = model(collate(src, tgt, [0], side))[0]  # (T, D)
+    others_src, others_tgt = sentences(2, [1, 17, 9]), sentences(3, [12, 2, 8])
+    batch = collate(src + others_src, tgt + others_tgt, [0, 1, 2, 3], side)
+    with torch.no_grad():
+        padded = model(batch)[0, : len(tgt[0]) + 1]
+    torch.testing.assert_close(padded, alone, atol=1e-5, rtol=1e-5)
+
+
+def test_pre_and_post_padding_give_the_same_real_outputs(model):
+    src, tgt = sentences(4, [3, 11, 6]), sentences(5, [4, 9, 2])
+    post = model(collate(src, tgt, [0, 1, 2], "post"))
+    pre = model(collate(src, tgt, [0, 1, 2], "pre"))
+    real = ~collate(src, tgt, [0, 1, 2]).tgt_pad_mask
+    torch.testing.assert_close(pre[real], post[real], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("side", ["post", "pre"])
+def test_incremental_decoding_equals_teacher_forcing(model, side):
+    src, tgt = sentences(6, [5, 2, 8]), sentences(7, [6, 3, 1])
+    batch = collate(src, tgt, [0, 1, 2], side)
+    with torch.no_grad():
+        forced = model.project(model(batch))  # (B, T, V)
+        state, steps = model.encode(batch), []
+        for t in range(batch.tgt_in.shape[1]):
+            logits, state = model.decode_step(batch.tgt_in[:, t], state)
+            steps.append(logits)
+    torch.testing.assert_close(torch.stack(steps, 1), forced, atol=1e-5, rtol=1e-5)
+
+
+def test_decoder_state_reorder_selects_and_repeats_rows(model):
+    src, tgt = sentences(8, [3, 7]), sentences(9, [2, 2])
+    batch = collate(src, tgt, [0, 1])
+    with torch.no_grad():
+        state = model.encode(batch)
+        _, state = model.decode_step(batch.tgt_in[:, 0], state)
+        full, _ = model.decode_step(batch.tgt_in[:, 1], state)
+        picked, _ = model.decode_step(batch.tgt_in[[1, 1, 0], 1], state.reorder(torch.tensor([1, 1, 0])))
+    torch.testing.assert_close(picked, full[[1, 1, 0]])
+
+
+def test_embeddings_are_tied_to_the_output_projection(model):
+    h = torch.randn(3, CFG.d_model)
+    torch.testing.assert_close(model.project(h), h @ model.embed.weight.T)
