@@ -57,8 +57,8 @@ class BatchingConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    type: Literal["transformer"] = "transformer"
-    d_model: int = 256
+    type: Literal["transformer", "lstm", "hybrid"] = "transformer"
+    d_model: int = 256  # embedding size (and Transformer width)
     heads: int = 4
     encoder_layers: int = 3
     decoder_layers: int = 3
@@ -67,6 +67,9 @@ class ModelConfig:
     attention_dropout: float = 0.0  # on attention weights
     activation_dropout: float = 0.0  # inside the feed-forward block, after the ReLU
     max_positions: int = 1024
+    rnn_hidden: int = 256  # LSTM hidden size per direction (lstm, hybrid); the LSTM decoder has twice this
+    rnn_layers: int = 2  # bidirectional LSTM encoder layers (lstm, hybrid)
+    encoder_padding: Literal["padded", "masked", "packed", "unrolled"] = "packed"  # how the LSTM meets pads
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,8 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "model.attention_dropout": (0.0, 0.99),
     "model.activation_dropout": (0.0, 0.99),
     "model.max_positions": (1, None),
+    "model.rnn_hidden": (1, None),
+    "model.rnn_layers": (1, None),
     "loss.label_smoothing": (0.0, 0.99),
     "train.lr": (0.0, None),
     "train.warmup_steps": (0, None),
@@ -249,6 +254,16 @@ def _check_rules(cfg: Config) -> None:
     m = cfg.model
     if m.d_model % m.heads:
         raise ConfigError(f"model.d_model ({m.d_model}) must be divisible by model.heads ({m.heads})")
+    if m.type == "lstm" and m.rnn_layers != m.decoder_layers:
+        raise ConfigError(
+            f"model.type lstm: model.decoder_layers ({m.decoder_layers}) must equal model.rnn_layers "
+            f"({m.rnn_layers}): each decoder layer starts from the matching encoder layer's final state"
+        )
+    if m.type == "hybrid" and m.encoder_padding == "padded":
+        raise ConfigError(
+            "model.type hybrid needs model.encoder_padding masked, packed or unrolled: with 'padded' the "
+            "LSTM reads pads and changes the outputs the Transformer layers attend to"
+        )
     if cfg.data.src_lang == cfg.data.tgt_lang:
         raise ConfigError("data.src_lang and data.tgt_lang must differ")
     if not cfg.tokenizer.joint:

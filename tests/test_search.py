@@ -1,5 +1,5 @@
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pytest
@@ -74,10 +74,20 @@ def test_scripted_greedy_and_beam_choose_the_hand_computed_outputs():
     assert per_token[0].score == pytest.approx(math.log(0.24) / 3, abs=1e-5)
 
 
-@pytest.fixture
-def model():
+BASE = ModelConfig(d_model=32, heads=4, encoder_layers=1, decoder_layers=2, ffn_dim=64, rnn_hidden=16, rnn_layers=2)
+MODELS = {
+    "transformer": BASE,
+    "lstm-masked": replace(BASE, type="lstm", encoder_padding="masked"),
+    "lstm-packed": replace(BASE, type="lstm", encoder_padding="packed"),
+    "lstm-unrolled": replace(BASE, type="lstm", encoder_padding="unrolled"),
+    "hybrid": replace(BASE, type="hybrid"),
+}
+
+
+@pytest.fixture(params=MODELS)
+def model(request):
     torch.manual_seed(3)
-    return build_model(ModelConfig(d_model=32, heads=4, encoder_layers=1, decoder_layers=2, ffn_dim=64), 30).eval()
+    return build_model(MODELS[request.param], 30).eval()
 
 
 def sources(seed, lengths):

@@ -167,15 +167,22 @@ class Transformer(Seq2Seq):
         return F.linear(hidden, self.embed.weight)  # tied output projection
 
     def encode(self, batch: Batch) -> TransformerState:
-        real = ~batch.src_pad_mask  # (B, S)
-        positions = (real.cumsum(dim=1) - 1).clamp(min=0)
+        memory, real = self.encode_source(batch)  # (B, S, D), (B, S)
+        cross_kv = tuple(layer.cross_attn.keys_values(memory) for layer in self.decoder)
+        return TransformerState(real[:, None, None, :], cross_kv)
+
+    def encode_source(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encoder output (B, S, D) and its real-token mask (B, S)."""
+        real = ~batch.src_pad_mask
+        positions = (real.cumsum(dim=1) - 1).clamp(min=0)  # real tokens count from 0 on either pad side
+        return self.encoder_stack(self._embed(batch.src, positions), real), real
+
+    def encoder_stack(self, x: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        """The Transformer encoder layers over x (B, S, D), attending to real positions only."""
         mask = real[:, None, None, :]  # (B, 1, 1, S)
-        x = self._embed(batch.src, positions)
         for layer in self.encoder:
             x = layer(x, mask)
-        memory = self.encoder_norm(x)  # (B, S, D)
-        cross_kv = tuple(layer.cross_attn.keys_values(memory) for layer in self.decoder)
-        return TransformerState(mask, cross_kv)
+        return self.encoder_norm(x)
 
     def decode_step(self, tokens: torch.Tensor, state: TransformerState) -> tuple[torch.Tensor, TransformerState]:
         positions = torch.full_like(tokens, state.step)[:, None]

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -6,13 +8,22 @@ from mtapp.batching import collate
 from mtapp.config import ModelConfig
 from mtapp.models import build_model
 
-CFG = ModelConfig(d_model=32, heads=4, encoder_layers=2, decoder_layers=2, ffn_dim=64)
+CFG = ModelConfig(d_model=32, heads=4, encoder_layers=2, decoder_layers=2, ffn_dim=64, rnn_hidden=16, rnn_layers=2)
+
+# Every model whose outputs must not depend on padding (the LSTM's "padded" mode is the exception).
+EXACT = {
+    "transformer": CFG,
+    "lstm-masked": replace(CFG, type="lstm", encoder_padding="masked"),
+    "lstm-packed": replace(CFG, type="lstm", encoder_padding="packed"),
+    "lstm-unrolled": replace(CFG, type="lstm", encoder_padding="unrolled"),
+    "hybrid": replace(CFG, type="hybrid", encoder_padding="packed"),
+}
 
 
-@pytest.fixture
-def model():
+@pytest.fixture(params=EXACT)
+def model(request):
     torch.manual_seed(0)
-    return build_model(CFG, 40).eval()
+    return build_model(EXACT[request.param], 40).eval()
 
 
 def sentences(seed, lengths):
@@ -66,3 +77,13 @@ def test_decoder_state_reorder_selects_and_repeats_rows(model):
 def test_embeddings_are_tied_to_the_output_projection(model):
     h = torch.randn(3, CFG.d_model)
     torch.testing.assert_close(model.project(h), h @ model.embed.weight.T)
+
+
+def test_lstm_padded_mode_outputs_change_with_padding():
+    torch.manual_seed(0)
+    model = build_model(replace(CFG, type="lstm", encoder_padding="padded"), 40).eval()
+    src, tgt = sentences(0, [4]), sentences(1, [5])
+    with torch.no_grad():
+        alone = model(collate(src, tgt, [0]))[0]
+        padded = model(collate(src + sentences(2, [15]), tgt + sentences(3, [2]), [0, 1]))[0, : len(tgt[0]) + 1]
+    assert (padded - alone).abs().max() > 1e-3
