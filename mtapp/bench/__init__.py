@@ -1,0 +1,1 @@
+"""Benchmarks that print (and save) measured figures; none of them is a test."""

@@ -1,0 +1,21 @@
+"""`python -m mtapp.bench <benchmark> ...`; benchmarks: train."""
+
+from __future__ import annotations
+
+import sys
+
+from mtapp.bench import train
+
+BENCHMARKS = {"train": train.main}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in BENCHMARKS:
+        print(f"usage: python -m mtapp.bench {{{','.join(BENCHMARKS)}}} ...", file=sys.stderr)
+        return 2
+    return BENCHMARKS[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

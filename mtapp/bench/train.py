@@ -1,0 +1,117 @@
+"""`python -m mtapp.bench train`: the same model and data trained for the same wall-clock budget
+under each variant of a config, one after another, each in its own process (so peak memory is
+the variant's own), with the figures collected into one JSON file and a markdown table.
+
+    python -m mtapp.bench train --config configs/multi30k_de_en_lstm.yaml --minutes 3 \\
+        --vary model.encoder_padding=padded,masked,packed,unrolled --vary batching.pad_side=pre,post \\
+        --json results/lstm_modes.json --report results/lstm_modes
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+
+def variants(vary: list[str]) -> list[list[str]]:
+    """`key=a,b` options -> every combination, as lists of `key=value` overrides."""
+    axes = []
+    for item in vary:
+        key, sep, values = item.partition("=")
+        if not sep or not values:
+            raise SystemExit(f"--vary {item!r} must look like section.key=value1,value2")
+        axes.append([f"{key}={v}" for v in values.split(",")])
+    return [list(combo) for combo in itertools.product(*axes)]
+
+
+def run_variant(config: Path, overrides: list[str], minutes: float, run_dir: Path) -> dict:
+    """Train one variant in a child process; its last epoch record plus peak RSS and wall time."""
+    cmd = [sys.executable, "-m", "mtapp.train", "--config", str(config), "--run-dir", str(run_dir)]
+    cmd += ["--max-minutes", str(minutes), "--set", "train.patience=0", "--set", "train.max_epochs=1000"]
+    for item in overrides:
+        cmd += ["--set", item]
+    started = time.monotonic()
+    with open(run_dir.with_suffix(".log"), "w") as log:
+        child = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(child.pid, 0)
+    if status != 0:
+        raise SystemExit(f"variant {overrides} failed (exit status {status}); see {run_dir.with_suffix('.log')}")
+    records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    epochs = [r for r in records if r["event"] == "epoch"]
+    trained = sum(r["tgt_tokens"] for r in epochs)
+    seconds = sum(r["seconds"] for r in epochs)
+    last = epochs[-1]
+    return {
+        "overrides": overrides,
+        "epochs": len(epochs),
+        "tgt_tokens": trained,
+        "tgt_tokens_per_s": trained / max(seconds, 1e-9),
+        "sentences_per_s": sum(r["sentences"] for r in epochs) / max(seconds, 1e-9),
+        "padding_efficiency": sum(r["padding_efficiency"] * r["tgt_tokens"] for r in epochs) / max(trained, 1),
+        "train_loss": last["loss"],
+        "valid_loss": last["valid_loss"],
+        "valid_bleu": last["valid_bleu"],
+        "peak_rss_mb": usage.ru_maxrss / 1024,  # Linux reports KiB
+        "wall_seconds": time.monotonic() - started,
+    }
+
+
+def markdown_table(results: list[dict]) -> str:
+    columns = ["variant", "epochs", "real target tokens/s", "sentences/s", "padding efficiency", "train loss"]
+    columns += ["valid loss", "valid BLEU (greedy)", "peak RSS (MB)"]
+    rows = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for r in results:
+        name = " ".join(o.split(".", 1)[1] for o in r["overrides"]) or "(config as is)"
+        rows.append(
+            f"| {name} | {r['epochs']} | {r['tgt_tokens_per_s']:.0f} | {r['sentences_per_s']:.1f} "
+            f"| {r['padding_efficiency']:.3f} | {r['train_loss']:.3f} | {r['valid_loss']:.3f} "
+            f"| {r['valid_bleu']:.2f} | {r['peak_rss_mb']:.0f} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m mtapp.bench train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", type=Path, required=True)
+    p.add_argument("--vary", action="append", default=[], metavar="KEY=V1,V2", help="a config key and its values")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config value for every variant",
+    )
+    p.add_argument("--minutes", type=float, required=True, help="training budget of each variant")
+    p.add_argument("--json", type=Path, required=True)
+    p.add_argument("--report", type=Path, required=True, help="folder for runs and the markdown table")
+    args = p.parse_args(argv)
+    args.report.mkdir(parents=True, exist_ok=True)
+    results = []
+    for i, combo in enumerate(variants(args.vary)):
+        run_dir = args.report / f"variant{i:02d}"
+        print(f"[{i + 1}] {' '.join(combo)}: training {args.minutes:g} min ...", flush=True)
+        results.append(run_variant(args.config, [*args.overrides, *combo], args.minutes, run_dir))
+        print(f"    {results[-1]['tgt_tokens_per_s']:.0f} target tokens/s, valid loss {results[-1]['valid_loss']:.3f}")
+    machine = {
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+    }
+    payload = {"config": str(args.config), "minutes": args.minutes, "machine": machine, "variants": results}
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(payload, indent=2) + "\n")
+    table = markdown_table(results)
+    (args.report / "table.md").write_text(table)
+    print(table)
+    return 0
