@@ -48,9 +48,13 @@ class TokenizerConfig:
 
 @dataclass(frozen=True)
 class BatchingConfig:
-    strategy: Literal["tokens"] = "tokens"
-    max_tokens: int = 4096  # padded token slots per batch and side
-    batch_cost: float = 0.125  # a batch must save this fraction of max_tokens in padding to exist
+    strategy: Literal["global", "random", "sorted", "tokens", "packed_rows"] = "tokens"
+    max_tokens: int = 4096  # tokens, packed_rows: padded token slots per batch and side
+    batch_cost: float = 0.125  # tokens: a batch must save this fraction of max_tokens in padding to exist
+    multiple_of: int = 1  # tokens: padded lengths rounded up to a multiple of this
+    batch_size: int = 128  # global, random, sorted: sentences per batch
+    pool_batches: int = 100  # sorted: batches per length-sorted pool
+    row_tokens: int = 512  # packed_rows: tokens per row and side
     pad_side: Literal["post", "pre"] = "post"  # source side; the target is always post-padded
     seed: int = 1
 
@@ -75,6 +79,7 @@ class ModelConfig:
 @dataclass(frozen=True)
 class LossConfig:
     label_smoothing: float = 0.1
+    mask_padding: bool = True  # false: pads count as targets too (what unmasked code does), to show the harm
 
 
 @dataclass(frozen=True)
@@ -125,6 +130,10 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "tokenizer.character_coverage": (0.9, 1.0),
     "batching.max_tokens": (1, None),
     "batching.batch_cost": (0.0, None),
+    "batching.multiple_of": (1, None),
+    "batching.batch_size": (1, None),
+    "batching.pool_batches": (1, None),
+    "batching.row_tokens": (1, None),
     "model.d_model": (1, None),
     "model.heads": (1, None),
     "model.encoder_layers": (1, None),
@@ -264,6 +273,22 @@ def _check_rules(cfg: Config) -> None:
             "model.type hybrid needs model.encoder_padding masked, packed or unrolled: with 'padded' the "
             "LSTM reads pads and changes the outputs the Transformer layers attend to"
         )
+    b = cfg.batching
+    if b.strategy == "packed_rows" and m.type != "transformer":
+        raise ConfigError(
+            f"batching.strategy packed_rows needs model.type transformer (got {m.type}): only its attention "
+            "can keep the sentences that share a row apart"
+        )
+    if b.strategy == "packed_rows" and b.pad_side == "pre":
+        raise ConfigError("batching.pad_side pre does not apply to packed_rows, which pads only the end of a row")
+    if b.strategy in ("tokens", "packed_rows"):
+        budget = b.row_tokens if b.strategy == "packed_rows" else b.max_tokens
+        if cfg.data.max_len + 1 > budget:
+            raise ConfigError(
+                f"data.max_len ({cfg.data.max_len}) + 1 must fit the budget of one "
+                f"{'row (batching.row_tokens' if b.strategy == 'packed_rows' else 'batch (batching.max_tokens'}"
+                f" = {budget}): lower data.max_len or raise the budget"
+            )
     if cfg.data.src_lang == cfg.data.tgt_lang:
         raise ConfigError("data.src_lang and data.tgt_lang must differ")
     if not cfg.tokenizer.joint:

@@ -47,9 +47,18 @@ class _SmoothedNLL(torch.autograd.Function):
         return grad.to(ctx.dtype), None, None
 
 
-def batch_loss(model, batch, epsilon: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Teacher-forced loss sums of a batch over its real target tokens only."""
-    real = ~batch.tgt_pad_mask
+def batch_loss(model, batch, epsilon: float, mask_padding: bool = True) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Teacher-forced loss and NLL sums of a batch, and the number of positions they cover.
+
+    With `mask_padding` (the right thing) only real target tokens count; without it every padded
+    slot is a target too (the model is trained to predict pads), as in code that forgets the mask.
+    """
     hidden = model(batch)  # (B, T, D)
+    if not mask_padding:
+        return (
+            *label_smoothed_nll(model.project(hidden.flatten(0, 1)), batch.tgt_out.flatten(), epsilon),
+            batch.tgt_out.numel(),
+        )
+    real = ~batch.tgt_pad_mask
     logits = model.project(hidden[real])  # (N, V): no vocabulary projection for pads
-    return label_smoothed_nll(logits, batch.tgt_out[real], epsilon)
+    return (*label_smoothed_nll(logits, batch.tgt_out[real], epsilon), int(real.sum()))

@@ -22,7 +22,6 @@ from mtapp.batching import Batch, EpochBatches, build_strategy, collate
 from mtapp.batching.inference import inference_batches
 from mtapp.checkpoint import rng_state, save_checkpoint, set_rng_state, tokenizer_to_tensor
 from mtapp.config import Config, TrainConfig
-from mtapp.data.encoded import EncodedCorpus
 from mtapp.data.prepare import PreparedData
 from mtapp.evaluation import score
 from mtapp.loss import batch_loss
@@ -57,6 +56,7 @@ class EpochStats:
 
     loss: float = 0.0
     nll: float = 0.0
+    positions: int = 0  # target positions the loss covered (= tgt_tokens unless pads are not masked)
     tgt_tokens: int = 0
     src_tokens: int = 0
     slots: int = 0
@@ -68,9 +68,10 @@ class EpochStats:
         for name, value in asdict(other).items():
             setattr(self, name, getattr(self, name) + value)
 
-    def add(self, batch: Batch, loss: float, nll: float) -> None:
+    def add(self, batch: Batch, loss: float, nll: float, positions: int) -> None:
         self.loss += loss
         self.nll += nll
+        self.positions += positions
         self.tgt_tokens += batch.tgt_tokens
         self.src_tokens += batch.src_tokens
         self.slots += batch.slots
@@ -78,10 +79,9 @@ class EpochStats:
         self.sentences += batch.size
 
     def summary(self) -> dict[str, float]:
-        tokens = max(self.tgt_tokens, 1)
         return {
-            "loss": self.loss / tokens,
-            "nll": self.nll / tokens,
+            "loss": self.loss / max(self.positions, 1),
+            "nll": self.nll / max(self.positions, 1),
             "tgt_tokens": self.tgt_tokens,
             "sentences": self.sentences,
             "tgt_tokens_per_s": self.tgt_tokens / max(self.seconds, 1e-9),
@@ -102,34 +102,32 @@ class Trainer:
         )
         self.dtype = amp_dtype(device, t.amp)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype == torch.float16)
-        strategy = build_strategy(cfg.batching, data.train.src_lengths, data.train.tgt_lengths)
-        self.batches = EpochBatches(strategy)
+        self.strategy = build_strategy(cfg.batching, data.train.src_lengths, data.train.tgt_lengths)
+        self.batches = EpochBatches(self.strategy)
         self.progress = Progress()
         self.log_path = self.run_dir / "log.jsonl"
 
     # ---- one update -------------------------------------------------------------------------
-    def make_batch(self, corpus: EncodedCorpus, indices: np.ndarray) -> Batch:
-        batch = collate(
-            [corpus.src_ids(i) for i in indices],
-            [corpus.tgt_ids(i) for i in indices],
-            indices,
-            self.cfg.batching.pad_side,
-        )
+    def to_device(self, batch: Batch) -> Batch:
         if self.device.type == "cuda":
             return batch.pin_memory().to(self.device, non_blocking=True)
         return batch
 
     def train_step(self, batches: list[Batch], stats: EpochStats) -> None:
-        """Forward and backward over the batches of one update, then `optimizer_step`."""
+        """Forward and backward over the batches of one update, then `optimizer_step`.
+
+        The update's loss is its summed loss divided once by the positions it covers (the real
+        target tokens of all its batches)."""
         self.model.train()
-        total = sum(b.tgt_tokens for b in batches)
+        mask = self.cfg.loss.mask_padding
+        total = sum(b.tgt_tokens if mask else b.tgt_out.numel() for b in batches)
         for batch in batches:
             with autocast(self.device, self.dtype):
-                loss, nll = batch_loss(self.model, batch, self.cfg.loss.label_smoothing)
+                loss, nll, positions = batch_loss(self.model, batch, self.cfg.loss.label_smoothing, mask)
             self.scaler.scale(loss / total).backward()
-            stats.add(batch, loss.item(), nll.item())
+            stats.add(batch, loss.item(), nll.item(), positions)
         self.optimizer_step()
-        self.progress.tgt_tokens += total
+        self.progress.tgt_tokens += sum(b.tgt_tokens for b in batches)
 
     def optimizer_step(self) -> None:
         for group in self.optimizer.param_groups:
@@ -150,10 +148,11 @@ class Trainer:
         valid, loss_sum, nll_sum, tokens = self.data.valid, 0.0, 0.0, 0
         lengths = np.maximum(valid.src_lengths, valid.tgt_lengths)
         for indices in inference_batches(lengths, self.cfg.batching.max_tokens):
-            batch = self.make_batch(valid, indices)
+            src, tgt = [valid.src_ids(i) for i in indices], [valid.tgt_ids(i) for i in indices]
+            batch = self.to_device(collate(src, tgt, indices, self.cfg.batching.pad_side))
             with autocast(self.device, self.dtype):
-                loss, nll = batch_loss(self.model, batch, self.cfg.loss.label_smoothing)
-            loss_sum, nll_sum, tokens = loss_sum + loss.item(), nll_sum + nll.item(), tokens + batch.tgt_tokens
+                loss, nll, n = batch_loss(self.model, batch, self.cfg.loss.label_smoothing)
+            loss_sum, nll_sum, tokens = loss_sum + loss.item(), nll_sum + nll.item(), tokens + n
         translator = Translator(self.model, self.data.tokenizer, self.cfg.decode, self.cfg.model.max_positions - 1)
         hyps = translator.translate(self.data.valid_text.src, beam=self.cfg.train.valid_beam)
         bleu = score(hyps, self.data.valid_text.tgt)["bleu"]
@@ -180,13 +179,14 @@ class Trainer:
     def _train_epoch(self, started: float, budget: float) -> EpochStats:
         stats, interval = EpochStats(), EpochStats()
         epoch = self.batches.epoch
-        plan_length = len(self.batches.strategy.plan(epoch))
+        plan_length = len(self.strategy.plan(epoch))
         bar = tqdm(total=plan_length, initial=self.batches.position, desc=f"epoch {epoch}", unit="batch")
         pending: list[Batch] = []
         for indices in self.batches.epoch_iter():
             if not pending:
                 tick = time.monotonic()  # an update starts
-            pending.append(self.make_batch(self.data.train, indices))
+            batch = self.strategy.collate(self.data.train, indices, self.cfg.batching.pad_side)
+            pending.append(self.to_device(batch))
             if len(pending) == self.cfg.train.accumulate or self.batches.position == plan_length:
                 step = EpochStats()
                 self.train_step(pending, step)
@@ -198,7 +198,7 @@ class Trainer:
                     self._log({"event": "train", "epoch": epoch, "update": self.progress.updates, **interval.summary()})
                     interval = EpochStats()
                 bar.set_postfix(
-                    loss=f"{step.loss / max(step.tgt_tokens, 1):.3f}",
+                    loss=f"{step.loss / max(step.positions, 1):.3f}",
                     tok_s=f"{stats.tgt_tokens / max(stats.seconds, 1e-9):.0f}",
                     pad_eff=f"{(stats.src_tokens + stats.tgt_tokens) / max(stats.slots, 1):.3f}",
                 )

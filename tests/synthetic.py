@@ -37,6 +37,7 @@ def tiny_config(tmp_path: Path, **sections) -> dict:
             "paths": {s: str(corpus / s) for s in ("train", "val", "test")},
             "test_split": "test",
             "cache_dir": str(tmp_path / "cache"),
+            "max_len": 100,
         },
         "tokenizer": {"vocab_size": 64},
         "batching": {"max_tokens": 512},

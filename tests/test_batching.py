@@ -1,18 +1,22 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mtapp.batching import EpochBatches, TokenBuckets, collate
+from mtapp.batching import EpochBatches, build_strategy, collate
 from mtapp.batching.inference import inference_batches
+from mtapp.batching.tokens import TokenBuckets
+from mtapp.config import BatchingConfig
 from mtapp.tokenization import BOS, EOS, PAD
 
 lengths = st.lists(st.integers(1, 60), min_size=1, max_size=400)
 
 
-def buckets(src, tgt, max_tokens=256, seed=0, batch_cost=0.125):
-    return TokenBuckets(np.array(src), np.array(tgt), max_tokens, seed, batch_cost)
+def buckets(src, tgt, max_tokens=256, seed=0, batch_cost=0.125, multiple_of=1):
+    return TokenBuckets(np.array(src), np.array(tgt), max_tokens, seed, batch_cost, multiple_of)
 
 
 @settings(max_examples=60, deadline=None)
@@ -115,3 +119,101 @@ def test_inference_batches_cover_everything_within_budget(lens, max_tokens):
     assert sorted(np.concatenate(batches).tolist()) == list(range(len(lens)))
     for b in batches:
         assert len(b) == 1 or len(b) * (lens[b].max() + 1) <= max_tokens
+
+
+def corpus_lengths(n=3000, seed=4):
+    rng = np.random.default_rng(seed)
+    src = rng.integers(2, 45, n)
+    return src, np.clip(src + rng.integers(-4, 5, n), 1, None)
+
+
+@pytest.mark.parametrize("strategy", ["global", "random", "sorted", "tokens", "packed_rows"])
+def test_every_strategy_covers_each_sentence_once_per_epoch(strategy):
+    src, tgt = corpus_lengths()
+    s = build_strategy(BatchingConfig(strategy=strategy, max_tokens=1024, batch_size=50, pool_batches=5), src, tgt)
+    for epoch in (1, 2):
+        plan = s.plan(epoch)
+        flat = np.concatenate([item[:, 0] if item.ndim == 2 else item for item in plan])
+        assert sorted(flat.tolist()) == list(range(len(src)))
+    assert [x.tolist() for x in s.plan(1)] != [x.tolist() for x in s.plan(2)]
+
+
+def test_padding_efficiency_orders_the_strategies_as_expected():
+    src, tgt = corpus_lengths()
+
+    def eff(**kw):
+        return build_strategy(BatchingConfig(**kw), src, tgt).efficiency(1)
+
+    glob, rand = eff(strategy="global", batch_size=64), eff(strategy="random", batch_size=64)
+    srt, tok = eff(strategy="sorted", batch_size=64, pool_batches=20), eff(strategy="tokens", max_tokens=2048)
+    packed = eff(strategy="packed_rows", max_tokens=2048, row_tokens=256)
+    assert glob["efficiency"] < rand["efficiency"] < srt["efficiency"] < tok["efficiency"] < packed["efficiency"]
+    assert packed["efficiency"] > 0.98 and tok["efficiency"] > 0.9
+    assert glob["batches"] == rand["batches"] == -(-len(src) // 64)
+    assert glob["mean_sentences"] == pytest.approx(len(src) / glob["batches"])
+
+
+def test_global_pads_to_the_corpus_maximum_and_random_to_the_batch_maximum():
+    src, tgt = corpus_lengths(500)
+    cfg = BatchingConfig(batch_size=32)
+    glob = build_strategy(replace(cfg, strategy="global"), src, tgt)
+    rand = build_strategy(replace(cfg, strategy="random"), src, tgt)
+    first = glob.plan(1)[0]
+    assert glob.widths(first) == (src.max() + 1, tgt.max() + 1)
+    assert rand.widths(first) == (src[first].max() + 1, tgt[first].max() + 1)
+    assert [b.tolist() for b in glob.plan(3)] == [b.tolist() for b in rand.plan(3)]
+
+
+def test_sorted_buckets_are_length_sorted_within_pools():
+    src, tgt = corpus_lengths(2000)
+    s = build_strategy(BatchingConfig(strategy="sorted", batch_size=20, pool_batches=10), src, tgt)
+    plan = s.plan(1)
+    assert all(len(b) == 20 for b in plan)
+    spread = np.mean([src[b].max() - src[b].min() for b in plan])
+    random = build_strategy(BatchingConfig(strategy="random", batch_size=20), src, tgt).plan(1)
+    assert spread < 0.2 * np.mean([src[b].max() - src[b].min() for b in random])
+
+
+@pytest.mark.parametrize("multiple", [1, 8])
+def test_tokens_multiple_of_rounds_padded_lengths_and_keeps_the_budget(multiple):
+    src, tgt = corpus_lengths(1000)
+    s = buckets(src, tgt, max_tokens=512, multiple_of=multiple)
+    for b in s.plan(1):
+        width_src, width_tgt = s.widths(b)
+        assert width_src % multiple == 0 and width_tgt % multiple == 0
+        assert len(b) * max(width_src, width_tgt) <= 512
+        batch = s.collate(_FakeCorpus(src, tgt), b, "post")
+        assert batch.src.shape == (len(b), width_src) and batch.tgt_in.shape == (len(b), width_tgt)
+
+
+def test_packed_rows_fit_each_row_and_number_the_sentences_of_a_row():
+    src, tgt = corpus_lengths(800)
+    s = build_strategy(BatchingConfig(strategy="packed_rows", max_tokens=512, row_tokens=128), src, tgt)
+    corpus = _FakeCorpus(src, tgt)
+    for item in s.plan(1)[:5]:
+        batch = s.collate(corpus, item, "post")
+        rows, width_src, width_tgt = s.shape(item)
+        assert batch.src.shape == (rows, width_src) and batch.tgt_in.shape == (rows, width_tgt)
+        assert rows <= 4 and width_src <= 128 and width_tgt <= 128
+        for r in range(rows):
+            members = item[item[:, 1] == r, 0]
+            seg = batch.src_segments[r]
+            assert seg.max() == len(members)
+            assert [(seg == k + 1).sum().item() for k in range(len(members))] == (src[members] + 1).tolist()
+            assert ((batch.src[r] == EOS) == (torch.diff(seg, append=torch.tensor([0])) != 0)).all()
+        assert (batch.src_segments == 0).eq(batch.src_pad_mask).all()
+        assert (batch.tgt_segments == 0).eq(batch.tgt_pad_mask).all()
+        assert batch.tgt_tokens == int((tgt[item[:, 0]] + 1).sum())
+
+
+class _FakeCorpus:
+    """Token ids 4.. of the given lengths, standing in for an `EncodedCorpus`."""
+
+    def __init__(self, src, tgt):
+        self.src, self.tgt = src, tgt
+
+    def src_ids(self, i):
+        return np.arange(4, 4 + self.src[i])
+
+    def tgt_ids(self, i):
+        return np.arange(4, 4 + self.tgt[i])

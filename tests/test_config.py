@@ -38,6 +38,9 @@ def test_unknown_key_names_the_key_and_the_closest_valid_one():
         ({"data": {"src_lang": "en", "tgt_lang": "en"}}, r"must differ"),
         ({"data": {"corpus": "text"}}, r"data\.paths needs an entry"),
         ({"train": {"use_amp": True}}, r"unknown key 'train\.use_amp'.*did you mean 'train\.amp'"),
+        ({"model": {"type": "lstm", "rnn_layers": 2, "decoder_layers": 3}}, r"must equal model\.rnn_layers"),
+        ({"model": {"type": "hybrid", "encoder_padding": "padded"}}, r"hybrid needs model\.encoder_padding"),
+        ({"model": {"encoder_padding": "sorted"}}, r"encoder_padding must be one of padded, masked, packed"),
     ],
 )
 def test_invalid_values_are_rejected_with_the_key(raw, pattern):

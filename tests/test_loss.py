@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -41,6 +42,45 @@ def test_batch_loss_ignores_pads_it_equals_the_sum_over_sentences_alone():
     rng = np.random.default_rng(0)
     src = [rng.integers(4, 30, n) for n in (2, 9, 5)]
     tgt = [rng.integers(4, 30, n) for n in (7, 1, 4)]
-    together, _ = batch_loss(model, collate(src, tgt, [0, 1, 2]), 0.1)
+    together, _, count = batch_loss(model, collate(src, tgt, [0, 1, 2]), 0.1)
+    assert count == sum(len(t) + 1 for t in tgt)
     alone = sum(batch_loss(model, collate([s], [t], [0]), 0.1)[0] for s, t in zip(src, tgt))
     torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-4)
+
+
+def test_packed_rows_give_the_loss_of_the_padded_computation_on_the_same_sentences():
+    from mtapp.batching import build_strategy
+    from mtapp.config import BatchingConfig
+    from mtapp.data import EncodedCorpus
+
+    torch.manual_seed(4)
+    model = build_model(ModelConfig(d_model=32, heads=4, encoder_layers=2, decoder_layers=2, ffn_dim=64), 30).eval()
+    rng = np.random.default_rng(1)
+    n = 40
+    corpus = EncodedCorpus.from_ids(
+        [rng.integers(4, 30, k).tolist() for k in rng.integers(1, 12, n)],
+        [rng.integers(4, 30, k).tolist() for k in rng.integers(1, 12, n)],
+    )
+    cfg = BatchingConfig(strategy="packed_rows", max_tokens=128, row_tokens=32)
+    strategy = build_strategy(cfg, corpus.src_lengths, corpus.tgt_lengths)
+    packed_total = padded_total = 0.0
+    with torch.no_grad():
+        for item in strategy.plan(1):
+            batch = strategy.collate(corpus, item, "post")
+            assert batch.size < len(item)  # several sentences share a row
+            packed_total += batch_loss(model, batch, 0.1)[0].item()
+            padded = collate(
+                [corpus.src_ids(i) for i in item[:, 0]], [corpus.tgt_ids(i) for i in item[:, 0]], item[:, 0]
+            )
+            padded_total += batch_loss(model, padded, 0.1)[0].item()
+    assert packed_total == pytest.approx(padded_total, rel=1e-4)
+
+
+def test_unmasked_loss_counts_every_padded_slot_as_a_target():
+    torch.manual_seed(5)
+    model = build_model(ModelConfig(d_model=32, heads=4, encoder_layers=1, decoder_layers=1, ffn_dim=64), 30).eval()
+    batch = collate([np.array([5, 6]), np.array([7])], [np.array([8, 9, 10, 11]), np.array([12])], [0, 1])
+    masked, _, real = batch_loss(model, batch, 0.1)
+    unmasked, _, slots = batch_loss(model, batch, 0.1, mask_padding=False)
+    assert (real, slots) == (7, 10)
+    assert unmasked > masked  # the three pad targets add loss

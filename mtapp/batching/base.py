@@ -1,22 +1,66 @@
-"""The sampler seam: a strategy plans one epoch of batches; `EpochBatches` iterates and resumes.
+"""The sampler and collate seam: a strategy plans one epoch of batches and pads each one;
+`EpochBatches` iterates the plan and resumes mid-epoch.
 
-A strategy is a small class with `plan(epoch) -> list[np.ndarray]`: a pure function of the
-length arrays it was built from, its settings, the seed and the epoch number. Strategies see
-lengths, never text.
+A strategy is a small class. `plan(epoch)` is a pure function of the length arrays it was built
+from, its settings, the seed and the epoch number: strategies see lengths, never text.
+`collate` turns one planned batch into a `Batch`; the default pads every row to the batch's
+longest (`widths` may pad further, e.g. to the corpus maximum or a multiple of 8).
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from typing import Protocol
 
 import numpy as np
 
+from mtapp.batching.batch import Batch, collate
+from mtapp.data.encoded import EncodedCorpus
 
-class Strategy(Protocol):
+
+class Strategy(ABC):
+    """Lengths are counted with the eos (source, target output) / bos (target input) each side gets."""
+
+    def __init__(self, src_lengths: np.ndarray, tgt_lengths: np.ndarray, seed: int):
+        self.src = np.asarray(src_lengths, dtype=np.int64) + 1
+        self.tgt = np.asarray(tgt_lengths, dtype=np.int64) + 1
+        self.seed = seed
+
+    @abstractmethod
     def plan(self, epoch: int) -> list[np.ndarray]:
         """Every batch of `epoch` (corpus indices), in the order they are trained on."""
-        ...
+
+    def widths(self, indices: np.ndarray) -> tuple[int, int]:
+        """Padded (source, target) length of the batch `indices`."""
+        return int(self.src[indices].max()), int(self.tgt[indices].max())
+
+    def shape(self, item: np.ndarray) -> tuple[int, int, int]:
+        """(rows, source width, target width) of a planned batch: its padded token slots."""
+        return (len(item), *self.widths(item))
+
+    def collate(self, corpus: EncodedCorpus, item: np.ndarray, pad_side: str) -> Batch:
+        src = [corpus.src_ids(i) for i in item]
+        tgt = [corpus.tgt_ids(i) for i in item]
+        return collate(src, tgt, item, pad_side, widths=self.widths(item))
+
+    def efficiency(self, epoch: int = 1) -> dict[str, float]:
+        """Real tokens / padded slots of one epoch's plan, per side and together; batch counts."""
+        plan = self.plan(epoch)
+        shapes = np.array([self.shape(item) for item in plan])  # (batches, 3)
+        src_slots = int((shapes[:, 0] * shapes[:, 1]).sum())
+        tgt_slots = int((shapes[:, 0] * shapes[:, 2]).sum())
+        real_src, real_tgt = int(self.src.sum()), int(self.tgt.sum())
+        return {
+            "efficiency": (real_src + real_tgt) / (src_slots + tgt_slots),
+            "src_efficiency": real_src / src_slots,
+            "tgt_efficiency": real_tgt / tgt_slots,
+            "batches": len(plan),
+            "mean_sentences": len(self.src) / len(plan),
+        }
+
+    def rng(self, epoch: int) -> np.random.Generator:
+        """The random generator of one epoch: the same (seed, epoch) always gives the same stream."""
+        return np.random.default_rng([self.seed, epoch])
 
 
 class EpochBatches:
@@ -46,8 +90,3 @@ class EpochBatches:
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
-
-
-def epoch_rng(seed: int, epoch: int) -> np.random.Generator:
-    """The random generator of one epoch: the same (seed, epoch) always gives the same stream."""
-    return np.random.default_rng([seed, epoch])

@@ -21,7 +21,9 @@ class Batch:
     tgt_in:       int64 (B, T)  bos + target ids, post-padded         (None for source-only)
     tgt_out:      int64 (B, T)  target ids + eos, post-padded         (None for source-only)
     tgt_pad_mask: bool  (B, T)  True where `tgt_out` is padding       (None for source-only)
-    indices:      int64 (B,)    position of each row in the corpus or input it came from
+    indices:      int64 (N,)    corpus / input position of each sentence (N = B unless packed)
+    src_segments: int64 (B, S)  packed rows only: 1, 2, ... = which sentence of the row, 0 = pad
+    tgt_segments: int64 (B, T)  packed rows only, likewise for the target
     """
 
     src: torch.Tensor
@@ -31,6 +33,8 @@ class Batch:
     tgt_out: torch.Tensor | None
     tgt_pad_mask: torch.Tensor | None
     indices: torch.Tensor
+    src_segments: torch.Tensor | None = None
+    tgt_segments: torch.Tensor | None = None
 
     @property
     def size(self) -> int:
@@ -68,13 +72,17 @@ def collate(
     tgt: Sequence[np.ndarray] | None,
     indices: Sequence[int],
     pad_side: str = "post",
+    widths: tuple[int, int] | None = None,
 ) -> Batch:
-    """Pad id sequences (without bos/eos) into a `Batch`; `pad_side` applies to the source."""
-    src_ids, src_lengths, src_mask = _pad([_append(s, EOS) for s in src], pad_side)
+    """Pad id sequences (without bos/eos) into a `Batch`; `pad_side` applies to the source.
+
+    `widths`: padded (source, target) lengths; default the longest row of each side."""
+    src_width, tgt_width = widths or (0, 0)
+    src_ids, src_lengths, src_mask = _pad([_append(s, EOS) for s in src], pad_side, src_width)
     tgt_in = tgt_out = tgt_mask = None
     if tgt is not None:
-        tgt_in, _, _ = _pad([_prepend(t, BOS) for t in tgt], "post")
-        tgt_out, _, tgt_mask = _pad([_append(t, EOS) for t in tgt], "post")
+        tgt_in, _, _ = _pad([_prepend(t, BOS) for t in tgt], "post", tgt_width)
+        tgt_out, _, tgt_mask = _pad([_append(t, EOS) for t in tgt], "post", tgt_width)
     return Batch(
         src=src_ids,
         src_lengths=src_lengths,
@@ -94,10 +102,44 @@ def _prepend(ids: np.ndarray, token: int) -> np.ndarray:
     return np.concatenate([[token], np.asarray(ids, dtype=np.int64)])
 
 
-def _pad(seqs: list[np.ndarray], side: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(B, L) ids, (B,) lengths and (B, L) pad mask for sequences padded on `side`."""
+def collate_packed(corpus, sentences: np.ndarray, rows: np.ndarray) -> Batch:
+    """Several sentence pairs per row: row r holds, in order, the sentences whose `rows` entry is r.
+
+    Each sentence keeps its own eos / bos; `src_segments` / `tgt_segments` number the sentences
+    of a row from 1 (0 = padding), so the model can mask attention block by block."""
+    src = [_append(corpus.src_ids(i), EOS) for i in sentences]
+    tgt_in = [_prepend(corpus.tgt_ids(i), BOS) for i in sentences]
+    tgt_out = [_append(corpus.tgt_ids(i), EOS) for i in sentences]
+    first = np.r_[True, rows[1:] != rows[:-1]]
+    segment = np.arange(len(rows)) - np.maximum.accumulate(np.where(first, np.arange(len(rows)), 0)) + 1
+    by_row = [np.flatnonzero(rows == r) for r in range(int(rows.max()) + 1)]
+
+    def join(seqs):
+        ids = [np.concatenate([seqs[i] for i in members]) for members in by_row]
+        seg = [np.concatenate([np.full(len(seqs[i]), segment[i]) for i in members]) for members in by_row]
+        padded, lengths, mask = _pad(ids, "post")
+        return padded, lengths, mask, _pad(seg, "post")[0]
+
+    src_ids, src_lengths, src_mask, src_seg = join(src)
+    tgt_in_ids, _, _, _ = join(tgt_in)
+    tgt_out_ids, _, tgt_mask, tgt_seg = join(tgt_out)
+    return Batch(
+        src=src_ids,
+        src_lengths=src_lengths,
+        src_pad_mask=src_mask,
+        tgt_in=tgt_in_ids,
+        tgt_out=tgt_out_ids,
+        tgt_pad_mask=tgt_mask,
+        indices=torch.as_tensor(np.asarray(sentences, dtype=np.int64)),
+        src_segments=src_seg,
+        tgt_segments=tgt_seg,
+    )
+
+
+def _pad(seqs: list[np.ndarray], side: str, width: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(B, L) ids, (B,) lengths and (B, L) pad mask for sequences padded on `side`, L >= width."""
     lengths = np.array([len(s) for s in seqs], dtype=np.int64)
-    width = int(lengths.max())
+    width = max(int(lengths.max()), width)
     ids = np.full((len(seqs), width), PAD, dtype=np.int64)
     cols = np.arange(width)
     if side == "post":

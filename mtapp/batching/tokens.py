@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from mtapp.batching.base import epoch_rng
+from mtapp.batching.base import Strategy
 
 
-class TokenBuckets:
+class TokenBuckets(Strategy):
     """Batches of pairs with (nearly) equal lengths, `rows * longest <= max_tokens` on each side.
 
     `batch_cost` (a fraction of max_tokens) is the padding a batch must save to be worth
@@ -17,7 +17,9 @@ class TokenBuckets:
     Pairs are sorted by source length, then target length, with ties broken at random per
     epoch. The sorted order is cut into batches by `segment`, which trades padding against the
     number of batches; the batch order is shuffled per epoch. Lengths are counted with the
-    eos (source, target output) or bos (target input) token each side gets.
+    eos (source, target output) or bos (target input) token each side gets. With `multiple_of`
+    > 1 padded lengths are rounded up to a multiple of it (as some hardware likes), and the budget
+    counts the rounded lengths.
     """
 
     def __init__(
@@ -27,13 +29,12 @@ class TokenBuckets:
         max_tokens: int,
         seed: int,
         batch_cost: float,
+        multiple_of: int,
     ):
-        self.src = np.asarray(src_lengths, dtype=np.int64) + 1
-        self.tgt = np.asarray(tgt_lengths, dtype=np.int64) + 1
-        self.max_tokens = max_tokens
-        self.seed = seed
-        self.batch_cost = batch_cost
-        longest = int(max(self.src.max(), self.tgt.max()))
+        super().__init__(src_lengths, tgt_lengths, seed)
+        self.max_tokens, self.batch_cost, self.multiple_of = max_tokens, batch_cost, multiple_of
+        self.src_slots, self.tgt_slots = round_up(self.src, multiple_of), round_up(self.tgt, multiple_of)
+        longest = int(max(self.src_slots.max(), self.tgt_slots.max()))
         if longest > max_tokens:
             raise ValueError(
                 f"a sentence of {longest} tokens does not fit batching.max_tokens={max_tokens}; "
@@ -41,11 +42,19 @@ class TokenBuckets:
             )
 
     def plan(self, epoch: int) -> list[np.ndarray]:
-        rng = epoch_rng(self.seed, epoch)
+        rng = self.rng(epoch)
         order = rng.permutation(len(self.src))
-        order = order[np.lexsort((self.tgt[order], self.src[order]))]
-        batches = segment(order, self.src, self.tgt, self.max_tokens, self.batch_cost * self.max_tokens)
+        order = order[np.lexsort((self.tgt_slots[order], self.src_slots[order]))]
+        cost = self.batch_cost * self.max_tokens
+        batches = segment(order, self.src_slots, self.tgt_slots, self.max_tokens, cost)
         return [batches[i] for i in rng.permutation(len(batches))]
+
+    def widths(self, indices: np.ndarray) -> tuple[int, int]:
+        return int(self.src_slots[indices].max()), int(self.tgt_slots[indices].max())
+
+
+def round_up(lengths: np.ndarray, multiple: int) -> np.ndarray:
+    return -(-lengths // multiple) * multiple
 
 
 def segment(

@@ -1,12 +1,12 @@
-"""`python -m mtapp.bench <benchmark> ...`; benchmarks: train."""
+"""`python -m mtapp.bench <benchmark> ...`; benchmarks: padding, train."""
 
 from __future__ import annotations
 
 import sys
 
-from mtapp.bench import train
+from mtapp.bench import padding, train
 
-BENCHMARKS = {"train": train.main}
+BENCHMARKS = {"padding": padding.main, "train": train.main}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,4 +29,4 @@ class Hybrid(Transformer):
         x = self.drop(self.embed(batch.src) * math.sqrt(self.d_model))
         enc = self.rnn(x, batch.src_lengths, batch.src_pad_mask)
         real = ~enc.pad_mask
-        return self.encoder_stack(self.drop(self.rnn_proj(enc.outputs)), real), real
+        return self.encoder_stack(self.drop(self.rnn_proj(enc.outputs)), real[:, None, None, :]), real

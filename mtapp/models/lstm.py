@@ -64,7 +64,8 @@ class LSTMSeq2Seq(Seq2Seq):
         self.drop = nn.Dropout(cfg.dropout)
         self.encoder = LSTMEncoder(e, h, layers, cfg.dropout, cfg.encoder_padding)
         self.bridge_h, self.bridge_c = nn.Linear(d, d), nn.Linear(d, d)
-        self.decoder = nn.LSTM(e + d, d, cfg.decoder_layers, batch_first=True, dropout=cfg.dropout)
+        between = cfg.dropout if cfg.decoder_layers > 1 else 0.0  # applied between LSTM layers only
+        self.decoder = nn.LSTM(e + d, d, cfg.decoder_layers, batch_first=True, dropout=between)
         self.attn_key = nn.Linear(d, d, bias=False)  # W of the "general" score
         self.attn_out = nn.Linear(2 * d, d, bias=False)  # W_c
         self.out_proj = nn.Linear(d, e)  # to the (tied) embedding space

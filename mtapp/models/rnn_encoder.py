@@ -48,7 +48,8 @@ class LSTMEncoder(nn.Module):
         if padding not in PADDING_MODES:
             raise ValueError(f"unknown encoder padding mode {padding!r} (choose from {', '.join(PADDING_MODES)})")
         self.padding, self.layers, self.dropout = padding, layers, dropout
-        self.lstm = nn.LSTM(input_size, hidden, layers, batch_first=True, bidirectional=True, dropout=dropout)
+        between = dropout if layers > 1 else 0.0  # nn.LSTM applies it between layers only
+        self.lstm = nn.LSTM(input_size, hidden, layers, batch_first=True, bidirectional=True, dropout=between)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor, pad_mask: torch.Tensor) -> EncoderOutput:
         """x (B, S, E) embedded source, lengths (B,) real tokens, pad_mask (B, S) True at pads."""

@@ -100,15 +100,17 @@ class DecoderLayer(nn.Module):
         self.ffn = FeedForward(cfg.d_model, cfg.ffn_dim, cfg.activation_dropout)
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x, cross_kv, src_mask, past=None) -> tuple[torch.Tensor, tuple]:
-        """x (B, L, D). Without `past`: teacher forcing over L positions (causal). With `past`,
-        the keys/values (B, H, t, K) of the t earlier positions: x is the next position (L = 1).
-        Returns the output and the self-attention keys/values up to and including x."""
+    def forward(self, x, cross_kv, src_mask, past=None, self_mask=None) -> tuple[torch.Tensor, tuple]:
+        """x (B, L, D). Without `past`: teacher forcing over L positions (causal, or `self_mask`
+        (B, 1, L, L) when given). With `past`, the keys/values (B, H, t, K) of the t earlier
+        positions: x is the next position (L = 1). Returns the output and the self-attention
+        keys/values up to and including x."""
         h = self.norm1(x)
         k, v = self.self_attn.keys_values(h)
         if past is not None:
             k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
-        x = x + self.drop(self.self_attn(h, k, v, causal=past is None))
+        causal = past is None and self_mask is None
+        x = x + self.drop(self.self_attn(h, k, v, mask=self_mask, causal=causal))
         x = x + self.drop(self.cross_attn(self.norm2(x), *cross_kv, mask=src_mask))
         return x + self.drop(self.ffn(self.norm3(x))), (k, v)
 
@@ -174,12 +176,16 @@ class Transformer(Seq2Seq):
     def encode_source(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Encoder output (B, S, D) and its real-token mask (B, S)."""
         real = ~batch.src_pad_mask
-        positions = (real.cumsum(dim=1) - 1).clamp(min=0)  # real tokens count from 0 on either pad side
-        return self.encoder_stack(self._embed(batch.src, positions), real), real
+        if batch.src_segments is not None:  # packed rows: each sentence sees only itself
+            positions = segment_positions(batch.src_segments)
+            mask = block_mask(batch.src_segments, batch.src_segments)[:, None]  # (B, 1, S, S)
+        else:
+            positions = (real.cumsum(dim=1) - 1).clamp(min=0)  # real tokens count from 0 on either pad side
+            mask = real[:, None, None, :]  # (B, 1, 1, S)
+        return self.encoder_stack(self._embed(batch.src, positions), mask), real
 
-    def encoder_stack(self, x: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-        """The Transformer encoder layers over x (B, S, D), attending to real positions only."""
-        mask = real[:, None, None, :]  # (B, 1, 1, S)
+    def encoder_stack(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The Transformer encoder layers over x (B, S, D); mask (B, 1, 1 or S, S) True = may attend."""
         for layer in self.encoder:
             x = layer(x, mask)
         return self.encoder_norm(x)
@@ -196,9 +202,31 @@ class Transformer(Seq2Seq):
 
     def forward(self, batch: Batch) -> torch.Tensor:
         state = self.encode(batch)
-        tgt = batch.tgt_in
-        positions = torch.arange(tgt.shape[1], device=tgt.device).expand_as(tgt)
+        tgt, cross_mask, self_mask = batch.tgt_in, state.src_mask, None
+        if batch.tgt_segments is not None:  # packed rows: block-diagonal, causal within a sentence
+            seg = batch.tgt_segments
+            positions = segment_positions(seg)
+            cross_mask = block_mask(seg, batch.src_segments)[:, None]  # (B, 1, T, S)
+            causal = torch.ones(seg.shape[1], seg.shape[1], dtype=torch.bool, device=seg.device).tril()
+            self_mask = (block_mask(seg, seg) & causal)[:, None]  # (B, 1, T, T)
+        else:
+            positions = torch.arange(tgt.shape[1], device=tgt.device).expand_as(tgt)
         x = self._embed(tgt, positions)
         for layer, cross in zip(self.decoder, state.cross_kv):
-            x, _ = layer(x, cross, state.src_mask)
+            x, _ = layer(x, cross, cross_mask, self_mask=self_mask)
         return self.decoder_norm(x)  # (B, T, D)
+
+
+def segment_positions(segments: torch.Tensor) -> torch.Tensor:
+    """(B, L) segment ids -> each token's position within its segment (restarting at 0)."""
+    index = torch.arange(segments.shape[1], device=segments.device).expand_as(segments)
+    starts = torch.ones_like(segments, dtype=torch.bool)
+    starts[:, 1:] = segments[:, 1:] != segments[:, :-1]
+    return index - torch.where(starts, index, 0).cummax(dim=1).values
+
+
+def block_mask(query_segments: torch.Tensor, key_segments: torch.Tensor) -> torch.Tensor:
+    """(B, Lq, Lk) True where a query may attend: keys of its own segment. Padding queries
+    (segment 0) may attend anywhere, so that no row is empty; their outputs are never used."""
+    same = query_segments[:, :, None] == key_segments[:, None, :]
+    return same | (query_segments == 0)[:, :, None]
