@@ -1,12 +1,12 @@
-"""`python -m mtapp.bench <benchmark> ...`; benchmarks: padding, train."""
+"""`python -m mtapp.bench <benchmark> ...`; benchmarks: nested, padding, train."""
 
 from __future__ import annotations
 
 import sys
 
-from mtapp.bench import padding, train
+from mtapp.bench import nested, padding, train
 
-BENCHMARKS = {"padding": padding.main, "train": train.main}
+BENCHMARKS = {"nested": nested.main, "padding": padding.main, "train": train.main}
 
 
 def main(argv: list[str] | None = None) -> int:
