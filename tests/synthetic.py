@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from pathlib import Path
+
+import numpy as np
+
+from mtapp.config import ModelConfig
 
 WORDS = [f"w{i:02d}" for i in range(24)]
 
@@ -48,3 +53,21 @@ def tiny_config(tmp_path: Path, **sections) -> dict:
     for section, values in sections.items():
         raw.setdefault(section, {}).update(values)
     return raw
+
+
+TINY = ModelConfig(d_model=32, heads=4, encoder_layers=2, decoder_layers=2, ffn_dim=64, rnn_hidden=16, rnn_layers=2)
+
+# Every model whose outputs must not depend on padding (the LSTM's "padded" mode is the exception).
+EXACT_MODELS = {
+    "transformer": TINY,
+    "lstm-masked": replace(TINY, type="lstm", encoder_padding="masked"),
+    "lstm-packed": replace(TINY, type="lstm", encoder_padding="packed"),
+    "lstm-unrolled": replace(TINY, type="lstm", encoder_padding="unrolled"),
+    "hybrid": replace(TINY, type="hybrid", encoder_padding="packed"),
+}
+
+
+def random_ids(seed: int, lengths, vocab: int = 40) -> list[np.ndarray]:
+    """Random token ids (4 .. vocab-1, no specials), one array per length."""
+    rng = np.random.default_rng(seed)
+    return [rng.integers(4, vocab, n) for n in lengths]

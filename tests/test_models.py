@@ -1,34 +1,20 @@
 from dataclasses import replace
 
-import numpy as np
 import pytest
 import torch
 
 from mtapp.batching import collate
-from mtapp.config import ModelConfig
 from mtapp.models import build_model
+from tests.synthetic import EXACT_MODELS, TINY
+from tests.synthetic import random_ids as sentences
 
-CFG = ModelConfig(d_model=32, heads=4, encoder_layers=2, decoder_layers=2, ffn_dim=64, rnn_hidden=16, rnn_layers=2)
-
-# Every model whose outputs must not depend on padding (the LSTM's "padded" mode is the exception).
-EXACT = {
-    "transformer": CFG,
-    "lstm-masked": replace(CFG, type="lstm", encoder_padding="masked"),
-    "lstm-packed": replace(CFG, type="lstm", encoder_padding="packed"),
-    "lstm-unrolled": replace(CFG, type="lstm", encoder_padding="unrolled"),
-    "hybrid": replace(CFG, type="hybrid", encoder_padding="packed"),
-}
+CFG = TINY
 
 
-@pytest.fixture(params=EXACT)
+@pytest.fixture(params=EXACT_MODELS)
 def model(request):
     torch.manual_seed(0)
-    return build_model(EXACT[request.param], 40).eval()
-
-
-def sentences(seed, lengths):
-    rng = np.random.default_rng(seed)
-    return [rng.integers(4, 40, n) for n in lengths]
+    return build_model(EXACT_MODELS[request.param], 40).eval()
 
 
 @pytest.mark.parametrize("side", ["post", "pre"])

@@ -1,15 +1,15 @@
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
 import torch
 
 from mtapp.batching import collate
-from mtapp.config import ModelConfig
 from mtapp.models import Seq2Seq, build_model
 from mtapp.search import beam_search, greedy
 from mtapp.tokenization import EOS
+from tests.synthetic import EXACT_MODELS, random_ids
 
 A, B = 4, 5
 VOCAB = 6
@@ -74,25 +74,14 @@ def test_scripted_greedy_and_beam_choose_the_hand_computed_outputs():
     assert per_token[0].score == pytest.approx(math.log(0.24) / 3, abs=1e-5)
 
 
-BASE = ModelConfig(d_model=32, heads=4, encoder_layers=1, decoder_layers=2, ffn_dim=64, rnn_hidden=16, rnn_layers=2)
-MODELS = {
-    "transformer": BASE,
-    "lstm-masked": replace(BASE, type="lstm", encoder_padding="masked"),
-    "lstm-packed": replace(BASE, type="lstm", encoder_padding="packed"),
-    "lstm-unrolled": replace(BASE, type="lstm", encoder_padding="unrolled"),
-    "hybrid": replace(BASE, type="hybrid"),
-}
-
-
-@pytest.fixture(params=MODELS)
+@pytest.fixture(params=EXACT_MODELS)
 def model(request):
     torch.manual_seed(3)
-    return build_model(MODELS[request.param], 30).eval()
+    return build_model(EXACT_MODELS[request.param], 30).eval()
 
 
 def sources(seed, lengths):
-    rng = np.random.default_rng(seed)
-    return [rng.integers(4, 30, n) for n in lengths]
+    return random_ids(seed, lengths, vocab=30)
 
 
 def test_beam_one_equals_greedy(model):
