@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -41,9 +42,16 @@ def run_grid(config: Path, grid: list[list[str]], minutes: float, folder: Path) 
     results = []
     for i, overrides in enumerate(grid):
         print(f"[{config.stem} {i + 1}/{len(grid)}] {' '.join(overrides)}", flush=True)
-        results.append(run_variant(config, overrides, minutes, folder / f"variant{i:02d}"))
-        results[-1]["run_dir"] = str(folder / f"variant{i:02d}")
-        r = results[-1]
+        run_dir = folder / f"variant{i:02d}"
+        saved = run_dir / "result.json"  # a finished variant is not trained again when the bench reruns
+        if saved.exists() and json.loads(saved.read_text())["overrides"] == overrides:
+            r = json.loads(saved.read_text())
+        else:
+            if run_dir.exists():
+                shutil.rmtree(run_dir)
+            r = {**run_variant(config, overrides, minutes, run_dir), "run_dir": str(run_dir)}
+            saved.write_text(json.dumps(r, indent=2))
+        results.append(r)
         print(f"    {r['tgt_tokens_per_s']:.0f} target tokens/s, valid loss {r['valid_loss']:.3f}", flush=True)
     return results
 
@@ -78,9 +86,8 @@ def state_drift(run_dir: Path, sentences: int = 256) -> dict[str, float]:
     alone = torch.cat([model.encode(collate([s], None, [0])).h for s in ids], dim=1)  # (L, N, D)
     drift = {}
     for side in ("post", "pre"):
-        batched = torch.cat(
-            [model.encode(collate(ids[i : i + 64], None, range(64), side)).h for i in range(0, len(ids), 64)], dim=1
-        )
+        chunks = [ids[i : i + 64] for i in range(0, len(ids), 64)]
+        batched = torch.cat([model.encode(collate(c, None, range(len(c)), side)).h for c in chunks], dim=1)
         drift[side] = ((batched - alone).abs().mean() / alone.abs().mean()).item()
     return drift
 

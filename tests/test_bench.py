@@ -1,0 +1,93 @@
+"""The benchmark commands run end to end on tiny inputs and compute what they report."""
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from mtapp.bench import claims, nested, padding
+from mtapp.bench import train as bench_train
+from mtapp.config import BatchingConfig
+from tests.synthetic import synthetic_pairs, tiny_config, write_text_corpus
+
+
+def test_padding_bench_reports_every_strategy_with_consistent_figures():
+    rng = np.random.default_rng(0)
+    src = rng.integers(2, 40, 2000)
+    tgt = np.clip(src + rng.integers(-3, 4, 2000), 1, None)
+    results = padding.measure(BatchingConfig(max_tokens=1024, batch_size=32, row_tokens=128), src, tgt)
+    assert set(results) == {"global", "random", "sorted", "tokens", "packed_rows"}
+    for r in results.values():
+        assert 0 < r["src_efficiency"] <= 1 and 0 < r["tgt_efficiency"] <= 1
+        assert (
+            min(r["src_efficiency"], r["tgt_efficiency"])
+            <= r["efficiency"]
+            <= max(r["src_efficiency"], r["tgt_efficiency"])
+        )
+        assert r["mean_sentences"] * r["batches"] == pytest.approx(2000)
+
+
+def test_train_bench_trains_each_variant_and_writes_json_and_table(tmp_path):
+    corpus = tmp_path / "corpus"
+    for split, n, seed in (("train", 300, 1), ("val", 20, 2), ("test", 20, 3)):
+        write_text_corpus(corpus, split, synthetic_pairs(n, seed=seed))
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny_config(tmp_path)))
+    out = tmp_path / "bench.json"
+    args = ["--config", str(config), "--vary", "batching.strategy=random,tokens", "--minutes", "0.05"]
+    assert bench_train.main([*args, "--json", str(out), "--report", str(tmp_path / "report")]) == 0
+    results = json.loads(out.read_text())["variants"]
+    assert [r["overrides"] for r in results] == [["batching.strategy=random"], ["batching.strategy=tokens"]]
+    for r in results:
+        assert r["tgt_tokens_per_s"] > 0 and r["peak_rss_mb"] > 50 and r["epochs"] >= 1
+        assert np.isfinite(r["valid_loss"])
+    assert results[1]["padding_efficiency"] > results[0]["padding_efficiency"]
+    assert "| strategy=tokens |" in (tmp_path / "report" / "table.md").read_text()
+
+
+def _result(overrides, speed, loss=3.0, bleu=20.0, efficiency=0.97):
+    return {
+        "overrides": overrides,
+        "tgt_tokens_per_s": speed,
+        "valid_loss": loss,
+        "valid_bleu": bleu,
+        "padding_efficiency": efficiency,
+    }
+
+
+def test_claim_verdicts_follow_the_numbers():
+    lstm = [
+        _result([f"model.encoder_padding={m}", f"batching.pad_side={s}"], speed, loss)
+        for m, s, speed, loss in [
+            ("padded", "post", 1000, 3.3),
+            ("padded", "pre", 990, 3.2),
+            ("masked", "post", 700, 3.0),
+            ("masked", "pre", 690, 3.0),
+            ("packed", "post", 1300, 3.0),
+            ("packed", "pre", 1290, 3.0),
+            ("unrolled", "post", 600, 3.0),
+            ("unrolled", "pre", 600, 3.0),
+        ]
+    ]
+    transformer = [
+        _result(claims.RANDOM, 1500, 3.5, 20.0, 0.45),
+        _result(claims.SORTED, 3000, 3.2, 22.0, 0.89),
+        _result(claims.TOKENS, 3500, 3.0, 25.0),
+        _result(claims.PACKED, 3600, 3.0, 25.0, 0.99),
+        _result(claims.TOKENS + claims.UNMASKED, 3500, 3.1, 24.8),
+        _result(claims.RANDOM + claims.UNMASKED, 1500, 4.0, 15.0),
+    ]
+    rows = {r["claim"][:3]: r for r in claims.verdicts(lstm, transformer, {"post": 0.2, "pre": 0.1})}
+    assert rows["(a)"]["verdict"] == "does not hold here" and "+1.0%" in rows["(a)"]["numbers"]
+    assert rows["(b)"]["verdict"] == "does not hold"
+    assert rows["(c)"]["verdict"] == "holds" and "1.30x" in rows["(c)"]["numbers"]
+    assert rows["(d)"]["verdict"] == "holds" and "2.33x" in rows["(d)"]["numbers"]
+    assert rows["(e)"]["verdict"] == "holds" and "+5.00 with random" in rows["(e)"]["numbers"]
+
+
+def test_nested_probe_reports_each_operation():
+    results = nested.probe()
+    assert len(results) == 4
+    assert all(v.startswith(("works", "FAILS")) for v in results.values())
+    assert results["encoder self-attention (float32)"].startswith("works")
