@@ -98,6 +98,7 @@ class TrainConfig:
     seed: int = 1
     valid_beam: int = 1  # validation BLEU uses greedy search by default
     log_every: int = 50  # updates between JSON-lines log records
+    max_nonfinite: int = 10  # updates in a row with a NaN/inf loss before training stops
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,7 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "train.patience": (0, None),
     "train.valid_beam": (1, None),
     "train.log_every": (1, None),
+    "train.max_nonfinite": (1, None),
     "decode.beam": (1, None),
     "decode.length_penalty": (0.0, None),
     "decode.max_len_a": (0.0, None),

@@ -20,7 +20,7 @@ from mtapp.data.prepare import prepare
 from mtapp.models import build_model
 from mtapp.runtime import seed_everything, select_device, set_threads
 from mtapp.tokenization import Tokenizer
-from mtapp.training import Trainer
+from mtapp.training import Trainer, TrainingError
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "multi30k_de_en_transformer.yaml"
 log = logging.getLogger("mtapp.train")
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = args.run_dir or Path("runs") / args.config.stem
     try:
         return run(args, run_dir, overrides)
-    except (ConfigError, CorpusError, CheckpointError) as e:
+    except (ConfigError, CorpusError, CheckpointError, TrainingError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
@@ -89,6 +89,9 @@ def run(args: argparse.Namespace, run_dir: Path, overrides: list[str]) -> int:
             trainer.progress.updates,
         )
     progress = trainer.fit()
+    if progress.stopped.startswith("interrupted"):
+        log.info("%s: state saved in %s; continue with --run-dir %s --resume", progress.stopped, run_dir, run_dir)
+        return 0
     log.info(
         "stopped: %s; best validation BLEU %.2f after %d updates in %.1f minutes; checkpoints in %s",
         progress.stopped,

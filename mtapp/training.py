@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -47,7 +49,34 @@ class Progress:
     bad_epochs: int = 0  # epochs since the best validation BLEU
     elapsed: float = 0.0  # seconds spent in `fit`, over all sessions of this run
     tgt_tokens: int = 0  # real target tokens trained on
+    skipped: int = 0  # updates skipped because the loss was not finite
     stopped: str = ""  # why training ended ("" while it has not)
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. the loss keeps being NaN or infinite)."""
+
+
+class StopSignals:
+    """While active, SIGINT / SIGTERM ask training to stop after the current update instead of
+    killing it; `requested` names the signal received."""
+
+    def __init__(self):
+        self.requested = ""
+        self._previous = {}
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = signal.Signals(signum).name
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
 
 
 @dataclass
@@ -106,6 +135,8 @@ class Trainer:
         self.batches = EpochBatches(self.strategy)
         self.progress = Progress()
         self.log_path = self.run_dir / "log.jsonl"
+        self.signals = StopSignals()
+        self.nonfinite_in_a_row = 0
 
     # ---- one update -------------------------------------------------------------------------
     def to_device(self, batch: Batch) -> Batch:
@@ -121,13 +152,32 @@ class Trainer:
         self.model.train()
         mask = self.cfg.loss.mask_padding
         total = sum(b.tgt_tokens if mask else b.tgt_out.numel() for b in batches)
+        finite = True
         for batch in batches:
             with autocast(self.device, self.dtype):
                 loss, nll, positions = batch_loss(self.model, batch, self.cfg.loss.label_smoothing, mask)
+            finite = finite and bool(torch.isfinite(loss))
             self.scaler.scale(loss / total).backward()
             stats.add(batch, loss.item(), nll.item(), positions)
+        if not finite:
+            self.skip_update()
+            return
+        self.nonfinite_in_a_row = 0
         self.optimizer_step()
         self.progress.tgt_tokens += sum(b.tgt_tokens for b in batches)
+
+    def skip_update(self) -> None:
+        """Drop the gradients of an update whose loss was not finite; stop if it keeps happening."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self.progress.skipped += 1
+        self.nonfinite_in_a_row += 1
+        log.warning("non-finite loss: update skipped (%d skipped so far)", self.progress.skipped)
+        if self.nonfinite_in_a_row >= self.cfg.train.max_nonfinite:
+            raise TrainingError(
+                f"the loss was NaN or infinite in {self.nonfinite_in_a_row} updates in a row "
+                f"(train.max_nonfinite = {self.cfg.train.max_nonfinite}); training stopped without writing a "
+                "checkpoint. Lower train.lr, raise train.warmup_steps, set train.amp: off, or check the data"
+            )
 
     def optimizer_step(self) -> None:
         for group in self.optimizer.param_groups:
@@ -163,18 +213,26 @@ class Trainer:
         t, p = self.cfg.train, self.progress
         budget = t.max_minutes * 60 if t.max_minutes > 0 else math.inf
         started = time.monotonic() - p.elapsed
-        while not p.stopped:
-            epoch = self.batches.epoch
-            stats = self._train_epoch(started, budget)
-            p.elapsed = time.monotonic() - started
-            if p.elapsed >= budget:
-                p.stopped = f"time budget of {t.max_minutes:g} minutes reached"
-            elif self.batches.epoch > t.max_epochs:
-                p.stopped = f"max_epochs={t.max_epochs} reached"
-            self._end_epoch(epoch, stats)
-            p.elapsed = time.monotonic() - started
+        with self.signals:
+            while not p.stopped:
+                self._fit_epoch(started, budget)
         self.save("last")
         return p
+
+    def _fit_epoch(self, started: float, budget: float) -> None:
+        t, p = self.cfg.train, self.progress
+        epoch = self.batches.epoch
+        stats = self._train_epoch(started, budget)
+        p.elapsed = time.monotonic() - started
+        if self.signals.requested:  # save where we are (mid-epoch) and leave; no validation
+            p.stopped = f"interrupted by {self.signals.requested}"
+            return
+        if p.elapsed >= budget:
+            p.stopped = f"time budget of {t.max_minutes:g} minutes reached"
+        elif self.batches.epoch > t.max_epochs:
+            p.stopped = f"max_epochs={t.max_epochs} reached"
+        self._end_epoch(epoch, stats)
+        p.elapsed = time.monotonic() - started
 
     def _train_epoch(self, started: float, budget: float) -> EpochStats:
         stats, interval = EpochStats(), EpochStats()
@@ -203,7 +261,7 @@ class Trainer:
                     pad_eff=f"{(stats.src_tokens + stats.tgt_tokens) / max(stats.slots, 1):.3f}",
                 )
             bar.update(1)
-            if time.monotonic() - started >= budget and not pending:
+            if (time.monotonic() - started >= budget or self.signals.requested) and not pending:
                 break
         bar.close()
         return stats
