@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from mtapp.batching import collate
 from mtapp.batching.inference import inference_batches
-from mtapp.checkpoint import load_checkpoint, tokenizer_from_tensor
+from mtapp.checkpoint import CheckpointError, load_checkpoint, tokenizer_from_tensor
 from mtapp.config import DecodeConfig, config_from_dict
 from mtapp.models import Seq2Seq, build_model
 from mtapp.runtime import select_device
@@ -39,6 +39,12 @@ class Translator:
         content = load_checkpoint(path, map_location=device_)
         cfg = config_from_dict(content["config"])
         tokenizer = Tokenizer(tokenizer_from_tensor(content["tokenizer"]))
+        trained_vocab = content["model"]["embed.weight"].shape[0]
+        if trained_vocab != tokenizer.vocab_size:
+            raise CheckpointError(
+                f"{path}: the model was trained with {trained_vocab} vocabulary entries but the checkpoint's "
+                f"tokenizer has {tokenizer.vocab_size}; the file was assembled from different runs"
+            )
         model = build_model(cfg.model, tokenizer.vocab_size)
         model.load_state_dict(content["model"])
         model.to(device_)

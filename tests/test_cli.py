@@ -80,3 +80,21 @@ def test_starting_over_an_existing_run_is_refused(trained, capsys):
     tmp, run = trained
     assert train.main(["--config", str(tmp / "tiny.yaml"), "--run-dir", str(run)]) == 2
     assert "already holds a run" in capsys.readouterr().err
+
+
+def test_a_checkpoint_whose_tokenizer_does_not_match_its_model_is_refused(trained, tmp_path):
+    from mtapp.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, tokenizer_to_tensor
+    from mtapp.config import TokenizerConfig
+    from mtapp.data import train_tokenizer
+    from mtapp.data.corpora import ParallelText
+    from mtapp.translator import Translator
+
+    _, run = trained
+    content = load_checkpoint(run / "checkpoint_best.pt")
+    text = ParallelText(["a b c d e f g h"] * 50, ["i j k l m n o p"] * 50, origin="other")
+    other = train_tokenizer(text, TokenizerConfig(vocab_size=30), tmp_path)
+    assert other.vocab_size != content["model"]["embed.weight"].shape[0]
+    content["tokenizer"] = tokenizer_to_tensor(other.model_bytes)
+    save_checkpoint(tmp_path / "mixed.pt", {k: v for k, v in content.items() if k != "format"})
+    with pytest.raises(CheckpointError, match="trained with .* vocabulary entries but the checkpoint's tokenizer"):
+        Translator.from_checkpoint(tmp_path / "mixed.pt")

@@ -22,8 +22,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mtapp.batching import collate
 from mtapp.bench.train import markdown_table, run_variant, variants
+from mtapp.checkpoint import load_checkpoint
+from mtapp.config import config_from_dict
+from mtapp.data import load_split
 from mtapp.train import DEFAULT_CONFIG
+from mtapp.translator import Translator
 
 CONFIGS = DEFAULT_CONFIG.parent
 LSTM_GRID = ["model.encoder_padding=padded,masked,packed,unrolled", "batching.pad_side=post,pre"]
@@ -69,19 +74,9 @@ def state_drift(run_dir: Path, sentences: int = 256) -> dict[str, float]:
     """Mean absolute change of the trained padded-mode LSTM's final encoder states when
     validation sentences are encoded in padded batches instead of one at a time, relative to
     the mean absolute state, for post- and pre-padding."""
-    from mtapp.batching import collate
-    from mtapp.checkpoint import load_checkpoint, tokenizer_from_tensor
-    from mtapp.config import config_from_dict
-    from mtapp.data import load_split
-    from mtapp.models import build_model
-    from mtapp.tokenization import Tokenizer
-
-    content = load_checkpoint(run_dir / "checkpoint_last.pt")
-    cfg = config_from_dict(content["config"])
-    tokenizer = Tokenizer(tokenizer_from_tensor(content["tokenizer"]))
-    model = build_model(cfg.model, tokenizer.vocab_size)
-    model.load_state_dict(content["model"])
-    model.eval()
+    translator = Translator.from_checkpoint(run_dir / "checkpoint_last.pt", device="cpu")
+    model, tokenizer = translator.model, translator.tokenizer
+    cfg = config_from_dict(load_checkpoint(run_dir / "checkpoint_last.pt")["config"])
     ids = [np.array(s) for s in tokenizer.encode(load_split(cfg.data, cfg.data.valid_split).src[:sentences])]
     alone = torch.cat([model.encode(collate([s], None, [0])).h for s in ids], dim=1)  # (L, N, D)
     drift = {}
