@@ -56,7 +56,8 @@ def _result(overrides, speed, loss=3.0, bleu=20.0, efficiency=0.97):
     }
 
 
-def test_claim_verdicts_follow_the_numbers():
+def fake_grids():
+    """Result records shaped like `bench train`'s, with chosen numbers (for the verdict logic)."""
     lstm = [
         _result([f"model.encoder_padding={m}", f"batching.pad_side={s}"], speed, loss)
         for m, s, speed, loss in [
@@ -78,6 +79,13 @@ def test_claim_verdicts_follow_the_numbers():
         _result(claims.TOKENS + claims.UNMASKED, 3500, 3.1, 24.8),
         _result(claims.RANDOM + claims.UNMASKED, 1500, 4.0, 15.0),
     ]
+    for r in lstm + transformer:
+        r.update(epochs=1, sentences_per_s=10.0, train_loss=3.0, peak_rss_mb=900.0)
+    return lstm, transformer
+
+
+def test_claim_verdicts_follow_the_numbers():
+    lstm, transformer = fake_grids()
     rows = {r["claim"][:3]: r for r in claims.verdicts(lstm, transformer, {"post": 0.2, "pre": 0.1})}
     assert rows["(a)"]["verdict"] == "does not hold here" and "+1.0%" in rows["(a)"]["numbers"]
     assert rows["(b)"]["verdict"] == "does not hold"
@@ -91,3 +99,17 @@ def test_nested_probe_reports_each_operation():
     assert len(results) == 4
     assert all(v.startswith(("works", "FAILS")) for v in results.values())
     assert results["encoder self-attention (float32)"].startswith("works")
+
+
+def test_claims_report_has_every_verdict_table_and_plot(tmp_path):
+    lstm, transformer = fake_grids()
+    drift = {"post": 0.2, "pre": 0.1}
+    rows = claims.verdicts(lstm, transformer, drift)
+    plots = claims.plot(lstm, transformer, tmp_path)
+    claims.write_report(tmp_path, 2.0, lstm, transformer, drift, rows, plots)
+    report = (tmp_path / "report.md").read_text()
+    for r in rows:
+        assert r["claim"] in report and r["numbers"] in report
+    assert report.count("| encoder_padding=") == 8 and report.count("| strategy=") == 6
+    for name in plots:
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"]({name})" in report
