@@ -97,6 +97,7 @@ class TrainConfig:
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
     seed: int = 1
     valid_beam: int = 1  # validation BLEU uses greedy search by default
+    valid_every_minutes: float = 0.0  # also log the validation loss this often (0 = at epoch ends only)
     log_every: int = 50  # updates between JSON-lines log records
     max_nonfinite: int = 10  # updates in a row with a NaN/inf loss before training stops
 
@@ -155,6 +156,7 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "train.max_minutes": (0.0, None),
     "train.patience": (0, None),
     "train.valid_beam": (1, None),
+    "train.valid_every_minutes": (0.0, None),
     "train.log_every": (1, None),
     "train.max_nonfinite": (1, None),
     "decode.beam": (1, None),

@@ -137,6 +137,7 @@ class Trainer:
         self.log_path = self.run_dir / "log.jsonl"
         self.signals = StopSignals()
         self.nonfinite_in_a_row = 0
+        self.next_valid = cfg.train.valid_every_minutes * 60  # seconds into the run
 
     # ---- one update -------------------------------------------------------------------------
     def to_device(self, batch: Batch) -> Batch:
@@ -191,9 +192,16 @@ class Trainer:
         self.progress.updates += 1
 
     # ---- validation ---------------------------------------------------------------------------
-    @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         """Validation loss (teacher forcing) and BLEU (`train.valid_beam`) on the validation split."""
+        metrics = self.valid_loss()
+        translator = Translator(self.model, self.data.tokenizer, self.cfg.decode, self.cfg.model.max_positions - 1)
+        hyps = translator.translate(self.data.valid_text.src, beam=self.cfg.train.valid_beam)
+        return {**metrics, "valid_bleu": score(hyps, self.data.valid_text.tgt)["bleu"]}
+
+    @torch.no_grad()
+    def valid_loss(self) -> dict[str, float]:
+        """Teacher-forced loss and NLL per real target token on the validation split."""
         self.model.eval()
         valid, loss_sum, nll_sum, tokens = self.data.valid, 0.0, 0.0, 0
         lengths = np.maximum(valid.src_lengths, valid.tgt_lengths)
@@ -203,10 +211,7 @@ class Trainer:
             with autocast(self.device, self.dtype):
                 loss, nll, n = batch_loss(self.model, batch, self.cfg.loss.label_smoothing)
             loss_sum, nll_sum, tokens = loss_sum + loss.item(), nll_sum + nll.item(), tokens + n
-        translator = Translator(self.model, self.data.tokenizer, self.cfg.decode, self.cfg.model.max_positions - 1)
-        hyps = translator.translate(self.data.valid_text.src, beam=self.cfg.train.valid_beam)
-        bleu = score(hyps, self.data.valid_text.tgt)["bleu"]
-        return {"valid_loss": loss_sum / tokens, "valid_nll": nll_sum / tokens, "valid_bleu": bleu}
+        return {"valid_loss": loss_sum / tokens, "valid_nll": nll_sum / tokens}
 
     # ---- the loop -----------------------------------------------------------------------------
     def fit(self) -> Progress:
@@ -252,6 +257,7 @@ class Trainer:
                 step.seconds = time.monotonic() - tick
                 stats.merge(step)
                 interval.merge(step)
+                self._maybe_validate(started, epoch)
                 if self.progress.updates % self.cfg.train.log_every == 0:
                     self._log({"event": "train", "epoch": epoch, "update": self.progress.updates, **interval.summary()})
                     interval = EpochStats()
@@ -265,6 +271,16 @@ class Trainer:
                 break
         bar.close()
         return stats
+
+    def _maybe_validate(self, started: float, epoch: int) -> None:
+        """Every `train.valid_every_minutes` of training, a validation-loss record (for curves)."""
+        every = self.cfg.train.valid_every_minutes * 60
+        now = time.monotonic() - started
+        if every <= 0 or now < self.next_valid:
+            return
+        self.next_valid = now + every
+        record = {"event": "valid", "epoch": epoch, "update": self.progress.updates, "elapsed": now}
+        self._log({**record, **self.valid_loss(), "tgt_tokens_seen": self.progress.tgt_tokens})
 
     def _end_epoch(self, epoch: int, stats: EpochStats) -> None:
         p = self.progress

@@ -44,6 +44,8 @@ def test_train_bench_trains_each_variant_and_writes_json_and_table(tmp_path):
         assert np.isfinite(r["valid_loss"])
     assert results[1]["padding_efficiency"] > results[0]["padding_efficiency"]
     assert "| strategy=tokens |" in (tmp_path / "report" / "table.md").read_text()
+    assert (tmp_path / "report" / "bench.png").stat().st_size > 1000
+    assert all(len(r["valid_curve"]) >= 2 for r in results)  # mid-run validation points and the final one
 
 
 def _result(overrides, speed, loss=3.0, bleu=20.0, efficiency=0.97):
@@ -80,7 +82,7 @@ def fake_grids():
         _result(claims.RANDOM + claims.UNMASKED, 1500, 4.0, 15.0),
     ]
     for r in lstm + transformer:
-        r.update(epochs=1, sentences_per_s=10.0, train_loss=3.0, peak_rss_mb=900.0)
+        r.update(epochs=1, sentences_per_s=10.0, train_loss=3.0, peak_rss_mb=900.0, valid_curve=[[30, 4.0], [60, 3.5]])
     return lstm, transformer
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from mtapp.batching import collate
-from mtapp.bench.train import markdown_table, run_variant, variants
+from mtapp.bench.train import markdown_table, plot_results, run_variant, variants
 from mtapp.checkpoint import load_checkpoint
 from mtapp.config import config_from_dict
 from mtapp.data import load_split
@@ -159,29 +159,10 @@ def verdicts(lstm: list[dict], transformer: list[dict], drift: dict[str, float])
 
 
 def plot(lstm: list[dict], transformer: list[dict], folder: Path) -> list[str]:
-    """Bar charts of throughput, validation loss and padding efficiency per variant."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     files = []
     for name, results in (("lstm", lstm), ("transformer", transformer)):
-        labels = [" ".join(o.split("=", 1)[1] for o in r["overrides"]) for r in results]
-        fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
-        for ax, key, title in zip(
-            axes,
-            ("tgt_tokens_per_s", "valid_loss", "padding_efficiency"),
-            ("real target tokens / s", "validation loss after the budget", "padding efficiency"),
-        ):
-            ax.bar(range(len(results)), [r[key] for r in results], color="tab:blue")
-            ax.set_xticks(range(len(results)), labels, rotation=35, ha="right", fontsize=8)
-            ax.set_title(title)
-        fig.suptitle(f"{name}: same wall-clock budget per variant")
-        fig.tight_layout()
         files.append(f"{name}.png")
-        fig.savefig(folder / files[-1], dpi=100)
-        plt.close(fig)
+        plot_results(results, folder / files[-1], f"{name}: same wall-clock budget per variant")
     return files
 
 

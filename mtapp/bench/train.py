@@ -37,6 +37,7 @@ def run_variant(config: Path, overrides: list[str], minutes: float, run_dir: Pat
     """Train one variant in a child process; its last epoch record plus peak RSS and wall time."""
     cmd = [sys.executable, "-m", "mtapp.train", "--config", str(config), "--run-dir", str(run_dir)]
     cmd += ["--max-minutes", str(minutes), "--set", "train.patience=0", "--set", "train.max_epochs=1000"]
+    cmd += ["--set", f"train.valid_every_minutes={minutes / 6:.4f}"]  # points for the validation curve
     for item in overrides:
         cmd += ["--set", item]
     started = time.monotonic()
@@ -62,6 +63,7 @@ def run_variant(config: Path, overrides: list[str], minutes: float, run_dir: Pat
         "valid_bleu": last["valid_bleu"],
         "peak_rss_mb": usage.ru_maxrss / 1024,  # Linux reports KiB
         "wall_seconds": time.monotonic() - started,
+        "valid_curve": [[r["elapsed"], r["valid_loss"]] for r in records if r["event"] in ("valid", "epoch")],
     }
 
 
@@ -70,13 +72,44 @@ def markdown_table(results: list[dict]) -> str:
     columns += ["valid loss", "valid BLEU (greedy)", "peak RSS (MB)"]
     rows = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for r in results:
-        name = " ".join(o.split(".", 1)[1] for o in r["overrides"]) or "(config as is)"
         rows.append(
-            f"| {name} | {r['epochs']} | {r['tgt_tokens_per_s']:.0f} | {r['sentences_per_s']:.1f} "
+            f"| {label(r)} | {r['epochs']} | {r['tgt_tokens_per_s']:.0f} | {r['sentences_per_s']:.1f} "
             f"| {r['padding_efficiency']:.3f} | {r['train_loss']:.3f} | {r['valid_loss']:.3f} "
             f"| {r['valid_bleu']:.2f} | {r['peak_rss_mb']:.0f} |"
         )
     return "\n".join(rows) + "\n"
+
+
+def label(result: dict) -> str:
+    return " ".join(o.split(".", 1)[1] for o in result["overrides"]) or "(config as is)"
+
+
+def plot_results(results: list[dict], path: Path, title: str) -> None:
+    """One PNG: throughput, padding efficiency and peak RSS per variant; validation loss over time."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 4, figsize=(20, 4.8))
+    names = [label(r) for r in results]
+    for ax, key, heading in zip(
+        axes,
+        ("tgt_tokens_per_s", "padding_efficiency", "peak_rss_mb"),
+        ("real target tokens / s", "padding efficiency", "peak RSS (MB)"),
+    ):
+        ax.bar(range(len(results)), [r[key] for r in results], color="tab:blue")
+        ax.set_xticks(range(len(results)), names, rotation=35, ha="right", fontsize=8)
+        ax.set_title(heading)
+    for r, name in zip(results, names):
+        curve = sorted(r["valid_curve"])
+        axes[3].plot([t / 60 for t, _ in curve], [loss for _, loss in curve], marker="o", label=name)
+    axes[3].set(title="validation loss", xlabel="wall-clock minutes")
+    axes[3].legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(payload, indent=2) + "\n")
     table = markdown_table(results)
-    (args.report / "table.md").write_text(table)
+    plot_results(results, args.report / "bench.png", f"{args.config.stem}: {args.minutes:g} minutes per variant")
+    (args.report / "table.md").write_text(table + "\n![bench](bench.png)\n")
     print(table)
     return 0
