@@ -289,6 +289,8 @@ class Trainer:
         record = {"event": "epoch", "epoch": epoch, "update": p.updates, **stats.summary(), **metrics}
         record["valid_seconds"] = time.monotonic() - tick
         record["elapsed"] = p.elapsed
+        if self.device.type == "cuda":
+            record["peak_gpu_mb"] = torch.cuda.max_memory_allocated(self.device) / 2**20
         if metrics["valid_bleu"] > p.best_bleu:
             p.best_bleu, p.bad_epochs = metrics["valid_bleu"], 0
             self.save("best")

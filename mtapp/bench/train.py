@@ -62,6 +62,7 @@ def run_variant(config: Path, overrides: list[str], minutes: float, run_dir: Pat
         "valid_loss": last["valid_loss"],
         "valid_bleu": last["valid_bleu"],
         "peak_rss_mb": usage.ru_maxrss / 1024,  # Linux reports KiB
+        "peak_gpu_mb": max((r.get("peak_gpu_mb", 0.0) for r in epochs), default=0.0),  # 0 on the CPU
         "wall_seconds": time.monotonic() - started,
         "valid_curve": [[r["elapsed"], r["valid_loss"]] for r in records if r["event"] in ("valid", "epoch")],
     }
