@@ -109,6 +109,12 @@ def train_tokenizer(train: ParallelText, cfg: TokenizerConfig, cache_dir: Path) 
     log.info("tokenizer: training a %d-piece %s model on %d pairs", cfg.vocab_size, cfg.model_type, len(train))
     sentences = [s for s in train.src + train.tgt if s.strip()]
     tokenizer = Tokenizer.train(sentences, cfg)
+    if tokenizer.vocab_size < cfg.vocab_size:
+        log.warning(
+            "tokenizer: the training text supports only %d pieces; using that instead of tokenizer.vocab_size=%d",
+            tokenizer.vocab_size,
+            cfg.vocab_size,
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tokenizer.save(tmp)
