@@ -1,21 +1,23 @@
-"""Corpus-level sacreBLEU and chrF on detokenised text, with their signatures."""
+"""Corpus-level sacreBLEU metrics on detokenised text, each with its signature.
+
+BLEU (cased, 13a), chrF and TER as sacrebleu computes them by default; also BLEU on lowercased
+text, labelled as such, because published Multi30k figures are often lowercased.
+"""
 
 from __future__ import annotations
 
-from sacrebleu.metrics import BLEU, CHRF
+from sacrebleu.metrics import BLEU, CHRF, TER
 
 
 def score(hypotheses: list[str], references: list[str]) -> dict[str, float | str | int]:
     if len(hypotheses) != len(references):
         raise ValueError(f"{len(hypotheses)} hypotheses for {len(references)} references")
-    bleu, chrf = BLEU(), CHRF()
-    b = bleu.corpus_score(hypotheses, [references])
-    c = chrf.corpus_score(hypotheses, [references])
-    return {
-        "bleu": round(b.score, 2),
-        "chrf": round(c.score, 2),
-        "bleu_signature": str(bleu.get_signature()),
-        "chrf_signature": str(chrf.get_signature()),
-        "bleu_detail": str(b),
-        "num_sentences": len(hypotheses),
-    }
+    metrics = {"bleu": BLEU(), "chrf": CHRF(), "ter": TER(), "bleu_lowercase": BLEU(lowercase=True)}
+    result: dict[str, float | str | int] = {"num_sentences": len(hypotheses)}
+    for name, metric in metrics.items():
+        value = metric.corpus_score(hypotheses, [references])
+        result[name] = round(value.score, 2)
+        result[f"{name}_signature"] = str(metric.get_signature())
+        if name == "bleu":
+            result["bleu_detail"] = str(value)
+    return result

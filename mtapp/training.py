@@ -105,7 +105,7 @@ class EpochStats:
         self.src_tokens += batch.src_tokens
         self.slots += batch.slots
         self.src_slots += batch.src.numel()
-        self.sentences += batch.size
+        self.sentences += len(batch.indices)  # packed rows hold several sentences per row
 
     def summary(self) -> dict[str, float]:
         return {

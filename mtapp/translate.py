@@ -17,9 +17,9 @@ from mtapp.runtime import set_threads
 from mtapp.translator import Translator
 
 
-def add_model_args(p: argparse.ArgumentParser) -> None:
+def add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     """Options shared by translate and evaluate: which model, and how to decode."""
-    which = p.add_mutually_exclusive_group(required=True)
+    which = p.add_mutually_exclusive_group(required=required)
     which.add_argument("--run", type=Path, help="run directory (uses its checkpoint_best.pt)")
     which.add_argument("--checkpoint", type=Path, help="a checkpoint file")
     p.add_argument("--beam", type=int, help="beam size; 1 = greedy (default: the run's decode.beam)")

@@ -98,3 +98,14 @@ def test_a_checkpoint_whose_tokenizer_does_not_match_its_model_is_refused(traine
     save_checkpoint(tmp_path / "mixed.pt", {k: v for k, v in content.items() if k != "format"})
     with pytest.raises(CheckpointError, match="trained with .* vocabulary entries but the checkpoint's tokenizer"):
         Translator.from_checkpoint(tmp_path / "mixed.pt")
+
+
+def test_a_5000_word_line_is_translated_truncated_with_a_warning(trained, caplog):
+    tmp, run = trained
+    lines = ["w01 w02", " ".join(["w03"] * 5000), "w04"]
+    (tmp / "long.txt").write_text("\n".join(lines) + "\n")
+    out = tmp / "long.out"
+    args = ["--run", str(run), "--input", str(tmp / "long.txt"), "--output", str(out), "--beam", "1"]
+    assert translate.main([*args, "--max-len-a", "0", "--max-len-b", "20"]) == 0
+    assert len(out.read_text().split("\n")[:-1]) == 3
+    assert "1 input line(s) longer than 1023 subwords were truncated" in caplog.text
