@@ -159,8 +159,9 @@ class Trainer:
                 loss, nll, positions = batch_loss(self.model, batch, self.cfg.loss.label_smoothing, mask)
             finite = finite and bool(torch.isfinite(loss))
             self.scaler.scale(loss / total).backward()
-            stats.add(batch, loss.item(), nll.item(), positions)
-        if not finite:
+            if finite:
+                stats.add(batch, loss.item(), nll.item(), positions)
+        if not finite:  # its statistics stay out of the epoch's, so the logged loss stays finite
             self.skip_update()
             return
         self.nonfinite_in_a_row = 0
@@ -242,7 +243,7 @@ class Trainer:
     def _train_epoch(self, started: float, budget: float) -> EpochStats:
         stats, interval = EpochStats(), EpochStats()
         epoch = self.batches.epoch
-        plan_length = len(self.strategy.plan(epoch))
+        plan_length = len(self.batches.batches())
         bar = tqdm(total=plan_length, initial=self.batches.position, desc=f"epoch {epoch}", unit="batch")
         pending: list[Batch] = []
         for indices in self.batches.epoch_iter():

@@ -62,6 +62,17 @@ def test_resume_mid_epoch_continues_with_exactly_the_remaining_batches():
     assert resumed.state_dict() == {"epoch": 3, "position": 0}
 
 
+def test_an_epoch_is_planned_once(monkeypatch):
+    src, tgt = np.arange(1, 200) % 30 + 1, np.arange(1, 200) % 20 + 1
+    strategy = buckets(src, tgt)
+    calls = []
+    plan = strategy.plan
+    monkeypatch.setattr(strategy, "plan", lambda epoch: calls.append(epoch) or plan(epoch))
+    batches = EpochBatches(strategy)
+    n = len(batches.batches())
+    assert len(list(batches.epoch_iter())) == n and calls == [1]
+
+
 def test_sorted_buckets_pad_far_less_than_random_batches():
     rng = np.random.default_rng(2)
     src = rng.integers(3, 40, 5000)

@@ -49,9 +49,11 @@ def test_a_non_finite_loss_skips_the_update_and_many_in_a_row_stop_training(trai
 
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     monkeypatch.setattr(training, "batch_loss", nan_loss)
+    stats = training.EpochStats()
     for batch in batches(trainer, 2):
-        trainer.train_step([batch], training.EpochStats())
+        trainer.train_step([batch], stats)
     assert trainer.progress.skipped == 2 and trainer.progress.updates == 0
+    assert stats.positions == 0 and stats.loss == 0.0  # skipped updates leave no NaN in the statistics
     for k, v in trainer.model.state_dict().items():
         assert torch.equal(v, before[k]), k  # no update reached the parameters
     with pytest.raises(TrainingError, match=r"NaN or infinite in 3 updates in a row .*max_nonfinite = 3"):

@@ -74,10 +74,17 @@ class EpochBatches:
         self.strategy = strategy
         self.epoch = epoch
         self.position = 0
+        self._plan: tuple[int, list[np.ndarray]] = (0, [])  # (epoch, its batches), planned once
+
+    def batches(self) -> list[np.ndarray]:
+        """Every batch of the current epoch."""
+        if self._plan[0] != self.epoch:
+            self._plan = (self.epoch, self.strategy.plan(self.epoch))
+        return self._plan[1]
 
     def epoch_iter(self) -> Iterator[np.ndarray]:
         """The remaining batches of the current epoch; the epoch advances when they run out."""
-        batches = self.strategy.plan(self.epoch)
+        batches = self.batches()
         while self.position < len(batches):
             batch = batches[self.position]
             self.position += 1
