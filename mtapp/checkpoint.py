@@ -8,9 +8,7 @@ resolved config, and the tokenizer model itself.
 from __future__ import annotations
 
 import os
-import pickle
 import random
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -25,21 +23,33 @@ class CheckpointError(ValueError):
 
 
 def save_checkpoint(path: Path, content: dict[str, Any]) -> None:
-    """Write to a temporary file in the same folder, then rename: a reader never sees half a file."""
+    """Write to a temporary file in the same folder, flush it to disk, then rename: a reader never
+    sees half a file, and a failed save leaves the previous checkpoint and no temporary file."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    torch.save({"format": FORMAT, **content}, tmp)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            torch.save({"format": FORMAT, **content}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # also KeyboardInterrupt: never leave the temporary file behind
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
+        raise CheckpointError(f"checkpoint {path} does not exist" + (" (it is a folder)" if path.is_dir() else ""))
     try:
         content = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as e:
-        raise CheckpointError(f"{path} is damaged or not a checkpoint ({type(e).__name__}: {e})") from None
+    except Exception as e:  # torch.load fails on damaged input with many types (KeyError, OSError, ...)
+        reason = str(e).split(". ")[0].split("\n")[0][:120]  # torch's messages run to paragraphs
+        raise CheckpointError(
+            f"{path} is damaged (e.g. cut off) or not an mtapp checkpoint ({type(e).__name__}: {reason}); "
+            "use a checkpoint_*.pt written by `python -m mtapp.train`"
+        ) from None
     if not isinstance(content, dict) or content.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an mtapp checkpoint (expected format {FORMAT})")
     return content

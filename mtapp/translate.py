@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 from mtapp.checkpoint import CheckpointError
-from mtapp.data.corpora import CorpusError, read_lines
+from mtapp.config import ConfigError
+from mtapp.data.corpora import CorpusError, decode_lines, read_lines
 from mtapp.runtime import set_threads
 from mtapp.translator import Translator
 
@@ -53,8 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
         translator = load_translator(args)
-        lines = read_lines(args.input) if args.input else sys.stdin.read().splitlines()
-    except (CheckpointError, CorpusError) as e:
+        # bytes, split like files: str.splitlines would also break at \r, \x0c, \x85, \u2028, ...
+        lines = read_lines(args.input) if args.input else decode_lines(sys.stdin.buffer.read(), "standard input")
+    except (CheckpointError, ConfigError, CorpusError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     outputs = translator.translate(lines, progress=args.output is not None)

@@ -28,15 +28,21 @@ log = logging.getLogger(__name__)
 
 
 class Translator:
-    def __init__(self, model: Seq2Seq, tokenizer: Tokenizer, decode: DecodeConfig, max_source: int):
+    def __init__(
+        self, model: Seq2Seq, tokenizer: Tokenizer, decode: DecodeConfig, max_source: int, pad_side: str = "post"
+    ):
         self.model, self.tokenizer, self.decode = model.eval(), tokenizer, decode
         self.max_source = max_source  # subwords a source may have (the model's position limit)
+        self.pad_side = pad_side  # of source batches; the run's batching.pad_side
         self.device = next(model.parameters()).device
 
     @classmethod
     def from_checkpoint(cls, path: Path, device: str = "auto", **decode_overrides) -> Translator:
         device_ = select_device(device)
         content = load_checkpoint(path, map_location=device_)
+        missing = [key for key in ("model", "config", "tokenizer") if key not in content]
+        if missing:
+            raise CheckpointError(f"{path} has no {', '.join(missing)}: it is not a complete mtapp checkpoint")
         cfg = config_from_dict(content["config"])
         tokenizer = Tokenizer(tokenizer_from_tensor(content["tokenizer"]))
         trained_vocab = content["model"]["embed.weight"].shape[0]
@@ -49,7 +55,7 @@ class Translator:
         model.load_state_dict(content["model"])
         model.to(device_)
         decode = replace(cfg.decode, **{k: v for k, v in decode_overrides.items() if v is not None})
-        return cls(model, tokenizer, decode, max_source=cfg.model.max_positions - 1)
+        return cls(model, tokenizer, decode, cfg.model.max_positions - 1, cfg.batching.pad_side)
 
     def translate(self, lines: list[str], beam: int | None = None, progress: bool = False) -> list[str]:
         ids = self.tokenizer.encode(lines)
@@ -76,7 +82,7 @@ class Translator:
         results: list[list[int]] = [[] for _ in src]
         batches = inference_batches(lengths, self.decode.max_tokens) if len(src) else []
         for idx in tqdm(batches, desc="translating", unit="batch", disable=not progress):
-            batch = collate([np.asarray(src[i]) for i in idx], None, idx).to(self.device)
+            batch = collate([np.asarray(src[i]) for i in idx], None, idx, self.pad_side).to(self.device)
             for i, hyp in zip(idx.tolist(), self._search(batch, beam)):
                 results[i] = hyp.tokens
         return results

@@ -1,11 +1,11 @@
 import random
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from mtapp.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from mtapp.translator import Translator
 
 
 def test_save_is_atomic_and_round_trips(tmp_path):
@@ -16,32 +16,55 @@ def test_save_is_atomic_and_round_trips(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temporary file left behind
 
 
-def test_a_failed_save_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
+@pytest.mark.parametrize("failure", [OSError("disk full"), KeyboardInterrupt()], ids=["disk-full", "ctrl-c"])
+def test_a_failed_save_leaves_the_previous_checkpoint_and_no_temporary_file(tmp_path, monkeypatch, failure):
     path = tmp_path / "c.pt"
     save_checkpoint(path, {"model": {"w": torch.arange(3)}})
 
     def broken_save(obj, f):
-        Path(f).write_bytes(b"half a file")
-        raise OSError("disk full")
+        f.write(b"half a file")
+        raise failure
 
     monkeypatch.setattr(torch, "save", broken_save)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(type(failure)):
         save_checkpoint(path, {"model": {"w": torch.arange(9)}})
     monkeypatch.undo()
     assert load_checkpoint(path)["model"]["w"].tolist() == [0, 1, 2]
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
 
 
-def test_truncated_foreign_and_missing_files_are_clear_errors(tmp_path):
-    path = tmp_path / "c.pt"
-    save_checkpoint(path, {"model": {"w": torch.randn(100)}})
-    (tmp_path / "truncated.pt").write_bytes(path.read_bytes()[:200])
-    with pytest.raises(CheckpointError, match="truncated.pt is damaged or not a checkpoint"):
-        load_checkpoint(tmp_path / "truncated.pt")
+DAMAGED = r"is damaged \(e\.g\. cut off\) or not an mtapp checkpoint .*; use a checkpoint_\*\.pt written by"
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.0002, 0.002, 0.05, 0.5, 0.98, 0.9995])
+def test_a_truncated_checkpoint_is_a_clear_error(tmp_path, fraction):
+    save_checkpoint(tmp_path / "c.pt", {"model": {"w": torch.randn(1000)}})
+    whole = (tmp_path / "c.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(whole[: int(fraction * len(whole))])
+    with pytest.raises(CheckpointError, match=r"cut\.pt " + DAMAGED):
+        load_checkpoint(tmp_path / "cut.pt")
+
+
+def test_foreign_and_missing_files_are_clear_errors(tmp_path):
+    (tmp_path / "notes.pt").write_text("epoch 3: loss 2.1\nepoch 4: loss 1.9\n")
+    (tmp_path / "noise.pt").write_bytes(bytes(range(256)) * 20)
+    torch.save(torch.nn.Linear(2, 2), tmp_path / "module.pt")  # a pickled module: refused, never unpickled
+    for name in ("notes.pt", "noise.pt", "module.pt"):
+        with pytest.raises(CheckpointError, match=rf"{name} " + DAMAGED):
+            load_checkpoint(tmp_path / name)
     torch.save({"state_dict": {}}, tmp_path / "foreign.pt")
-    with pytest.raises(CheckpointError, match="foreign.pt is not an mtapp checkpoint"):
+    with pytest.raises(CheckpointError, match=r"foreign\.pt is not an mtapp checkpoint \(expected format"):
         load_checkpoint(tmp_path / "foreign.pt")
-    with pytest.raises(CheckpointError, match="missing.pt does not exist"):
+    with pytest.raises(CheckpointError, match=r"missing\.pt does not exist$"):
         load_checkpoint(tmp_path / "missing.pt")
+    with pytest.raises(CheckpointError, match=r"does not exist \(it is a folder\)"):
+        load_checkpoint(tmp_path)
+
+
+def test_a_checkpoint_without_config_or_tokenizer_cannot_translate(tmp_path):
+    save_checkpoint(tmp_path / "partial.pt", {"model": {"w": torch.arange(3)}})
+    with pytest.raises(CheckpointError, match=r"partial\.pt has no config, tokenizer: it is not a complete"):
+        Translator.from_checkpoint(tmp_path / "partial.pt", device="cpu")
 
 
 def test_rng_state_round_trips_through_a_checkpoint(tmp_path):

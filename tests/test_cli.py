@@ -1,11 +1,14 @@
 """End to end through the real command-line entry points, on a synthetic copy task."""
 
+import io
 import json
+import sys
 
 import pytest
 import yaml
 
 from mtapp import evaluate, train, translate
+from mtapp.evaluation import score
 from tests.synthetic import synthetic_pairs, tiny_config, write_text_corpus
 
 
@@ -109,3 +112,54 @@ def test_a_5000_word_line_is_translated_truncated_with_a_warning(trained, caplog
     assert translate.main([*args, "--max-len-a", "0", "--max-len-b", "20"]) == 0
     assert len(out.read_text().split("\n")[:-1]) == 3
     assert "1 input line(s) longer than 1023 subwords were truncated" in caplog.text
+
+
+def test_stdin_is_translated_line_for_line_whatever_its_bytes(trained, monkeypatch, capsys):
+    tmp, run = trained
+    lines = ["w01 w02", "", " \t ", "w03\x85w04", "w05\u2028w06", "w07\x0cw08\rw09", "😀 ü ß", "w10 w11 w12"]
+    data = "\n".join(lines).encode() + b"\r\n"  # \x85, \u2028, \x0c and a lone \r are not line ends
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+    assert translate.main(["--run", str(run), "--beam", "1"]) == 0
+    out = capsys.readouterr().out.split("\n")
+    assert out[-1] == "" and len(out[:-1]) == len(lines)
+    assert out[1] == "" and out[2] == ""
+    (tmp / "plain.txt").write_text("w01 w02\nw10 w11 w12\n")
+    assert translate.main(["--run", str(run), "--beam", "1", "--input", str(tmp / "plain.txt")]) == 0
+    assert [out[0], out[7]] == capsys.readouterr().out.split("\n")[:-1]  # the lines around keep their places
+
+
+def test_invalid_utf8_on_stdin_names_the_line_and_offset(trained, monkeypatch, capsys):
+    _, run = trained
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"w01\nw02 \xe4\n")))
+    assert translate.main(["--run", str(run)]) == 2
+    assert "error: standard input: line 2 is not valid UTF-8 (byte offset 8)" in capsys.readouterr().err
+
+
+def test_empty_missing_and_foreign_inputs_to_translate(trained, capsys):
+    tmp, run = trained
+    (tmp / "empty.txt").write_text("")
+    assert translate.main(["--run", str(run), "--input", str(tmp / "empty.txt"), "--output", str(tmp / "e.out")]) == 0
+    assert (tmp / "e.out").read_bytes() == b""
+    assert translate.main(["--run", str(run), "--input", str(tmp / "nowhere" / "in.txt")]) == 2
+    assert "error: file " in capsys.readouterr().err
+    (tmp / "notes.pt").write_text("not a checkpoint\n")
+    assert translate.main(["--checkpoint", str(tmp / "notes.pt"), "--input", str(tmp / "empty.txt")]) == 2
+    assert "notes.pt is damaged (e.g. cut off) or not an mtapp checkpoint" in capsys.readouterr().err
+
+
+def test_evaluate_keeps_blank_source_lines_line_for_line_and_scores_them(trained):
+    tmp, run = trained
+    pairs = synthetic_pairs(30, seed=11)
+    src, ref = [s for s, _ in pairs], [t for _, t in pairs]
+    src[4], src[17] = "", "  "  # sources lost, references kept: the empty hypotheses must count
+    (tmp / "blank.xx").write_text("".join(s + "\n" for s in src))
+    (tmp / "blank.yy").write_text("".join(r + "\n" for r in ref))
+    args = ["--run", str(run), "--src", str(tmp / "blank.xx"), "--ref", str(tmp / "blank.yy"), "--beam", "1"]
+    assert evaluate.main(args) == 0
+    hyps = (run / "eval" / "blank.xx.hyp").read_text().split("\n")[:-1]
+    assert len(hyps) == 30 and hyps[4] == "" and hyps[17] == ""
+    result = json.loads((run / "eval" / "blank.xx.json").read_text())
+    assert result["num_sentences"] == 30
+    assert result["bleu"] == score(hyps, ref)["bleu"]
+    without = [i for i in range(30) if i not in (4, 17)]
+    assert result["bleu"] < score([hyps[i] for i in without], [ref[i] for i in without])["bleu"]

@@ -8,8 +8,8 @@ from mtapp.data.corpora import read_hf, read_lines, read_text_pair, read_tsv
 from mtapp.data.download import download, verify
 
 
-def test_plain_gz_and_crlf_files_read_the_same(tmp_path):
-    lines = ["Ein Hund.", "", "Zwei Katzen  schlafen."]
+def test_plain_gz_and_crlf_files_read_the_same_with_blank_lines_kept(tmp_path):
+    lines = ["Ein Hund.", "", "Zwei Katzen  schlafen.", " \t ", "Ende\rmitten"]
     (tmp_path / "a.txt").write_bytes("\r\n".join(lines).encode() + b"\r\n")
     with gzip.open(tmp_path / "b.txt.gz", "wt", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
@@ -24,19 +24,51 @@ def test_mismatched_line_counts_name_both_files_and_counts(tmp_path):
         read_text_pair(tmp_path / "s.de", tmp_path / "s.en")
 
 
-def test_missing_and_empty_files_are_clear_errors(tmp_path):
-    with pytest.raises(CorpusError, match=r"nope\.de does not exist"):
+def test_missing_files_and_folders_are_clear_errors(tmp_path):
+    with pytest.raises(CorpusError, match=r"nope\.de does not exist$"):
         read_lines(tmp_path / "nope.de")
+    with pytest.raises(CorpusError, match=r"gone/train\.de does not exist: its folder \S*gone does not exist"):
+        read_lines(tmp_path / "gone" / "train.de")
+    with pytest.raises(CorpusError, match=r"is a folder, not a file"):
+        read_lines(tmp_path)
+    cfg = DataConfig(corpus="text", src_lang="de", tgt_lang="en", paths={"train": str(tmp_path / "gone" / "train")})
+    with pytest.raises(CorpusError, match=r"its folder \S*gone does not exist"):
+        load_split(cfg, "train")
+
+
+def test_empty_and_all_blank_corpora_are_clear_errors(tmp_path):
     (tmp_path / "e.de").write_text("")
     (tmp_path / "e.en").write_text("")
-    with pytest.raises(CorpusError, match="is empty"):
+    with pytest.raises(CorpusError, match=r"e\.de \+ \S*e\.en is empty"):
         read_text_pair(tmp_path / "e.de", tmp_path / "e.en")
+    (tmp_path / "e.tsv").write_text("")
+    with pytest.raises(CorpusError, match=r"e\.tsv is empty"):
+        read_tsv(tmp_path / "e.tsv")
+    (tmp_path / "b.de").write_text("Hallo\n \n\n")
+    (tmp_path / "b.en").write_text("\nYes\n\t\n")
+    with pytest.raises(CorpusError, match="has 3 lines but no pair with two non-blank sides"):
+        read_text_pair(tmp_path / "b.de", tmp_path / "b.en")
 
 
-def test_invalid_utf8_names_file_line_and_offset(tmp_path):
-    (tmp_path / "bad.de").write_bytes(b"gut\nschlecht \xff hier\n")
-    with pytest.raises(CorpusError, match=r"bad\.de: line 2 is not valid UTF-8 \(byte offset 13\)"):
+def test_a_damaged_gzip_file_is_a_clear_error(tmp_path):
+    (tmp_path / "plain.de.gz").write_text("not compressed\n")
+    with pytest.raises(CorpusError, match=r"plain\.de\.gz could not be read \(Not a gzipped file"):
+        read_lines(tmp_path / "plain.de.gz")
+    with gzip.open(tmp_path / "cut.de.gz", "wt") as f:
+        f.write("ein Satz\n" * 1000)
+    (tmp_path / "cut.de.gz").write_bytes((tmp_path / "cut.de.gz").read_bytes()[:-20])
+    with pytest.raises(CorpusError, match=r"cut\.de\.gz could not be read .*re-create or re-download it"):
+        read_lines(tmp_path / "cut.de.gz")
+
+
+def test_invalid_utf8_is_an_error_naming_file_line_and_offset_never_replaced(tmp_path):
+    (tmp_path / "bad.de").write_bytes(b"gut\r\nschlecht \xff hier\r\n")
+    with pytest.raises(CorpusError, match=r"bad\.de: line 2 is not valid UTF-8 \(byte offset 14\); convert"):
         read_lines(tmp_path / "bad.de")
+    with gzip.open(tmp_path / "bad.en.gz", "wb") as f:
+        f.write(b"one\ntwo\nth\xc3ree\n")  # a cut-off two-byte sequence
+    with pytest.raises(CorpusError, match=r"bad\.en\.gz: line 3 is not valid UTF-8 \(byte offset 10\)"):
+        read_lines(tmp_path / "bad.en.gz")
 
 
 def test_tsv_reads_pairs_and_rejects_wrong_field_counts(tmp_path):
@@ -69,7 +101,8 @@ def test_data_dir_setting_beats_environment_beats_default(monkeypatch):
 
 def test_registered_corpus_reports_missing_files_with_the_download_command(tmp_path):
     cfg = DataConfig(dir=str(tmp_path))
-    with pytest.raises(CorpusError, match=r"train\.de\.gz does not exist; run `python -m mtapp.data download"):
+    missing = r"train\.de\.gz does not exist: its folder \S*multi30k does not exist; run `python -m mtapp.data download"
+    with pytest.raises(CorpusError, match=missing):
         load_split(cfg, "train")
     with pytest.raises(CorpusError, match="no split 'dev'"):
         load_split(cfg, "dev")

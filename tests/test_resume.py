@@ -1,7 +1,9 @@
-"""Interrupted training resumes exactly: a run killed with SIGTERM mid-epoch and resumed ends
-with the parameters of an uninterrupted run (CPU, same seed)."""
+"""Interrupted training resumes exactly: a run stopped with SIGTERM or SIGINT mid-epoch and
+resumed ends with the parameters of an uninterrupted run (CPU, same seed)."""
 
 import json
+import logging
+import os
 import signal
 import subprocess
 import sys
@@ -10,6 +12,7 @@ import time
 import torch
 import yaml
 
+from mtapp import train, training
 from mtapp.checkpoint import load_checkpoint
 from tests.synthetic import synthetic_pairs, tiny_config, write_text_corpus
 
@@ -46,8 +49,45 @@ def test_sigterm_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path):
     assert "interrupted by SIGTERM" in err.decode()
 
     subprocess.run(train_cmd(config, cut, "--resume"), check=True, capture_output=True)
+    assert_same_final_state(whole, cut)
+
+
+def assert_same_final_state(whole, resumed):
     a = load_checkpoint(whole / "checkpoint_last.pt")
-    b = load_checkpoint(cut / "checkpoint_last.pt")
+    b = load_checkpoint(resumed / "checkpoint_last.pt")
     assert a["progress"]["updates"] == b["progress"]["updates"]
     for name, value in a["model"].items():
         torch.testing.assert_close(b["model"][name], value, rtol=0, atol=0, msg=name)
+
+
+def test_sigint_mid_update_saves_where_it_stopped_and_resumes_exactly(tmp_path, monkeypatch, caplog):
+    """Ctrl-C, in process: the update under way finishes, the checkpoint holds the position."""
+    corpus = tmp_path / "corpus"
+    for split, n, seed in (("train", 300, 1), ("val", 10, 2)):
+        write_text_corpus(corpus, split, synthetic_pairs(n, seed=seed))
+    raw = tiny_config(tmp_path, train={"max_epochs": 2}, batching={"max_tokens": 128})
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    assert train.main(["--config", str(config), "--run-dir", str(tmp_path / "whole")]) == 0
+
+    real_loss, calls = training.batch_loss, []
+
+    def loss_then_ctrl_c(model, *args, **kwargs):
+        if model.training:
+            calls.append(len(calls))
+            if len(calls) == 5:  # between the forward and the backward pass of update 5
+                os.kill(os.getpid(), signal.SIGINT)
+        return real_loss(model, *args, **kwargs)
+
+    monkeypatch.setattr(training, "batch_loss", loss_then_ctrl_c)
+    cut = tmp_path / "cut"
+    with caplog.at_level(logging.INFO):
+        assert train.main(["--config", str(config), "--run-dir", str(cut)]) == 0
+    monkeypatch.setattr(training, "batch_loss", real_loss)
+    state = load_checkpoint(cut / "checkpoint_last.pt")
+    assert state["sampler"] == {"epoch": 1, "position": 5}  # mid-epoch 1, after update 5
+    assert state["progress"]["updates"] == 5
+    assert "interrupted by SIGINT: state saved" in caplog.text
+
+    assert train.main(["--run-dir", str(cut), "--resume"]) == 0
+    assert_same_final_state(tmp_path / "whole", cut)

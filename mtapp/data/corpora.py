@@ -1,7 +1,9 @@
 """Parallel corpora: the registry of known corpora and readers for text, TSV and `datasets`.
 
-A reader returns `ParallelText`: two equally long lists of raw sentences. Problems with the
-files (missing, unequal line counts, empty, undecodable) raise `CorpusError` naming the file.
+A reader returns `ParallelText`: two equally long lists of raw sentences, blank lines kept.
+Problems with the files (missing, unequal line counts, empty, undecodable) raise `CorpusError`
+naming the file. Files must be UTF-8: an invalid byte is an error naming the file, line and
+byte offset, never silently replaced.
 """
 
 from __future__ import annotations
@@ -133,25 +135,44 @@ def _with_lang(prefix: str, lang: str) -> Path:
 
 
 def read_lines(path: Path, hint: str = "") -> list[str]:
-    """All lines of a plain or gzipped UTF-8 file, without line endings (\\n or \\r\\n)."""
+    """All lines of a plain or gzipped UTF-8 file (see `decode_lines`; for .gz, byte offsets
+    count in the decompressed text)."""
     path = Path(path)
     if not path.is_file():
         extra = f"; {hint}" if hint else ""
-        raise CorpusError(f"corpus file {path} does not exist{extra}")
+        raise CorpusError(f"{_not_a_file(path)}{extra}")
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError; a cut-off .gz raises EOFError
+        raise CorpusError(f"{path} could not be read ({e}); re-create or re-download it") from None
+    return decode_lines(data, str(path))
+
+
+def decode_lines(data: bytes, name: str) -> list[str]:
+    """The lines of UTF-8 text, split at \\n only and without a trailing \\r (so \\n and \\r\\n
+    endings read the same); blank lines are kept. Bytes that are not UTF-8 are an error naming
+    `name`, the line and the byte offset: nothing is replaced or skipped."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
         raise CorpusError(
-            f"{path}: line {line} is not valid UTF-8 (byte offset {e.start}); convert the file to UTF-8"
+            f"{name}: line {line} is not valid UTF-8 (byte offset {e.start}); convert the file to UTF-8"
         ) from None
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def _not_a_file(path: Path) -> str:
+    if path.is_dir():
+        return f"{path} is a folder, not a file"
+    if not path.parent.is_dir():
+        return f"file {path} does not exist: its folder {path.parent} does not exist"
+    return f"file {path} does not exist"
 
 
 def read_text_pair(src_path: Path, tgt_path: Path, hint: str = "") -> ParallelText:
@@ -162,9 +183,7 @@ def read_text_pair(src_path: Path, tgt_path: Path, hint: str = "") -> ParallelTe
             f"line counts differ: {src_path} has {len(src)} lines, {tgt_path} has {len(tgt)}; "
             "the two sides of a parallel corpus must be line-aligned"
         )
-    if not src:
-        raise CorpusError(f"corpus {src_path} / {tgt_path} is empty")
-    return ParallelText(src, tgt, origin=f"{src_path} + {tgt_path}")
+    return _with_sentences(ParallelText(src, tgt, origin=f"{src_path} + {tgt_path}"))
 
 
 def read_tsv(path: Path) -> ParallelText:
@@ -178,9 +197,7 @@ def read_tsv(path: Path) -> ParallelText:
             )
         src.append(fields[0])
         tgt.append(fields[1])
-    if not src:
-        raise CorpusError(f"corpus {path} is empty")
-    return ParallelText(src, tgt, origin=str(path))
+    return _with_sentences(ParallelText(src, tgt, origin=str(path)))
 
 
 def read_hf(hf_path: str, spec: str, src_lang: str, tgt_lang: str) -> ParallelText:
@@ -206,6 +223,12 @@ def read_hf(hf_path: str, spec: str, src_lang: str, tgt_lang: str) -> ParallelTe
         raise CorpusError(
             f"dataset {hf_path} ({spec}) has columns {columns}: expected 'translation' or '{src_lang}' and '{tgt_lang}'"
         )
-    if not src:
-        raise CorpusError(f"dataset {hf_path} ({spec}) is empty")
-    return ParallelText(src, tgt, origin=f"datasets:{hf_path}:{spec}")
+    return _with_sentences(ParallelText(src, tgt, origin=f"datasets:{hf_path}:{spec}"))
+
+
+def _with_sentences(text: ParallelText) -> ParallelText:
+    """`text`, unless it holds no pair with two non-blank sides: nothing to train on or score."""
+    if not any(s.strip() and t.strip() for s, t in zip(text.src, text.tgt)):
+        what = f"has {len(text)} lines but no pair with two non-blank sides" if len(text) else "is empty"
+        raise CorpusError(f"corpus {text.origin} {what}")
+    return text
