@@ -79,6 +79,8 @@ def evaluate(args: argparse.Namespace) -> int:
             "checkpoint": str(checkpoint_path(args)),
             "beam": translator.decode.beam,
             "length_penalty": translator.decode.length_penalty,
+            "max_len_a": translator.decode.max_len_a,
+            "max_len_b": translator.decode.max_len_b,
             "translate_seconds": round(seconds, 2),
             "sentences_per_second": round(len(hyps) / seconds, 1),
         }

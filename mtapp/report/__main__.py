@@ -1,0 +1,77 @@
+"""`python -m mtapp.report RUN [RUN ...] --out DIR`: compare runs on one test set.
+
+    python -m mtapp.report runs/transformer runs/lstm --out reports/de_en [--split test_2016_flickr]
+        [--names a,b] [--seed 12345] [--resamples 1000] [--buckets 10,15,20,25] [--samples 3]
+
+The first run is the baseline. Each run needs `eval/<split>.hyp` (`python -m mtapp.evaluate --run
+RUN --split SPLIT` writes it). Writes DIR/report.md with PNG plots beside it, DIR/report.html (one
+self-contained file) and DIR/report.json (every number of the report).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shlex
+import sys
+from pathlib import Path
+
+from mtapp.config import ConfigError
+from mtapp.data import CorpusError
+from mtapp.report.compare import Options, compare, document
+from mtapp.report.runs import RunError, load_runs, read_config
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    p = argparse.ArgumentParser(prog="python -m mtapp.report", description="Compare runs on one test set.")
+    p.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="run directories; the first is the baseline")
+    p.add_argument("--out", type=Path, required=True, help="folder for report.md, report.html and the plots")
+    p.add_argument("--split", help="test split (default: the baseline's data.test_split)")
+    p.add_argument("--names", help="comma-separated system names (default: the run folders' names)")
+    p.add_argument("--seed", type=int, default=12345, help="bootstrap seed, a positive integer (default 12345)")
+    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument("--buckets", default="10,15,20,25", help="upper bounds of the source-length buckets, in words")
+    p.add_argument("--samples", type=int, default=3, help="sentences shown for each of best / median / worst")
+    args = p.parse_args(argv)
+    names = args.names.split(",") if args.names else [r.name for r in args.runs]
+    if len(names) != len(args.runs) or len(set(names)) != len(names):
+        p.error("--names needs one distinct name per run (and run folders with the same name need --names)")
+    if args.seed < 1 or args.resamples < 1:
+        p.error("--seed and --resamples must be positive (sacrebleu treats seed 0 as unseeded)")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    options = Options(
+        seed=args.seed,
+        resamples=args.resamples,
+        bounds=tuple(int(b) for b in args.buckets.split(",")),
+        samples=args.samples,
+        command=shlex.join(["python", "-m", "mtapp.report", *argv]),
+    )
+    try:
+        return report(args.runs, names, args.split, args.out, options)
+    except (RunError, CorpusError, ConfigError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def report(paths: list[Path], names: list[str], split: str | None, out: Path, options: Options) -> int:
+    split = split or read_config(paths[0]).data.test_split
+    runs, text = load_runs(paths, names, split)
+    result = compare(runs, split, text.src, text.tgt, options)
+    out.mkdir(parents=True, exist_ok=True)
+    md, page = document(result, out).write(out)
+    (out / "report.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    for row in result["significance"]["rows"]:
+        print(f"{row['name']}: " + ", ".join(_cell(key, row[key]) for key in ("bleu", "chrf", "ter")))
+    print(f"written: {md}, {page}")
+    return 0
+
+
+def _cell(metric: str, r: dict) -> str:
+    p = "" if r["p"] is None else f" (p = {r['p']:.4f})"
+    return f"{metric} {r['score']:.2f} ± {r['ci']:.2f}{p}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
