@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from mtapp.batching import EpochBatches, build_strategy, collate
 from mtapp.batching.inference import inference_batches
+from mtapp.batching.packed_rows import first_fit
 from mtapp.batching.tokens import TokenBuckets
 from mtapp.config import BatchingConfig
 from mtapp.tokenization import BOS, EOS, PAD
@@ -215,6 +216,30 @@ def test_packed_rows_fit_each_row_and_number_the_sentences_of_a_row():
         assert (batch.src_segments == 0).eq(batch.src_pad_mask).all()
         assert (batch.tgt_segments == 0).eq(batch.tgt_pad_mask).all()
         assert batch.tgt_tokens == int((tgt[item[:, 0]] + 1).sum())
+
+
+def first_fit_one_by_one(src, tgt, capacity):
+    """First fit the obvious way: each item scans every row (the reference for `first_fit`)."""
+    fills, row_of = [], []
+    for s, t in zip(src.tolist(), tgt.tolist()):
+        row = next((r for r, (fs, ft) in enumerate(fills) if fs + s <= capacity and ft + t <= capacity), len(fills))
+        if row == len(fills):
+            fills.append((0, 0))
+        fills[row] = (fills[row][0] + s, fills[row][1] + t)
+        row_of.append(row)
+    return np.array(row_of)
+
+
+@settings(max_examples=80, deadline=None)
+@given(data=st.data(), capacity=st.integers(8, 120), decreasing=st.booleans())
+def test_first_fit_by_runs_places_every_item_where_one_by_one_first_fit_does(data, capacity, decreasing):
+    n = data.draw(st.integers(1, 300))
+    sizes = st.lists(st.integers(1, min(capacity, 12)), min_size=n, max_size=n)
+    src, tgt = np.array(data.draw(sizes)), np.array(data.draw(sizes))
+    if decreasing:  # the order PackedRows uses: long runs of equal pairs
+        order = np.lexsort((tgt, src, -(src + tgt), -np.maximum(src, tgt)))
+        src, tgt = src[order], tgt[order]
+    np.testing.assert_array_equal(first_fit(src, tgt, capacity), first_fit_one_by_one(src, tgt, capacity))
 
 
 class _FakeCorpus:

@@ -2,8 +2,9 @@
 attention and positions restarting at every sentence (Krell et al. 2021), for the Transformer.
 
 A planned batch is an int64 array (n, 2) of (sentence index, row) pairs. Rows are filled by
-first-fit decreasing: sentences longest first (ties in random order), each into the first row
-that still has room on both sides (`row_tokens` per side). Rows with similar fills are grouped
+first-fit decreasing: sentences longest first, then by total length (pairs of equal lengths
+adjacent, in random order), each into the first row that still has room on both sides
+(`row_tokens` per side). Rows with similar fills are grouped
 `max_tokens // row_tokens` to a batch (a batch is as wide as its fullest row), and the batch
 order is shuffled.
 """
@@ -28,7 +29,8 @@ class PackedRows(Strategy):
     def plan(self, epoch: int) -> list[np.ndarray]:
         rng = self.rng(epoch)
         order = rng.permutation(len(self.src))
-        order = order[np.argsort(-np.maximum(self.src, self.tgt)[order], kind="stable")]
+        s, t = self.src[order], self.tgt[order]
+        order = order[np.lexsort((t, s, -(s + t), -np.maximum(s, t)))]  # longest first; equal pairs adjacent
         row_of = first_fit(self.src[order], self.tgt[order], self.row_tokens)
         n_rows = int(row_of.max()) + 1
         src_fill = np.bincount(row_of, weights=self.src[order], minlength=n_rows)
@@ -36,7 +38,7 @@ class PackedRows(Strategy):
         rank = np.empty(n_rows, dtype=np.int64)
         rank[np.lexsort((rng.permutation(n_rows), src_fill, tgt_fill))] = np.arange(n_rows)  # similar fills adjacent
         row_of = rank[row_of]
-        by_row = np.lexsort((np.arange(len(order)), row_of))
+        by_row = np.argsort(row_of, kind="stable")
         pairs = np.stack([order[by_row], row_of[by_row]], axis=1)  # (n, 2) grouped by row
         cuts = np.searchsorted(pairs[:, 1], np.arange(self.rows_per_batch, n_rows, self.rows_per_batch))
         batches = [batch - [0, batch[0, 1]] for batch in np.split(pairs, cuts)]  # rows numbered from 0
@@ -53,16 +55,36 @@ class PackedRows(Strategy):
 
 
 def first_fit(src: np.ndarray, tgt: np.ndarray, capacity: int) -> np.ndarray:
-    """Row number of each item: the first row with room for it on both sides (items in order)."""
-    fill_src = np.zeros(len(src), dtype=np.int64)
-    fill_tgt = np.zeros(len(src), dtype=np.int64)
+    """Row number of each item: the first row with room for it on both sides (items in order).
+
+    Consecutive equal items are placed together: an item equal to the previous one cannot go to
+    a row the previous one did not fit, so a run of k equal items fills the open rows in order,
+    each taking as many as it has room for, and the rest open new rows. The loop runs once per
+    run of equal (src, tgt) lengths, not once per item; rows that no later item can fit are
+    closed and never scanned again.
+    """
+    starts = np.flatnonzero(np.r_[True, (src[1:] != src[:-1]) | (tgt[1:] != tgt[:-1])])
+    ends = np.r_[starts[1:], len(src)]
+    # smallest lengths still to come after each run: a row with less room is closed for good
+    next_src = np.r_[np.minimum.accumulate(src[starts][::-1])[::-1][1:], capacity + 1]
+    next_tgt = np.r_[np.minimum.accumulate(tgt[starts][::-1])[::-1][1:], capacity + 1]
     row_of = np.empty(len(src), dtype=np.int64)
+    rows = np.zeros(0, dtype=np.int64)  # open rows, in row order, and their fills
+    fill_src, fill_tgt = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     n_rows = 0
-    for i, (s, t) in enumerate(zip(src.tolist(), tgt.tolist())):
-        fits = np.flatnonzero((fill_src[:n_rows] + s <= capacity) & (fill_tgt[:n_rows] + t <= capacity))
-        row = int(fits[0]) if len(fits) else n_rows
-        n_rows += row == n_rows
-        fill_src[row] += s
-        fill_tgt[row] += t
-        row_of[i] = row
+    for k, (start, end) in enumerate(zip(starts.tolist(), ends.tolist())):
+        s, t, count = int(src[start]), int(tgt[start]), end - start
+        room = np.minimum((capacity - fill_src) // s, (capacity - fill_tgt) // t)  # items each open row takes
+        take = np.clip(count - (np.cumsum(room) - room), 0, room)
+        per_row = min(capacity // s, capacity // t)
+        new = -(-(count - int(take.sum())) // per_row)
+        new_take = np.minimum(per_row, count - int(take.sum()) - per_row * np.arange(new))
+        rows = np.concatenate([rows, n_rows + np.arange(new)])
+        take = np.concatenate([take, new_take])
+        row_of[start:end] = np.repeat(rows, take)
+        fill_src = np.concatenate([fill_src, np.zeros(new, dtype=np.int64)]) + take * s
+        fill_tgt = np.concatenate([fill_tgt, np.zeros(new, dtype=np.int64)]) + take * t
+        n_rows += new
+        still_open = (capacity - fill_src >= next_src[k]) & (capacity - fill_tgt >= next_tgt[k])
+        rows, fill_src, fill_tgt = rows[still_open], fill_src[still_open], fill_tgt[still_open]
     return row_of

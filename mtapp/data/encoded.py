@@ -61,12 +61,9 @@ class EncodedCorpus:
 
     def select(self, keep: np.ndarray) -> EncodedCorpus:
         """The pairs where the boolean mask `keep` is True, original line numbers preserved."""
-        idx = np.flatnonzero(keep)
-        src = [self.src_ids(i) for i in idx]
-        tgt = [self.tgt_ids(i) for i in idx]
-        s_flat, s_off = _flatten(src)
-        t_flat, t_off = _flatten(tgt)
-        return EncodedCorpus(s_flat, s_off, t_flat, t_off, self.lines[idx])
+        s_flat, s_off = _select(self.src, self.src_offsets, keep)
+        t_flat, t_off = _select(self.tgt, self.tgt_offsets, keep)
+        return EncodedCorpus(s_flat, s_off, t_flat, t_off, self.lines[keep])
 
     def save(self, path: Path) -> None:
         tmp = path.with_name(path.name + ".tmp.npz")
@@ -85,6 +82,14 @@ def _flatten(seqs) -> tuple[np.ndarray, np.ndarray]:
     np.cumsum(lengths, out=offsets[1:])
     flat = np.concatenate([np.asarray(s, dtype=np.int32) for s in seqs]) if seqs else np.zeros(0, np.int32)
     return flat.astype(np.int32, copy=False), offsets
+
+
+def _select(flat: np.ndarray, offsets: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The flat ids and offsets of the sequences where `keep` is True (no loop over sequences)."""
+    lengths = np.diff(offsets)
+    new_offsets = np.zeros(int(keep.sum()) + 1, dtype=np.int64)
+    np.cumsum(lengths[keep], out=new_offsets[1:])
+    return flat[np.repeat(keep, lengths)], new_offsets
 
 
 def _digest(*parts: bytes | str) -> str:
