@@ -60,11 +60,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     outputs = translator.translate(lines, progress=args.output is not None)
-    text = "".join(line + "\n" for line in outputs)
+    text = "".join(line + "\n" for line in outputs).encode("utf-8")  # UTF-8 out, as in, whatever the locale
     if args.output:
-        args.output.write_text(text, encoding="utf-8")
+        args.output.write_bytes(text)
     else:
-        sys.stdout.write(text)
+        sys.stdout.buffer.write(text)
+        sys.stdout.buffer.flush()
     return 0
 
 

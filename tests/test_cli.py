@@ -118,7 +118,7 @@ def test_stdin_is_translated_line_for_line_whatever_its_bytes(trained, monkeypat
     tmp, run = trained
     lines = ["w01 w02", "", " \t ", "w03\x85w04", "w05\u2028w06", "w07\x0cw08\rw09", "😀 ü ß", "w10 w11 w12"]
     data = "\n".join(lines).encode() + b"\r\n"  # \x85, \u2028, \x0c and a lone \r are not line ends
-    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data), encoding="ascii"))  # UTF-8 whatever the locale
     assert translate.main(["--run", str(run), "--beam", "1"]) == 0
     out = capsys.readouterr().out.split("\n")
     assert out[-1] == "" and len(out[:-1]) == len(lines)
