@@ -1,5 +1,6 @@
 """The benchmark commands run end to end on tiny inputs and compute what they report."""
 
+import base64
 import json
 
 import numpy as np
@@ -45,6 +46,9 @@ def test_train_bench_trains_each_variant_and_writes_json_and_table(tmp_path):
     assert results[1]["padding_efficiency"] > results[0]["padding_efficiency"]
     assert "| strategy=tokens |" in (tmp_path / "report" / "table.md").read_text()
     assert (tmp_path / "report" / "bench.png").stat().st_size > 1000
+    page = (tmp_path / "report" / "report.html").read_text()
+    png = base64.b64encode((tmp_path / "report" / "bench.png").read_bytes()).decode()
+    assert f'src="data:image/png;base64,{png}"' in page and "<td>strategy=tokens</td>" in page
     assert all(len(r["valid_curve"]) >= 2 for r in results)  # mid-run validation points and the final one
 
 
@@ -113,5 +117,8 @@ def test_claims_report_has_every_verdict_table_and_plot(tmp_path):
     for r in rows:
         assert r["claim"] in report and r["numbers"] in report
     assert report.count("| encoder_padding=") == 8 and report.count("| strategy=") == 6
+    page = (tmp_path / "report.html").read_text()
     for name in plots:
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"]({name})" in report
+        assert base64.b64encode((tmp_path / name).read_bytes()).decode() in page
+    assert 'src="http' not in page and "<link" not in page

@@ -9,7 +9,8 @@ with measurements on Multi30k de->en, each experiment trained for the same wall-
 
 Two grids of `bench train` variants: the LSTM config over encoder padding mode x pad side, and
 the Transformer config over batching strategies (plus the loss without its pad mask). Writes
-DIR/claims.json, DIR/report.md with the verdicts and tables, and PNG plots beside it.
+DIR/claims.json, DIR/report.md with the verdicts and tables, PNG plots beside it, and DIR/report.html
+(one self-contained file).
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ import numpy as np
 import torch
 
 from mtapp.batching import collate
-from mtapp.bench.train import markdown_table, plot_results, run_variant, variants
+from mtapp.bench.train import plot_results, results_table, run_variant, variants
 from mtapp.checkpoint import load_checkpoint
 from mtapp.config import config_from_dict
 from mtapp.data import load_split
+from mtapp.report.document import Document
 from mtapp.train import DEFAULT_CONFIG
 from mtapp.translator import Translator
 
@@ -159,36 +161,28 @@ def verdicts(lstm: list[dict], transformer: list[dict], drift: dict[str, float])
 
 
 def plot(lstm: list[dict], transformer: list[dict], folder: Path) -> list[str]:
-    files = []
-    for name, results in (("lstm", lstm), ("transformer", transformer)):
-        files.append(f"{name}.png")
-        plot_results(results, folder / files[-1], f"{name}: same wall-clock budget per variant")
-    return files
+    return [
+        plot_results(results, folder / f"{name}.png", f"{name}: same wall-clock budget per variant")
+        for name, results in (("lstm", lstm), ("transformer", transformer))
+    ]
 
 
 def write_report(folder: Path, minutes: float, lstm, transformer, drift, rows, plots) -> None:
-    lines = [
-        "# Batching claims, measured",
-        "",
+    """DIR/report.md beside the plots, and DIR/report.html with the plots embedded."""
+    doc = Document("Batching claims, measured")
+    doc.paragraph(
         f"Multi30k de->en, {minutes:g} minutes of training per variant, one after another on one machine "
-        "(`python -m mtapp.bench claims`). Validation BLEU is greedy.",
-        "",
-        "| claim | verdict | numbers |",
-        "|---|---|---|",
-        *[f"| {r['claim']} | {r['verdict']} | {r['numbers']} |" for r in rows],
-        "",
-        "## LSTM: encoder padding mode x pad side",
-        "",
-        markdown_table(lstm),
-        "## Transformer: batching strategies",
-        "",
-        markdown_table(transformer),
-        f"Trained padded-mode LSTM, final encoder state drift when batched: {json.dumps(drift)}",
-        "",
-        *[f"![{p}]({p})" for p in plots],
-        "",
-    ]
-    (folder / "report.md").write_text("\n".join(lines))
+        "(`python -m mtapp.bench claims`). Validation BLEU is greedy."
+    )
+    doc.table(["claim", "verdict", "numbers"], [[r["claim"], r["verdict"], r["numbers"]] for r in rows])
+    doc.heading("LSTM: encoder padding mode x pad side")
+    doc.add(results_table(lstm))
+    doc.heading("Transformer: batching strategies")
+    doc.add(results_table(transformer))
+    doc.paragraph(f"Trained padded-mode LSTM, final encoder state drift when batched: {json.dumps(drift)}")
+    for name in plots:
+        doc.figure(name, name)
+    doc.write(folder)
 
 
 def main(argv: list[str] | None = None) -> int:

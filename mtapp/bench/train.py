@@ -21,6 +21,9 @@ from pathlib import Path
 
 import torch
 
+from mtapp.report.document import Document, Table
+from mtapp.report.plots import bars, pyplot, save
+
 
 def variants(vary: list[str]) -> list[list[str]]:
     """`key=a,b` options -> every combination, as lists of `key=value` overrides."""
@@ -68,49 +71,39 @@ def run_variant(config: Path, overrides: list[str], minutes: float, run_dir: Pat
     }
 
 
-def markdown_table(results: list[dict]) -> str:
+def results_table(results: list[dict]) -> Table:
+    """One row per variant: speed, padding efficiency, losses, BLEU and memory."""
     columns = ["variant", "epochs", "real target tokens/s", "sentences/s", "padding efficiency", "train loss"]
     columns += ["valid loss", "valid BLEU (greedy)", "peak RSS (MB)"]
-    rows = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for r in results:
-        rows.append(
-            f"| {label(r)} | {r['epochs']} | {r['tgt_tokens_per_s']:.0f} | {r['sentences_per_s']:.1f} "
-            f"| {r['padding_efficiency']:.3f} | {r['train_loss']:.3f} | {r['valid_loss']:.3f} "
-            f"| {r['valid_bleu']:.2f} | {r['peak_rss_mb']:.0f} |"
-        )
-    return "\n".join(rows) + "\n"
+    rows = [
+        [label(r), r["epochs"], f"{r['tgt_tokens_per_s']:.0f}", f"{r['sentences_per_s']:.1f}"]
+        + [f"{r['padding_efficiency']:.3f}", f"{r['train_loss']:.3f}", f"{r['valid_loss']:.3f}"]
+        + [f"{r['valid_bleu']:.2f}", f"{r['peak_rss_mb']:.0f}"]
+        for r in results
+    ]
+    return Table(columns, rows)
 
 
 def label(result: dict) -> str:
     return " ".join(o.split(".", 1)[1] for o in result["overrides"]) or "(config as is)"
 
 
-def plot_results(results: list[dict], path: Path, title: str) -> None:
+def plot_results(results: list[dict], path: Path, title: str) -> str:
     """One PNG: throughput, padding efficiency and peak RSS per variant; validation loss over time."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 4, figsize=(20, 4.8))
+    fig, axes = pyplot().subplots(1, 4, figsize=(20, 4.8))
     names = [label(r) for r in results]
     for ax, key, heading in zip(
         axes,
         ("tgt_tokens_per_s", "padding_efficiency", "peak_rss_mb"),
         ("real target tokens / s", "padding efficiency", "peak RSS (MB)"),
     ):
-        ax.bar(range(len(results)), [r[key] for r in results], color="tab:blue")
-        ax.set_xticks(range(len(results)), names, rotation=35, ha="right", fontsize=8)
-        ax.set_title(heading)
+        bars(ax, names, [r[key] for r in results], heading)
     for r, name in zip(results, names):
         curve = sorted(r["valid_curve"])
         axes[3].plot([t / 60 for t, _ in curve], [loss for _, loss in curve], marker="o", label=name)
     axes[3].set(title="validation loss", xlabel="wall-clock minutes")
     axes[3].legend(fontsize=7)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return save(fig, path, title)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -145,8 +138,11 @@ def main(argv: list[str] | None = None) -> int:
     payload = {"config": str(args.config), "minutes": args.minutes, "machine": machine, "variants": results}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(payload, indent=2) + "\n")
-    table = markdown_table(results)
-    plot_results(results, args.report / "bench.png", f"{args.config.stem}: {args.minutes:g} minutes per variant")
-    (args.report / "table.md").write_text(table + "\n![bench](bench.png)\n")
-    print(table)
+    title = f"{args.config.stem}: {args.minutes:g} minutes per variant"
+    table = results_table(results)
+    doc = Document(f"bench train: {title}", [table])
+    doc.figure(plot_results(results, args.report / "bench.png", title), "bench")
+    (args.report / "table.md").write_text(table.markdown() + "\n![bench](bench.png)\n")
+    doc.write(args.report)  # report.md and a self-contained report.html beside table.md
+    print(table.markdown())
     return 0

@@ -123,6 +123,10 @@ class Document:
     title: str
     blocks: list = field(default_factory=list)
 
+    def add(self, block) -> None:
+        """Any block: Heading, Paragraph, Code, Table or Figure."""
+        self.blocks.append(block)
+
     def heading(self, text: str, level: int = 2) -> None:
         self.blocks.append(Heading(text, level))
 
