@@ -100,50 +100,78 @@ class DecoderLayer(nn.Module):
         self.ffn = FeedForward(cfg.d_model, cfg.ffn_dim, cfg.activation_dropout)
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x, cross_kv, src_mask, past=None, self_mask=None) -> tuple[torch.Tensor, tuple]:
+    def forward(self, x, cross_kv, src_mask, past=None, self_mask=None, group=1) -> tuple[torch.Tensor, tuple]:
         """x (B, L, D). Without `past`: teacher forcing over L positions (causal, or `self_mask`
         (B, 1, L, L) when given). With `past`, the keys/values (B, H, t, K) of the t earlier
         positions: x is the next position (L = 1). Returns the output and the self-attention
-        keys/values up to and including x."""
+        keys/values up to and including x.
+
+        `group` g > 1 (incremental decoding only): rows come in groups of g consecutive rows
+        that share one source (the beams of a sentence), and `cross_kv`/`src_mask` hold one
+        entry per group (B / g): the g queries of a group attend to it together."""
         h = self.norm1(x)
         k, v = self.self_attn.keys_values(h)
         if past is not None:
             k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
         causal = past is None and self_mask is None
         x = x + self.drop(self.self_attn(h, k, v, mask=self_mask, causal=causal))
-        x = x + self.drop(self.cross_attn(self.norm2(x), *cross_kv, mask=src_mask))
+        h = self.norm2(x)
+        if group > 1:  # (B, 1, D) -> (B / g, g, D): the g beams of a source as g query positions
+            h = h.reshape(-1, group, h.shape[-1])
+        x = x + self.drop(self.cross_attn(h, *cross_kv, mask=src_mask).reshape(x.shape))
         return x + self.drop(self.ffn(self.norm3(x))), (k, v)
 
 
 @dataclass(frozen=True)
 class TransformerState:
-    """Decoder state for incremental decoding (L = decoder layers).
+    """Decoder state for incremental decoding (L = decoder layers, B rows, N sources).
 
-    src_mask:  bool (B, 1, 1, S)           True at real source tokens
-    cross_kv:  L pairs of (B, H, S, K)      keys/values of the encoder output, computed once
+    src_mask:  bool (N, 1, 1, S)           True at real source tokens
+    cross_kv:  L pairs of (N, H, S, K)      keys/values of the encoder output, computed once
     self_kv:   L pairs of (B, H, t, K)      keys/values of the t target tokens fed so far
                                             (None before the first token)
+    source:    int64 (B,)                   the source (index into the N) each row decodes
+
+    Rows that decode the same source (the beams of a sentence) share its encoder keys/values:
+    `reorder` only moves `source` and the self-attention cache, and drops sources no row uses.
     """
 
     src_mask: torch.Tensor
     cross_kv: tuple[tuple[torch.Tensor, torch.Tensor], ...]
+    source: torch.Tensor
     self_kv: tuple[tuple[torch.Tensor, torch.Tensor], ...] | None = None
 
     @property
     def step(self) -> int:
         return 0 if self.self_kv is None else self.self_kv[0][0].shape[2]
 
-    def reorder(self, index: torch.Tensor) -> TransformerState:
-        def pick(pairs):
-            if pairs is None:
-                return None
-            return tuple((k.index_select(0, index), v.index_select(0, index)) for k, v in pairs)
+    @property
+    def group(self) -> int:
+        """g when the rows are g consecutive rows per source, in source order; else 0."""
+        rows, sources = len(self.source), len(self.src_mask)
+        g = rows // sources
+        layout = torch.arange(sources, device=self.source.device).repeat_interleave(g)
+        return g if g * sources == rows and torch.equal(self.source, layout) else 0
 
-        return replace(
-            self,
-            src_mask=self.src_mask.index_select(0, index),
-            cross_kv=pick(self.cross_kv),
-            self_kv=pick(self.self_kv),
+    def reorder(self, index: torch.Tensor) -> TransformerState:
+        source = self.source.index_select(0, index)
+        used, source = torch.unique(source, return_inverse=True)  # sorted sources still decoded
+        src_mask, cross_kv = self.src_mask, self.cross_kv
+        if len(used) < len(src_mask):  # a finished sentence's encoder output is dropped once
+            src_mask = src_mask.index_select(0, used)
+            cross_kv = tuple((k.index_select(0, used), v.index_select(0, used)) for k, v in cross_kv)
+        self_kv = None
+        if self.self_kv is not None:
+            self_kv = tuple((k.index_select(0, index), v.index_select(0, index)) for k, v in self.self_kv)
+        return TransformerState(src_mask, cross_kv, source, self_kv)
+
+    def cross(self, group: int) -> tuple[torch.Tensor, tuple]:
+        """Source mask and encoder keys/values as the decoder layers take them with `group`."""
+        if group:
+            return self.src_mask, self.cross_kv
+        pick = self.source  # rows in no regular layout: one copy of the source per row
+        return self.src_mask.index_select(0, pick), tuple(
+            (k.index_select(0, pick), v.index_select(0, pick)) for k, v in self.cross_kv
         )
 
 
@@ -171,7 +199,7 @@ class Transformer(Seq2Seq):
     def encode(self, batch: Batch) -> TransformerState:
         memory, real = self.encode_source(batch)  # (B, S, D), (B, S)
         cross_kv = tuple(layer.cross_attn.keys_values(memory) for layer in self.decoder)
-        return TransformerState(real[:, None, None, :], cross_kv)
+        return TransformerState(real[:, None, None, :], cross_kv, torch.arange(len(real), device=real.device))
 
     def encode_source(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Encoder output (B, S, D) and its real-token mask (B, S)."""
@@ -193,10 +221,12 @@ class Transformer(Seq2Seq):
     def decode_step(self, tokens: torch.Tensor, state: TransformerState) -> tuple[torch.Tensor, TransformerState]:
         positions = torch.full_like(tokens, state.step)[:, None]
         x = self._embed(tokens[:, None], positions)  # (B, 1, D)
+        group = state.group
+        src_mask, cross_kv = state.cross(group)
         new_kv = []
-        for i, (layer, cross) in enumerate(zip(self.decoder, state.cross_kv)):
+        for i, (layer, cross) in enumerate(zip(self.decoder, cross_kv)):
             past = None if state.self_kv is None else state.self_kv[i]  # first step: nothing cached
-            x, kv = layer(x, cross, state.src_mask, past=past)
+            x, kv = layer(x, cross, src_mask, past=past, group=group)
             new_kv.append(kv)
         return self.project(self.decoder_norm(x[:, 0])), replace(state, self_kv=tuple(new_kv))
 
