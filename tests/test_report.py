@@ -228,3 +228,10 @@ def test_a_system_identical_to_the_baseline_is_flagged(runs, tmp_path):
     )
     assert "**b**'s output is identical to the baseline's" in (tmp_path / "report.md").read_text()
     assert json.loads((tmp_path / "report.json").read_text())["significance"]["rows"][1]["identical_to_baseline"]
+
+
+@pytest.mark.parametrize("buckets", ["10,x", "15,10", "0,5"])
+def test_bad_bucket_bounds_are_a_usage_error(buckets, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        report.main([str(tmp_path), "--out", str(tmp_path / "out"), "--buckets", buckets])
+    assert stop.value.code == 2 and "--buckets" in capsys.readouterr().err

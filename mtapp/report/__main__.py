@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--names", help="comma-separated system names (default: the run folders' names)")
     p.add_argument("--seed", type=int, default=12345, help="bootstrap seed, a positive integer (default 12345)")
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
-    p.add_argument("--buckets", default="10,15,20,25", help="upper bounds of the source-length buckets, in words")
+    p.add_argument("--buckets", type=bounds, default="10,15,20,25", help="source-length bucket upper bounds, in words")
     p.add_argument("--samples", type=int, default=3, help="sentences shown for each of best / median / worst")
     args = p.parse_args(argv)
     names = args.names.split(",") if args.names else [r.name for r in args.runs]
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     options = Options(
         seed=args.seed,
         resamples=args.resamples,
-        bounds=tuple(int(b) for b in args.buckets.split(",")),
+        bounds=args.buckets,
         samples=args.samples,
         command=shlex.join(["python", "-m", "mtapp.report", *argv]),
     )
@@ -53,6 +53,17 @@ def main(argv: list[str] | None = None) -> int:
     except (RunError, CorpusError, ConfigError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+
+
+def bounds(text: str) -> tuple[int, ...]:
+    """`10,15,20` -> (10, 15, 20): increasing positive word counts."""
+    try:
+        values = tuple(int(b) for b in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of word counts") from None
+    if values[0] < 1 or any(b <= a for a, b in zip(values, values[1:])):
+        raise argparse.ArgumentTypeError(f"{text!r}: the bounds must be positive and increasing")
+    return values
 
 
 def report(paths: list[Path], names: list[str], split: str | None, out: Path, options: Options) -> int:
