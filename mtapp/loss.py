@@ -4,47 +4,75 @@ from __future__ import annotations
 
 import torch
 
+CHUNK_ROWS = 256  # rows of logits alive at once: (256, V) float32 stays in the processor's cache
 
-def label_smoothed_nll(logits: torch.Tensor, gold: torch.Tensor, epsilon: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed label-smoothed loss and summed NLL of N predictions.
 
-    logits: (N, V) float, any precision (computed in float32)
+def projected_smoothed_nll(
+    hidden: torch.Tensor, weight: torch.Tensor, gold: torch.Tensor, epsilon: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed label-smoothed loss and summed NLL of N predictions, projection included.
+
+    hidden: (N, D) decoder outputs at the positions to score
+    weight: (V, D) output embedding (logits = hidden @ weight.T)
     gold:   (N,) int64 reference ids
     The smoothing spreads `epsilon` uniformly over the vocabulary (Szegedy et al. 2016). The
     caller picks the positions (real target tokens: pads never reach this function) and divides
     by their number once per optimizer update, after accumulation.
     """
-    return _SmoothedNLL.apply(logits, gold, epsilon)
+    return _ProjectedSmoothedNLL.apply(hidden, weight, gold, epsilon)
 
 
-class _SmoothedNLL(torch.autograd.Function):
-    """Fused forward/backward: one float32 (N, V) buffer instead of autograd's five.
+class _ProjectedSmoothedNLL(torch.autograd.Function):
+    """Projection, softmax and loss fused over chunks of rows, gradients computed on the way.
 
+    The (N, V) logits are never materialised: each chunk of rows is projected, scored and its
+    gradients taken while it is in cache (the memory traffic of the logits is what a padded
+    batch's real tokens cost beyond the matrix products). Per row i, with z = logits:
     loss_i = lse_i - (1 - eps) * z_i[gold_i] - eps * mean_v z_iv  (lse = logsumexp of z)
     d loss_i / d z_iv = softmax(z_i)_v - eps / V - (1 - eps) * [v == gold_i]
+    Matrix products run in the autocast dtype when autocast is on; softmax in float32.
     """
 
     @staticmethod
-    def forward(ctx, logits, gold, epsilon):
-        z = logits.float()
-        lse = torch.logsumexp(z, dim=-1)
-        nll = lse - z.gather(1, gold[:, None]).squeeze(1)
-        loss = (1.0 - epsilon) * nll + epsilon * (lse - z.mean(dim=-1))
-        ctx.save_for_backward(z if z is not logits else z.clone(), gold, lse)
-        ctx.epsilon, ctx.dtype = epsilon, logits.dtype
-        nll_sum = nll.sum()
-        ctx.mark_non_differentiable(nll_sum)  # reported, never trained on
-        return loss.sum(), nll_sum
+    def forward(ctx, hidden, weight, gold, epsilon):
+        dtype = _compute_dtype(hidden)
+        h, w = hidden.to(dtype), weight.to(dtype)
+        wants_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+        grad_h = torch.empty_like(h) if wants_grad else None
+        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if wants_grad else None
+        loss, nll = h.new_zeros((), dtype=torch.float32), h.new_zeros((), dtype=torch.float32)
+        vocab = w.shape[0]
+        for start in range(0, len(h), CHUNK_ROWS):
+            rows = slice(start, start + CHUNK_ROWS)
+            z = torch.mm(h[rows], w.t()).float()  # (n, V)
+            g = gold[rows, None]
+            lse = torch.logsumexp(z, dim=-1)
+            nll_i = lse - z.gather(1, g).squeeze(1)
+            loss += ((1.0 - epsilon) * nll_i + epsilon * (lse - z.mean(dim=-1))).sum()
+            nll += nll_i.sum()
+            if wants_grad:
+                dz = z.sub_(lse[:, None]).exp_().sub_(epsilon / vocab)
+                dz.scatter_add_(1, g, torch.full_like(lse[:, None], -(1.0 - epsilon)))
+                dz = dz.to(dtype)
+                torch.mm(dz, w, out=grad_h[rows])
+                grad_w += torch.mm(dz.t(), h[rows])  # (V, D), summed over chunks in float32
+        ctx.save_for_backward(grad_h, grad_w)
+        ctx.dtypes = hidden.dtype, weight.dtype
+        ctx.mark_non_differentiable(nll)  # reported, never trained on
+        return loss, nll
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_loss, _grad_nll):
-        z, gold, lse = ctx.saved_tensors
-        eps, vocab = ctx.epsilon, z.shape[1]
-        grad = z.sub_(lse[:, None]).exp_().sub_(eps / vocab)  # reuses the saved buffer: backward runs once
-        grad.scatter_add_(1, gold[:, None], torch.full_like(lse[:, None], -(1.0 - eps)))
-        grad.mul_(grad_loss)
-        return grad.to(ctx.dtype), None, None
+        grad_h, grad_w = ctx.saved_tensors
+        return (grad_h * grad_loss).to(ctx.dtypes[0]), (grad_w * grad_loss).to(ctx.dtypes[1]), None, None
+
+
+def _compute_dtype(hidden: torch.Tensor) -> torch.dtype:
+    device = hidden.device.type
+    if torch.is_autocast_enabled(device):
+        return torch.get_autocast_dtype(device)
+    return hidden.dtype
 
 
 def batch_loss(model, batch, epsilon: float, mask_padding: bool = True) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -54,11 +82,11 @@ def batch_loss(model, batch, epsilon: float, mask_padding: bool = True) -> tuple
     slot is a target too (the model is trained to predict pads), as in code that forgets the mask.
     """
     hidden = model(batch)  # (B, T, D)
+    weight = model.output_embedding()
     if not mask_padding:
-        return (
-            *label_smoothed_nll(model.project(hidden.flatten(0, 1)), batch.tgt_out.flatten(), epsilon),
-            batch.tgt_out.numel(),
-        )
+        loss, nll = projected_smoothed_nll(hidden.flatten(0, 1), weight, batch.tgt_out.flatten(), epsilon)
+        return loss, nll, batch.tgt_out.numel()
     real = ~batch.tgt_pad_mask
-    logits = model.project(hidden[real])  # (N, V): no vocabulary projection for pads
-    return (*label_smoothed_nll(logits, batch.tgt_out[real], epsilon), int(real.sum()))
+    # no vocabulary projection for pads: only the real positions are scored
+    loss, nll = projected_smoothed_nll(hidden[real], weight, batch.tgt_out[real], epsilon)
+    return loss, nll, int(real.sum())

@@ -3,37 +3,56 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from mtapp import loss as loss_module
 from mtapp.batching import collate
 from mtapp.config import ModelConfig
-from mtapp.loss import batch_loss, label_smoothed_nll
+from mtapp.loss import batch_loss, projected_smoothed_nll
 from mtapp.models import build_model
 
 
-def test_value_and_gradient_match_torch_cross_entropy_with_label_smoothing():
+@pytest.mark.parametrize("rows", [40, 7, 1])  # several chunks, a partial chunk, one row
+def test_value_and_gradients_match_torch_projection_and_cross_entropy(monkeypatch, rows):
+    monkeypatch.setattr(loss_module, "CHUNK_ROWS", 16)
     torch.manual_seed(0)
-    logits = torch.randn(40, 17, requires_grad=True)
-    gold = torch.randint(0, 17, (40,))
-    loss, nll = label_smoothed_nll(logits, gold, 0.1)
-    loss.backward()
-    ours = logits.grad.clone()
-    logits.grad = None
+    hidden = torch.randn(rows, 12, requires_grad=True)
+    weight = torch.randn(17, 12, requires_grad=True)
+    gold = torch.randint(0, 17, (rows,))
+    loss, nll = projected_smoothed_nll(hidden, weight, gold, 0.1)
+    (2.0 * loss).backward()  # the upstream gradient reaches both inputs
+    ours = hidden.grad.clone(), weight.grad.clone()
+    hidden.grad = weight.grad = None
+    logits = hidden @ weight.T
     ref = F.cross_entropy(logits, gold, label_smoothing=0.1, reduction="sum")
-    ref.backward()
+    (2.0 * ref).backward()
     torch.testing.assert_close(loss, ref)
-    torch.testing.assert_close(ours, logits.grad)
+    torch.testing.assert_close(ours[0], hidden.grad)
+    torch.testing.assert_close(ours[1], weight.grad)
     torch.testing.assert_close(nll, F.cross_entropy(logits, gold, reduction="sum"))
 
 
-def test_bf16_logits_get_a_bf16_gradient_close_to_float32():
+def test_under_bf16_autocast_gradients_keep_the_input_dtypes_and_stay_close_to_float32():
     torch.manual_seed(1)
-    logits = torch.randn(8, 50)
-    gold = torch.randint(0, 50, (8,))
-    low = logits.bfloat16().requires_grad_()
-    label_smoothed_nll(low, gold, 0.1)[0].backward()
-    high = logits.clone().requires_grad_()
-    label_smoothed_nll(high, gold, 0.1)[0].backward()
-    assert low.grad.dtype == torch.bfloat16
-    torch.testing.assert_close(low.grad.float(), high.grad, atol=1e-2, rtol=0)
+    hidden = torch.randn(300, 32, requires_grad=True)  # more rows than one chunk
+    weight = torch.randn(50, 32, requires_grad=True)
+    gold = torch.randint(0, 50, (300,))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low, _ = projected_smoothed_nll(hidden, weight, gold, 0.1)
+    low.backward()
+    grads = hidden.grad.clone(), weight.grad.clone()
+    hidden.grad = weight.grad = None
+    high, _ = projected_smoothed_nll(hidden, weight, gold, 0.1)
+    high.backward()
+    assert grads[0].dtype == grads[1].dtype == torch.float32
+    torch.testing.assert_close(low, high, rtol=2e-2, atol=0)
+    torch.testing.assert_close(grads[0], hidden.grad, rtol=0, atol=0.1)
+    torch.testing.assert_close(grads[1], weight.grad, rtol=0, atol=0.5)
+
+
+def test_without_gradients_nothing_is_kept_for_backward():
+    hidden, weight = torch.randn(5, 8), torch.randn(11, 8)
+    with torch.no_grad():
+        loss, _ = projected_smoothed_nll(hidden, weight, torch.zeros(5, dtype=torch.long), 0.1)
+    assert loss.grad_fn is None and torch.isfinite(loss)
 
 
 def test_batch_loss_ignores_pads_it_equals_the_sum_over_sentences_alone():

@@ -55,7 +55,7 @@ class Scripted(Seq2Seq):
     def forward(self, batch):
         raise NotImplementedError
 
-    def project(self, hidden):
+    def output_embedding(self):
         raise NotImplementedError
 
 

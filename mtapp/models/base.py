@@ -6,6 +6,7 @@
     state = state.reorder(index)                # beam search: keep / repeat rows
     hidden = model(batch)                       # teacher forcing: decoder output (B, T, D)
     logits = model.project(hidden[~batch.tgt_pad_mask])   # (N, V) at real target positions only
+                                                # (training fuses it with the loss: mtapp.loss)
 
 Each architecture owns its state type; nothing outside `models/` looks inside it.
 """
@@ -16,6 +17,7 @@ from abc import ABC, abstractmethod
 from typing import Protocol
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from mtapp.batching import Batch
@@ -43,5 +45,9 @@ class Seq2Seq(nn.Module, ABC):
         """Teacher-forced decoder output (B, T, D) for `batch.tgt_in`, before the projection."""
 
     @abstractmethod
+    def output_embedding(self) -> torch.Tensor:
+        """The (V, D) matrix that turns decoder outputs into logits (tied with the input embeddings)."""
+
     def project(self, hidden: torch.Tensor) -> torch.Tensor:
         """Decoder output (..., D) -> vocabulary logits (..., V)."""
+        return F.linear(hidden, self.output_embedding())

@@ -17,7 +17,6 @@ import math
 from dataclasses import dataclass, replace
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from mtapp.batching import Batch
@@ -103,5 +102,5 @@ class LSTMSeq2Seq(Seq2Seq):
             feeds.append(feed)
         return self.out_proj(torch.stack(feeds, dim=1))  # (B, T, E)
 
-    def project(self, hidden: torch.Tensor) -> torch.Tensor:
-        return F.linear(hidden, self.embed.weight)  # tied with the embeddings
+    def output_embedding(self) -> torch.Tensor:
+        return self.embed.weight  # tied with the input embeddings

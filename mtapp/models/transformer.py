@@ -193,8 +193,8 @@ class Transformer(Seq2Seq):
         """tokens, positions (B, L) -> (B, L, D)"""
         return self.drop(self.embed(tokens) * math.sqrt(self.d_model) + self.positions[positions])
 
-    def project(self, hidden: torch.Tensor) -> torch.Tensor:
-        return F.linear(hidden, self.embed.weight)  # tied output projection
+    def output_embedding(self) -> torch.Tensor:
+        return self.embed.weight  # tied with the input embeddings
 
     def encode(self, batch: Batch) -> TransformerState:
         memory, real = self.encode_source(batch)  # (B, S, D), (B, S)
