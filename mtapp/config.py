@@ -95,6 +95,8 @@ class TrainConfig:
     patience: int = 5  # epochs without a better validation BLEU before stopping; 0 = never
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
+    compile: bool = False  # torch.compile the model (in place; checkpoints are unchanged)
+    pin_memory: bool = True  # CUDA: copy batches from page-locked memory, asynchronously
     seed: int = 1
     valid_beam: int = 1  # validation BLEU uses greedy search by default
     valid_every_minutes: float = 0.0  # also log the validation loss this often (0 = at epoch ends only)
@@ -109,6 +111,7 @@ class DecodeConfig:
     max_len_a: float = 1.5  # output length limit = a * source length + b
     max_len_b: int = 10
     max_tokens: int = 4096  # inference batch budget (padded source slots)
+    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"  # decoding precision, chosen as for train.amp
 
 
 @dataclass(frozen=True)

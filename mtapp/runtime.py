@@ -57,9 +57,10 @@ def seed_everything(seed: int) -> None:
 
 
 def set_threads() -> None:
-    """Use every core the process may run on (cgroup/affinity aware) for intra-op work."""
+    """Use every core the process may run on (cgroup/affinity aware) for intra-op work, shared
+    evenly between the processes torchrun started on this machine."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:
         cores = os.cpu_count() or 1
-    torch.set_num_threads(cores)
+    torch.set_num_threads(max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))

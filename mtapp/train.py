@@ -2,23 +2,28 @@
 
 python -m mtapp.train [--config FILE] [--set section.key=value ...] [--run-dir DIR]
                       [--max-minutes N] [--resume]
+
+Data-parallel on N processes (gloo on the CPU, NCCL with one GPU each):
+python -m torch.distributed.run --nproc_per_node=N -m mtapp.train [same arguments]
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
 import yaml
 
 from mtapp.checkpoint import CheckpointError, load_checkpoint, tokenizer_from_tensor
-from mtapp.config import ConfigError, config_from_dict, load_config
+from mtapp.config import Config, ConfigError, config_from_dict, load_config
 from mtapp.data import CorpusError
 from mtapp.data.prepare import prepare
+from mtapp.distributed import Distributed
 from mtapp.models import build_model
-from mtapp.runtime import seed_everything, select_device, set_threads
+from mtapp.runtime import seed_everything, set_threads
 from mtapp.tokenization import Tokenizer
 from mtapp.training import Trainer, TrainingError
 
@@ -45,7 +50,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun, only rank 0 reports progress
+    logging.basicConfig(
+        level=logging.INFO if main_rank else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+    )
     overrides = list(args.overrides)
     if args.max_minutes is not None:
         overrides.append(f"train.max_minutes={args.max_minutes}")
@@ -57,29 +67,63 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+# What a resumed run may not change: the model, its vocabulary, the data and the batches it was
+# trained on (the saved sampler position points into the saved batching plan).
+FIXED_ON_RESUME = ("model", "tokenizer", "data", "batching")
+
+
+def refuse_overrides_that_change_the_run(overrides: list[str]) -> None:
+    for item in overrides:
+        key = item.split("=", 1)[0].strip()
+        if key.split(".", 1)[0] in FIXED_ON_RESUME:
+            raise ConfigError(
+                f"--set {key} with --resume: the {key.split('.', 1)[0]} settings of a run are fixed by its "
+                "checkpoint; start a new run (another --run-dir) to change them"
+            )
+
+
 def run(args: argparse.Namespace, run_dir: Path, overrides: list[str]) -> int:
     last = run_dir / "checkpoint_last.pt"
     content = None
     if args.resume:
+        refuse_overrides_that_change_the_run(overrides)
         content = load_checkpoint(last)
         cfg = config_from_dict(content["config"], overrides)
     else:
         cfg = load_config(args.config, overrides)
         if last.exists():
             raise ConfigError(f"{run_dir} already holds a run: pass --resume to continue it, or another --run-dir")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
+    group = Distributed.from_env(cfg.train.device)
+    try:
+        return train(cfg, content, run_dir, group)
+    finally:
+        group.close()
 
+
+def train(cfg: Config, content: dict | None, run_dir: Path, group: Distributed) -> int:
+    """Train on this process's share (all of it, for one process); rank 0 writes the run's files."""
+    if group.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
     set_threads()
-    seed_everything(cfg.train.seed)
-    device = select_device(cfg.train.device)
+    seed_everything(cfg.train.seed)  # the same initial parameters on every rank
     tokenizer = Tokenizer(tokenizer_from_tensor(content["tokenizer"])) if content else None
-    data = prepare(cfg, tokenizer)
-    data.tokenizer.save(run_dir / "spm.model")
+    data = group.main_first(lambda: prepare(cfg, tokenizer))  # rank 0 fills the caches the others read
+    if group.is_main:
+        data.tokenizer.save(run_dir / "spm.model")
     model = build_model(cfg.model, data.tokenizer.vocab_size)
+    if group.active:
+        seed_everything(cfg.train.seed + group.rank)  # ... and different dropout
     n_params = sum(p.numel() for p in model.parameters())
-    log.info("model: %s, %.1fM parameters, device %s, run dir %s", cfg.model.type, n_params / 1e6, device, run_dir)
-    trainer = Trainer(cfg, run_dir, model, data, device)
+    log.info(
+        "model: %s, %.1fM parameters, device %s, %d process(es), run dir %s",
+        cfg.model.type,
+        n_params / 1e6,
+        group.device,
+        group.world_size,
+        run_dir,
+    )
+    trainer = Trainer(cfg, run_dir, model, data, group.device, group)
     if content:
         trainer.load_state_dict(content)
         log.info(

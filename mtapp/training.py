@@ -1,8 +1,10 @@
 """The training loop: `train_step`, `optimizer_step`, `evaluate`, `fit`, checkpoints.
 
-One update = `train.accumulate` batches. The loss of an update is the sum over its real
-target tokens divided once by their number; the learning rate is a pure function of the
-update number (linear warmup, then inverse square root decay).
+One update = `train.accumulate` batches on each of the `world_size` processes (one, unless
+started by torchrun). The loss of an update is the sum over its real target tokens — of every
+batch on every process — divided once by their number; the learning rate is a pure function
+of the update number (linear warmup, then inverse square root decay). Rank 0 alone evaluates
+and writes logs and checkpoints.
 """
 
 from __future__ import annotations
@@ -10,10 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-import signal
-import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -22,14 +22,19 @@ from tqdm import tqdm
 
 from mtapp.batching import Batch, EpochBatches, build_strategy, collate
 from mtapp.batching.inference import inference_batches
+from mtapp.batching.sharded import shard
 from mtapp.checkpoint import rng_state, save_checkpoint, set_rng_state, tokenizer_to_tensor
-from mtapp.config import Config, TrainConfig
+from mtapp.config import Config, LossConfig, TrainConfig
 from mtapp.data.prepare import PreparedData
+from mtapp.distributed import Distributed
 from mtapp.evaluation import score
 from mtapp.loss import batch_loss
 from mtapp.models import Seq2Seq
+from mtapp.progress import EpochStats, Progress, StopSignals
 from mtapp.runtime import amp_dtype, autocast
 from mtapp.translator import Translator
+
+__all__ = ["EpochStats", "Progress", "StopSignals", "Trainer", "TrainingError", "learning_rate"]
 
 log = logging.getLogger(__name__)
 
@@ -42,96 +47,46 @@ def learning_rate(update: int, cfg: TrainConfig) -> float:
     return cfg.lr * min(step / cfg.warmup_steps, math.sqrt(cfg.warmup_steps / step))
 
 
-@dataclass
-class Progress:
-    updates: int = 0
-    best_bleu: float = -1.0
-    bad_epochs: int = 0  # epochs since the best validation BLEU
-    elapsed: float = 0.0  # seconds spent in `fit`, over all sessions of this run
-    tgt_tokens: int = 0  # real target tokens trained on
-    skipped: int = 0  # updates skipped because the loss was not finite
-    stopped: str = ""  # why training ended ("" while it has not)
-
-
 class TrainingError(RuntimeError):
     """Training cannot go on (e.g. the loss keeps being NaN or infinite)."""
 
 
-class StopSignals:
-    """While active, SIGINT / SIGTERM ask training to stop after the current update instead of
-    killing it; `requested` names the signal received."""
+class TrainingLoss(torch.nn.Module):
+    """The model and its loss as one module, so that DDP sees the whole forward pass (the
+    vocabulary projection, outside `model.forward`, included). Returns `batch_loss`'s sums."""
 
-    def __init__(self):
-        self.requested = ""
-        self._previous = {}
+    def __init__(self, model: Seq2Seq, cfg: LossConfig):
+        super().__init__()
+        self.model, self.cfg = model, cfg
 
-    def __enter__(self) -> StopSignals:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        self.requested = signal.Signals(signum).name
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
-@dataclass
-class EpochStats:
-    """Running sums over the batches of one epoch (or one log interval)."""
-
-    loss: float = 0.0
-    nll: float = 0.0
-    positions: int = 0  # target positions the loss covered (= tgt_tokens unless pads are not masked)
-    tgt_tokens: int = 0
-    src_tokens: int = 0
-    slots: int = 0
-    src_slots: int = 0
-    sentences: int = 0
-    seconds: float = 0.0
-
-    def merge(self, other: EpochStats) -> None:
-        for name, value in asdict(other).items():
-            setattr(self, name, getattr(self, name) + value)
-
-    def add(self, batch: Batch, loss: float, nll: float, positions: int) -> None:
-        self.loss += loss
-        self.nll += nll
-        self.positions += positions
-        self.tgt_tokens += batch.tgt_tokens
-        self.src_tokens += batch.src_tokens
-        self.slots += batch.slots
-        self.src_slots += batch.src.numel()
-        self.sentences += len(batch.indices)  # packed rows hold several sentences per row
-
-    def summary(self) -> dict[str, float]:
-        return {
-            "loss": self.loss / max(self.positions, 1),
-            "nll": self.nll / max(self.positions, 1),
-            "tgt_tokens": self.tgt_tokens,
-            "sentences": self.sentences,
-            "tgt_tokens_per_s": self.tgt_tokens / max(self.seconds, 1e-9),
-            "padding_efficiency": (self.src_tokens + self.tgt_tokens) / max(self.slots, 1),
-            "src_padding_efficiency": self.src_tokens / max(self.src_slots, 1),
-            "tgt_padding_efficiency": self.tgt_tokens / max(self.slots - self.src_slots, 1),
-            "seconds": self.seconds,
-        }
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, int]:
+        return batch_loss(self.model, batch, self.cfg.label_smoothing, self.cfg.mask_padding)
 
 
 class Trainer:
-    def __init__(self, cfg: Config, run_dir: Path, model: Seq2Seq, data: PreparedData, device: torch.device):
+    def __init__(
+        self,
+        cfg: Config,
+        run_dir: Path,
+        model: Seq2Seq,
+        data: PreparedData,
+        device: torch.device,
+        group: Distributed | None = None,
+    ):
         self.cfg, self.run_dir, self.model, self.data, self.device = cfg, Path(run_dir), model, data, device
+        self.group = group or Distributed(device=device)
         self.model.to(device)
         t = cfg.train
+        if t.compile:
+            self.model.compile()  # in place: parameter names, and so checkpoints, stay the same
+        self.loss = self.group.wrap(TrainingLoss(model, cfg.loss))
         self.optimizer = torch.optim.Adam(
             model.parameters(), lr=t.lr, betas=t.betas, weight_decay=t.weight_decay, fused=True
         )
         self.dtype = amp_dtype(device, t.amp)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype == torch.float16)
-        self.strategy = build_strategy(cfg.batching, data.train.src_lengths, data.train.tgt_lengths)
+        strategy = build_strategy(cfg.batching, data.train.src_lengths, data.train.tgt_lengths)
+        self.strategy = shard(strategy, self.group.rank, self.group.world_size)
         self.batches = EpochBatches(self.strategy)
         self.progress = Progress()
         self.log_path = self.run_dir / "log.jsonl"
@@ -141,32 +96,39 @@ class Trainer:
 
     # ---- one update -------------------------------------------------------------------------
     def to_device(self, batch: Batch) -> Batch:
-        if self.device.type == "cuda":
+        if self.device.type != "cuda":
+            return batch
+        if self.cfg.train.pin_memory:  # page-locked: the copy runs asynchronously with compute
             return batch.pin_memory().to(self.device, non_blocking=True)
-        return batch
+        return batch.to(self.device)
 
     def train_step(self, batches: list[Batch], stats: EpochStats) -> None:
         """Forward and backward over the batches of one update, then `optimizer_step`.
 
-        The update's loss is its summed loss divided once by the positions it covers (the real
-        target tokens of all its batches)."""
+        The update's loss is its summed loss divided once by the positions it covers: the real
+        target tokens of all its batches, on every rank. DDP averages the ranks' gradients, so
+        each rank divides by positions / world_size, and the update's gradient is that of one
+        process summing the loss over every rank's batches and dividing by all their tokens."""
         self.model.train()
         mask = self.cfg.loss.mask_padding
-        total = sum(b.tgt_tokens if mask else b.tgt_out.numel() for b in batches)
+        local = [sum(b.tgt_tokens if mask else b.tgt_out.numel() for b in batches), sum(b.tgt_tokens for b in batches)]
+        positions, tgt_tokens = self.group.sum(local)  # one all-reduce per update, before any backward
+        divisor = positions / self.group.world_size
         finite = True
-        for batch in batches:
-            with autocast(self.device, self.dtype):
-                loss, nll, positions = batch_loss(self.model, batch, self.cfg.loss.label_smoothing, mask)
-            finite = finite and bool(torch.isfinite(loss))
-            self.scaler.scale(loss / total).backward()
+        for i, batch in enumerate(batches):
+            with self.group.sync_gradients(self.loss, sync=i == len(batches) - 1):
+                with autocast(self.device, self.dtype):
+                    loss, nll, n = self.loss(batch)
+                finite = finite and bool(torch.isfinite(loss))
+                self.scaler.scale(loss / divisor).backward()
             if finite:
-                stats.add(batch, loss.item(), nll.item(), positions)
-        if not finite:  # its statistics stay out of the epoch's, so the logged loss stays finite
+                stats.add(batch, loss.item(), nll.item(), n)
+        if self.group.any(not finite):  # its statistics stay out of the epoch's, so the logged loss stays finite
             self.skip_update()
             return
         self.nonfinite_in_a_row = 0
         self.optimizer_step()
-        self.progress.tgt_tokens += sum(b.tgt_tokens for b in batches)
+        self.progress.tgt_tokens += int(tgt_tokens)
 
     def skip_update(self) -> None:
         """Drop the gradients of an update whose loss was not finite; stop if it keeps happening."""
@@ -196,7 +158,13 @@ class Trainer:
     def evaluate(self) -> dict[str, float]:
         """Validation loss (teacher forcing) and BLEU (`train.valid_beam`) on the validation split."""
         metrics = self.valid_loss()
-        translator = Translator(self.model, self.data.tokenizer, self.cfg.decode, self.cfg.model.max_positions - 1)
+        translator = Translator(
+            self.model,
+            self.data.tokenizer,
+            self.cfg.decode,
+            self.cfg.model.max_positions - 1,
+            pad_side=self.cfg.batching.pad_side,
+        )
         hyps = translator.translate(self.data.valid_text.src, beam=self.cfg.train.valid_beam)
         return {**metrics, "valid_bleu": score(hyps, self.data.valid_text.tgt)["bleu"]}
 
@@ -225,15 +193,19 @@ class Trainer:
         self.save("last")
         return p
 
+    def _stop_now(self, started: float, budget: float) -> bool:
+        """Out of time or asked to stop, on any rank (so that every rank stops after the same update)."""
+        return self.group.any(time.monotonic() - started >= budget or bool(self.signals.requested))
+
     def _fit_epoch(self, started: float, budget: float) -> None:
         t, p = self.cfg.train, self.progress
         epoch = self.batches.epoch
         stats = self._train_epoch(started, budget)
         p.elapsed = time.monotonic() - started
-        if self.signals.requested:  # save where we are (mid-epoch) and leave; no validation
-            p.stopped = f"interrupted by {self.signals.requested}"
+        if self.group.any(bool(self.signals.requested)):  # save where we are (mid-epoch) and leave
+            p.stopped = f"interrupted by {self.signals.requested or 'a signal to another rank'}"
             return
-        if p.elapsed >= budget:
+        if self.group.any(p.elapsed >= budget):
             p.stopped = f"time budget of {t.max_minutes:g} minutes reached"
         elif self.batches.epoch > t.max_epochs:
             p.stopped = f"max_epochs={t.max_epochs} reached"
@@ -244,7 +216,13 @@ class Trainer:
         stats, interval = EpochStats(), EpochStats()
         epoch = self.batches.epoch
         plan_length = len(self.batches.batches())
-        bar = tqdm(total=plan_length, initial=self.batches.position, desc=f"epoch {epoch}", unit="batch")
+        bar = tqdm(
+            total=plan_length,
+            initial=self.batches.position,
+            desc=f"epoch {epoch}",
+            unit="batch",
+            disable=not self.group.is_main,
+        )
         pending: list[Batch] = []
         for indices in self.batches.epoch_iter():
             if not pending:
@@ -260,7 +238,8 @@ class Trainer:
                 interval.merge(step)
                 self._maybe_validate(started, epoch)
                 if self.progress.updates % self.cfg.train.log_every == 0:
-                    self._log({"event": "train", "epoch": epoch, "update": self.progress.updates, **interval.summary()})
+                    summary = interval.reduced(self.group).summary()
+                    self._log({"event": "train", "epoch": epoch, "update": self.progress.updates, **summary})
                     interval = EpochStats()
                 bar.set_postfix(
                     loss=f"{step.loss / max(step.positions, 1):.3f}",
@@ -268,7 +247,7 @@ class Trainer:
                     pad_eff=f"{(stats.src_tokens + stats.tgt_tokens) / max(stats.slots, 1):.3f}",
                 )
             bar.update(1)
-            if (time.monotonic() - started >= budget or self.signals.requested) and not pending:
+            if not pending and self._stop_now(started, budget):
                 break
         bar.close()
         return stats
@@ -277,17 +256,19 @@ class Trainer:
         """Every `train.valid_every_minutes` of training, a validation-loss record (for curves)."""
         every = self.cfg.train.valid_every_minutes * 60
         now = time.monotonic() - started
-        if every <= 0 or now < self.next_valid:
+        if every <= 0 or now < self.next_valid or not self.group.is_main:  # the others go on meanwhile
             return
         self.next_valid = now + every
         record = {"event": "valid", "epoch": epoch, "update": self.progress.updates, "elapsed": now}
         self._log({**record, **self.valid_loss(), "tgt_tokens_seen": self.progress.tgt_tokens})
 
     def _end_epoch(self, epoch: int, stats: EpochStats) -> None:
+        """Rank 0 evaluates; every rank takes its scores, so every rank decides alike what follows."""
         p = self.progress
+        summary = stats.reduced(self.group).summary()
         tick = time.monotonic()
-        metrics = self.evaluate()
-        record = {"event": "epoch", "epoch": epoch, "update": p.updates, **stats.summary(), **metrics}
+        metrics = self.group.broadcast(self.evaluate() if self.group.is_main else None)
+        record = {"event": "epoch", "epoch": epoch, "update": p.updates, **summary, **metrics}
         record["valid_seconds"] = time.monotonic() - tick
         record["elapsed"] = p.elapsed
         if self.device.type == "cuda":
@@ -300,47 +281,77 @@ class Trainer:
             if self.cfg.train.patience and p.bad_epochs >= self.cfg.train.patience:
                 p.stopped = f"no better validation BLEU for {p.bad_epochs} epochs"
         self._log(record)
+        if self.group.is_main:
+            self._log_epoch(epoch, record)
+        self.save("last")
+
+    def _log_epoch(self, epoch: int, record: dict) -> None:
         log.info(
             "epoch %d: train loss %.3f, valid loss %.3f, valid BLEU %.2f (best %.2f), %.0f target tokens/s, "
             "padding efficiency %.3f",
             epoch,
             record["loss"],
-            metrics["valid_loss"],
-            metrics["valid_bleu"],
-            p.best_bleu,
+            record["valid_loss"],
+            record["valid_bleu"],
+            self.progress.best_bleu,
             record["tgt_tokens_per_s"],
             record["padding_efficiency"],
         )
-        self.save("last")
 
     def _log(self, record: dict) -> None:
+        if not self.group.is_main:
+            return
         with open(self.log_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
 
     # ---- checkpoints --------------------------------------------------------------------------
-    def save(self, which: str) -> Path:
+    def save(self, which: str) -> Path | None:
+        """Every rank calls this (their RNG states are gathered); rank 0 writes the file."""
+        rngs = self.group.gather(rng_state())
+        if not self.group.is_main:
+            return None
         path = self.run_dir / f"checkpoint_{which}.pt"
-        save_checkpoint(
-            path,
-            {
-                "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "scaler": self.scaler.state_dict(),
-                "sampler": self.batches.state_dict(),
-                "progress": asdict(self.progress),
-                "rng": rng_state(),
-                "config": self.cfg.to_dict(),
-                "tokenizer": tokenizer_to_tensor(self.data.tokenizer.model_bytes),
-                "tokenizer_path": str(self.run_dir / "spm.model"),
-            },
-        )
+        content = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "sampler": self.batches.state_dict(),
+            "progress": asdict(self.progress),
+            "rng": rngs[0],
+            "config": self.cfg.to_dict(),
+            "tokenizer": tokenizer_to_tensor(self.data.tokenizer.model_bytes),
+            "tokenizer_path": str(self.run_dir / "spm.model"),
+        }
+        if self.group.active:
+            content.update(world_size=self.group.world_size, rng_ranks=rngs)
+        save_checkpoint(path, content)
         return path
 
     def load_state_dict(self, content: dict) -> None:
         self.model.load_state_dict(content["model"])
         self.optimizer.load_state_dict(content["optimizer"])
         self.scaler.load_state_dict(content["scaler"])
-        self.batches.load_state_dict(content["sampler"])
+        self.batches.load_state_dict(resharded(content["sampler"], content.get("world_size", 1), self.group))
         self.progress = Progress(**content["progress"])
         self.progress.stopped = ""
-        set_rng_state(content["rng"])
+        rngs = content.get("rng_ranks", [content["rng"]])
+        if len(rngs) == self.group.world_size:
+            set_rng_state(rngs[self.group.rank])  # each rank goes on with its own stream
+        else:  # another number of ranks: rank 0's stream, made distinct per rank
+            set_rng_state(content["rng"])
+            torch.manual_seed(self.cfg.train.seed + 1000 * self.progress.updates + self.group.rank)
+
+
+def resharded(state: dict[str, int], saved_world: int, group: Distributed) -> dict[str, int]:
+    """A sampler position saved with `saved_world` ranks, for this group. Each rank had taken
+    `position` batches of the epoch, `position * saved_world` together; with another number of
+    ranks training resumes after the largest whole step within those (a few batches repeat)."""
+    if saved_world == group.world_size:
+        return state
+    if group.is_main:
+        log.warning(
+            "resuming %d-rank training on %d ranks: the epoch resumes at its nearest step",
+            saved_world,
+            group.world_size,
+        )
+    return {**state, "position": state["position"] * saved_world // group.world_size}

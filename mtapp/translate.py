@@ -29,6 +29,9 @@ def add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--max-len-b", type=int, help="output length limit = a * source length + b")
     p.add_argument("--max-tokens", type=int, help="inference batch budget in padded source tokens")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument(
+        "--amp", choices=["auto", "off", "bf16", "fp16"], help="decoding precision (default: the run's decode.amp)"
+    )
 
 
 def load_translator(args: argparse.Namespace) -> Translator:
@@ -42,6 +45,7 @@ def load_translator(args: argparse.Namespace) -> Translator:
         max_len_a=args.max_len_a,
         max_len_b=args.max_len_b,
         max_tokens=args.max_tokens,
+        amp=args.amp,
     )
 
 

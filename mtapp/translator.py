@@ -20,7 +20,7 @@ from mtapp.batching.inference import inference_batches
 from mtapp.checkpoint import CheckpointError, load_checkpoint, tokenizer_from_tensor
 from mtapp.config import DecodeConfig, config_from_dict
 from mtapp.models import Seq2Seq, build_model
-from mtapp.runtime import select_device
+from mtapp.runtime import amp_dtype, autocast, select_device
 from mtapp.search import beam_search, greedy
 from mtapp.tokenization import Tokenizer
 
@@ -35,6 +35,7 @@ class Translator:
         self.max_source = max_source  # subwords a source may have (the model's position limit)
         self.pad_side = pad_side  # of source batches; the run's batching.pad_side
         self.device = next(model.parameters()).device
+        self.dtype = amp_dtype(self.device, decode.amp)  # autocast dtype, None = float32
 
     @classmethod
     def from_checkpoint(cls, path: Path, device: str = "auto", **decode_overrides) -> Translator:
@@ -90,6 +91,7 @@ class Translator:
     @torch.no_grad()
     def _search(self, batch, beam: int):
         d = self.decode
-        if beam == 1:
-            return greedy(self.model, batch, d.max_len_a, d.max_len_b)
-        return beam_search(self.model, batch, beam, d.length_penalty, d.max_len_a, d.max_len_b)
+        with autocast(self.device, self.dtype):
+            if beam == 1:
+                return greedy(self.model, batch, d.max_len_a, d.max_len_b)
+            return beam_search(self.model, batch, beam, d.length_penalty, d.max_len_a, d.max_len_b)

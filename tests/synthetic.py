@@ -48,7 +48,7 @@ def tiny_config(tmp_path: Path, **sections) -> dict:
         "batching": {"max_tokens": 512},
         "model": {"d_model": 64, "heads": 4, "encoder_layers": 2, "decoder_layers": 2, "ffn_dim": 128},
         "train": {"lr": 0.003, "warmup_steps": 50, "max_epochs": 2, "patience": 0, "amp": "off", "log_every": 10},
-        "decode": {"beam": 3, "max_tokens": 512},
+        "decode": {"beam": 3, "max_tokens": 512, "amp": "off"},  # exact float32: tests compare outputs
     }
     for section, values in sections.items():
         raw.setdefault(section, {}).update(values)
