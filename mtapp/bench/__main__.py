@@ -1,12 +1,18 @@
-"""`python -m mtapp.bench <benchmark> ...`; benchmarks: claims, nested, padding, train."""
+"""`python -m mtapp.bench <benchmark> ...`; benchmarks: claims, nested, padding, peers, train."""
 
 from __future__ import annotations
 
 import sys
 
-from mtapp.bench import claims, nested, padding, train
+from mtapp.bench import claims, nested, padding, peers, train
 
-BENCHMARKS = {"claims": claims.main, "nested": nested.main, "padding": padding.main, "train": train.main}
+BENCHMARKS = {
+    "claims": claims.main,
+    "nested": nested.main,
+    "padding": padding.main,
+    "peers": peers.main,
+    "train": train.main,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,235 @@
+"""`python -m mtapp.bench peers`: mtapp against OpenNMT-py and JoeyNMT — the same data, the same
+model, the same recipe and the same wall-clock budget, one system after another.
+
+    scripts/bench_peers.sh [--minutes 10] [--out DIR]          installs the peers, then runs this
+    python -m mtapp.bench peers --minutes 10 --out DIR [--peers-dir .cache/peers]
+
+Every system trains the shared Transformer (`Shared`: 3+3 layers, d_model 256, 4 heads, FFN
+1024, label smoothing 0.1, Adam 0.9/0.98, peak lr 5e-4 after a linear warmup, ~4096-token
+batches) on Multi30k de→en encoded with one joint 8k SentencePiece model, for `--minutes` of
+training counted from its first batch; then translates test_2016_flickr with beam 5 from its
+last weights. Every command computes with the same intra-op thread count, every core this
+process may use (`Shared.threads`: mtapp chooses it itself, the peers' torch reads it from
+OMP_NUM_THREADS; the table shows the count each peer's torch reported). Figures, the same way
+for every system:
+
+- real target tokens/s: target tokens trained on (pieces + eos, pads excluded, each toolkit's
+  own count) over the seconds from the first batch to the end of training; mtapp's validation
+  at epoch ends is inside its budget but outside these seconds; the peers never validate;
+- peak RSS: the training process's largest process (ru_maxrss), and the sampled peak of its
+  whole process tree (PSS);
+- sentences/s: test sentences over each system's own decoding time (model loaded), and over the
+  whole translate command (start-up and model loading included);
+- BLEU: sacreBLEU on detokenised output against the raw references, one signature for all;
+- model FLOP utilisation: useful training FLOPs per second (`peers_flops`) over the measured
+  fp32 matmul peak of this machine (and over the bf16 peak, for context).
+
+The peers run from their own virtual environments under `--peers-dir` (scripts/bench_peers.sh
+makes them); a peer that is missing or fails is reported with the reason, and the others go on.
+Writes DIR/peers.json and DIR/peers.md (the table that is also printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+import torch
+
+from mtapp.bench import peers_joeynmt, peers_opennmt
+from mtapp.bench.peers_data import Pieces, detokenise, prepare_pieces, read_lines, write_lines
+from mtapp.bench.peers_flops import matmul_peak, training_flops_per_token
+from mtapp.bench.peers_report import markdown
+from mtapp.bench.peers_run import Command, Finished, run
+from mtapp.bench.peers_settings import Shared
+from mtapp.config import Config, load_config
+from mtapp.evaluation import score
+from mtapp.runtime import amp_dtype
+
+PEERS = {m.KEY: m for m in (peers_opennmt, peers_joeynmt)}
+SYSTEMS = ("mtapp", "mtapp-fp32", *PEERS)
+LAUNCHER = Path(__file__).with_name("peers_launch.py")
+
+
+class SystemFailed(RuntimeError):
+    """A system could not be installed, trained or run; the message says why."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m mtapp.bench peers", description=__doc__.split("\n\n")[0])
+    p.add_argument("--minutes", type=float, default=10.0, help="training budget of each system (default 10)")
+    p.add_argument("--out", type=Path, required=True, help="folder for data, runs, logs, peers.json, peers.md")
+    p.add_argument("--peers-dir", type=Path, default=Path(os.environ.get("MTAPP_PEERS_DIR", ".cache/peers")))
+    p.add_argument("--systems", default="mtapp,opennmt,joeynmt", help=f"comma-separated, from {', '.join(SYSTEMS)}")
+    p.add_argument("--config", type=Path, default=Path("configs/multi30k_de_en_transformer.yaml"))
+    p.add_argument("--warmup", type=int, default=Shared.warmup, help="learning-rate warmup updates")
+    p.add_argument("--test-sentences", type=int, default=0, help="translate only this many (0 = all; for trials)")
+    args = p.parse_args(argv)
+    systems = args.systems.split(",")
+    if unknown := set(systems) - set(SYSTEMS):
+        p.error(f"unknown systems {sorted(unknown)}; choose from {', '.join(SYSTEMS)}")
+    shared = Shared(minutes=args.minutes, warmup=args.warmup)
+    cfg = load_config(args.config, shared.mtapp_overrides())
+    args.out.mkdir(parents=True, exist_ok=True)
+    pieces = prepare_pieces(cfg, args.out / "data", args.test_sentences)
+    payload = {"settings": vars(shared) | {"config": str(args.config)}, "machine": machine(), "systems": []}
+    payload["flops_per_target_token"] = training_flops_per_token(
+        pieces.src_lengths, pieces.tgt_lengths, shared.d_model, shared.ffn_dim, (shared.layers,) * 2, pieces.vocab_size
+    )
+    for name in systems:
+        print(f"== {name}: training {shared.minutes:g} min, then translating {len(pieces.test_sources)} sentences")
+        try:
+            if name.startswith("mtapp"):
+                result = run_mtapp(name, args.config, cfg, shared, pieces, args.out / name)
+            else:
+                result = run_peer(PEERS[name], shared, pieces, args.out / name, args.peers_dir / name)
+        except SystemFailed as e:
+            result = {"system": name, "error": str(e)}
+        print("   ", {k: v for k, v in result.items() if not isinstance(v, (dict, list))}, flush=True)
+        payload["systems"].append(result)
+        (args.out / "peers.json").write_text(json.dumps(payload, indent=2) + "\n")
+    table = markdown(payload)
+    (args.out / "peers.md").write_text(table)
+    print(table)
+    return 0
+
+
+def machine() -> dict:
+    """The machine and its measured matmul peaks (n = 2048, best of 5, default threads)."""
+    return {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "processor": cpu_name(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "fp32_peak_flops": matmul_peak(torch.float32),
+        "bf16_peak_flops": matmul_peak(torch.bfloat16),
+    }
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+# ---- mtapp ------------------------------------------------------------------------------------------
+def run_mtapp(name: str, config: Path, cfg: Config, shared: Shared, pieces: Pieces, folder: Path) -> dict:
+    """Train with `python -m mtapp.train`, translate with `python -m mtapp.evaluate` (last weights)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    run_dir = folder / "run"
+    amp = "off" if name == "mtapp-fp32" else cfg.train.amp
+    sets = [*shared.mtapp_overrides(), f"train.amp={amp}"]
+    args = [sys.executable, "-m", "mtapp.train", "--config", str(config), "--run-dir", str(run_dir)]
+    args += [a for s in sets for a in ("--set", s)]
+    trained = run_checked(Command(args, folder / "train.log", env=shared.thread_env()), shared, "training")
+    records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    epochs = [r for r in records if r["event"] == "epoch"]
+    seconds = sum(r["seconds"] for r in epochs)  # update time: validation excluded
+    result = {
+        "system": name,
+        "version": "this checkout",
+        "precision": "bf16 autocast" if amp_dtype(torch.device("cpu"), amp) else "fp32",
+        "threads": shared.threads,  # runtime.set_threads: every core this process may use
+        "updates": epochs[-1]["update"],
+        "tgt_tokens": sum(r["tgt_tokens"] for r in epochs),
+        "train_seconds": seconds,
+        "tgt_tokens_per_s": sum(r["tgt_tokens"] for r in epochs) / seconds,
+        **training_figures(trained),
+    }
+    scores = folder / "test.json"
+    args = [sys.executable, "-m", "mtapp.evaluate", "--checkpoint", str(run_dir / "checkpoint_last.pt")]
+    args += ["--src", str(pieces.text("test", pieces.src_lang)), "--ref", str(pieces.text("test", pieces.tgt_lang))]
+    args += ["--beam", str(shared.beam), "--max-tokens", str(shared.max_tokens), "--json", str(scores)]
+    translated = run_checked(Command(args, folder / "translate.log", env=shared.thread_env()), shared, "translation")
+    found = json.loads(scores.read_text())
+    sentences = len(pieces.test_sources)
+    return result | translation_figures(found["translate_seconds"], translated, sentences) | pick_scores(found)
+
+
+# ---- the peers ---------------------------------------------------------------------------------------
+def run_peer(peer, shared: Shared, pieces: Pieces, folder: Path, venv: Path) -> dict:
+    """Train through peers_launch.py in the peer's environment, then translate the test pieces."""
+    python = venv / "bin" / "python"
+    if not python.exists():
+        status = venv.with_suffix(".status")
+        reason = status.read_text().strip() if status.exists() else f"no environment at {venv}"
+        raise SystemFailed(f"{peer.NAME} {peer.VERSION} is not installed: {reason} (see scripts/bench_peers.sh)")
+    folder.mkdir(parents=True, exist_ok=True)
+    config = peer.write_config(folder, pieces, shared)
+    summary = folder / "summary.json"
+    args = [str(python), str(LAUNCHER), peer.KEY, str(shared.minutes * 60), str(summary), "--"]
+    log = folder / "train.log"
+    command = Command(args + peer.train_args(config), log, env=shared.thread_env(), cwd=folder)
+    trained = run_checked(command, shared, "training")
+    counted = json.loads(summary.read_text())
+    if not counted.get("tgt_tokens"):
+        raise SystemFailed(f"{peer.NAME} trained on no tokens; see {log}")
+    result = {
+        "system": peer.KEY,
+        "version": f"{peer.NAME} {peer.VERSION}",
+        "precision": "fp32",
+        "threads": counted.get("threads"),  # torch's intra-op threads at the end of training
+        "updates": counted["updates"],
+        "tgt_tokens": counted["tgt_tokens"],
+        "train_seconds": counted["seconds"],
+        "tgt_tokens_per_s": counted["tgt_tokens"] / counted["seconds"],
+        "reported_tokens_per_s": peer.reported_tokens_per_s(log.read_text(errors="replace")),
+        **training_figures(trained),
+    }
+    hyp = folder / "test.hyp.pieces"
+    command = peer.translate_command(venv, config, peer.checkpoint(folder), pieces, hyp, shared)
+    translated = run_checked(command, shared, "translation")
+    decoded = peer.decode_seconds(command.log.read_text(errors="replace"))
+    hyps = detokenise(pieces.spm_model, read_lines(hyp))
+    write_lines(folder / "test.hyp", hyps)
+    if len(hyps) != len(pieces.test_references):
+        raise SystemFailed(f"{peer.NAME} wrote {len(hyps)} translations for {len(pieces.test_references)} sentences")
+    found = score(hyps, pieces.test_references)
+    return result | translation_figures(decoded, translated, len(hyps)) | pick_scores(found)
+
+
+# ---- shared by both -----------------------------------------------------------------------------------
+def run_checked(command: Command, shared: Shared, what: str) -> Finished:
+    """Run; a command that fails or hangs raises SystemFailed with the last line of its log."""
+    finished = run(command, timeout=shared.minutes * 60 * 1.5 + 900)  # budget, start-up, saving: or it hangs
+    if finished.timed_out:
+        raise SystemFailed(f"{what} ran past {finished.wall_seconds:.0f} s and was stopped (log: {command.log})")
+    if finished.status != 0:
+        lines = command.log.read_text(errors="replace").strip().splitlines() or ["(empty log)"]
+        raise SystemFailed(f"{what} failed (exit status {finished.status}): {lines[-1].strip()} (log: {command.log})")
+    return finished
+
+
+def training_figures(trained: Finished) -> dict:
+    return {
+        "peak_rss_mb": trained.peak_rss_mb,
+        "tree_peak_mb": trained.tree_peak_mb,
+        "train_command_seconds": trained.wall_seconds,
+    }
+
+
+def translation_figures(decode_seconds: float | None, translated: Finished, sentences: int) -> dict:
+    return {
+        "decode_seconds": decode_seconds,
+        "sentences_per_s": sentences / decode_seconds if decode_seconds else None,
+        "translate_command_seconds": translated.wall_seconds,
+        "sentences_per_s_command": sentences / translated.wall_seconds,
+        "translate_peak_rss_mb": translated.peak_rss_mb,
+    }
+
+
+def pick_scores(found: dict) -> dict:
+    return {key: found[key] for key in ("bleu", "bleu_signature", "chrf", "num_sentences")}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

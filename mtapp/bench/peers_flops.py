@@ -1,0 +1,50 @@
+"""Model FLOP utilisation: the useful training FLOPs of a Transformer over the machine's matmul peak.
+
+Useful FLOPs count the matrix products of real tokens only (what mtapp's Transformer computes
+for a batch without padding), multiply-adds as 2 FLOPs, and a backward pass as twice the
+forward (so training = 3 × forward). Per sentence pair with S real source tokens (eos
+included) and T real target positions, in multiply-adds of the forward pass:
+
+    encoder, each layer:  S·(4d² + 2·d·f)        q, k, v, out projections; feed-forward
+                          + 2·S²·d               attention scores and weighted values
+    decoder, each layer:  T·(4d² + 2·d·f)        self-attention projections; feed-forward
+                          + 2·T²·d               self-attention over all T keys (as computed)
+                          + 2·T·d² + 2·S·d²      cross-attention: q, out per target; k, v per source
+                          + 2·T·S·d              cross-attention scores and values
+    output projection:    T·d·V                  vocabulary logits of real target positions
+
+Embedding look-ups, layer norms, softmax and the loss are not matrix products and are left out.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+
+def forward_macs(src_len, tgt_len, d: int, ffn: int, enc_layers: int, dec_layers: int, vocab: int):
+    """Multiply-adds of one forward pass over pairs of these lengths (scalars or numpy arrays)."""
+    s, t = np.asarray(src_len, dtype=np.float64), np.asarray(tgt_len, dtype=np.float64)
+    encoder = enc_layers * (s * (4 * d * d + 2 * d * ffn) + 2 * s * s * d)
+    decoder = dec_layers * (t * (4 * d * d + 2 * d * ffn) + 2 * t * t * d + 2 * (t + s) * d * d + 2 * t * s * d)
+    return encoder + decoder + t * d * vocab
+
+
+def training_flops_per_token(src_lengths, tgt_lengths, d: int, ffn: int, layers: tuple[int, int], vocab: int) -> float:
+    """Useful training FLOPs per real target token, averaged over a corpus (its length arrays)."""
+    macs = forward_macs(src_lengths, tgt_lengths, d, ffn, layers[0], layers[1], vocab)
+    return float(3 * 2 * np.sum(macs) / np.sum(tgt_lengths))
+
+
+def matmul_peak(dtype: torch.dtype = torch.float32, n: int = 2048, repeats: int = 5) -> float:
+    """Best FLOP/s of an n×n×n torch.matmul in `dtype` with the default thread count."""
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    torch.matmul(a, b)  # warm-up: thread pool, kernel selection
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        torch.matmul(a, b)
+        best = min(best, time.perf_counter() - started)
+    return 2 * n**3 / best

@@ -1,0 +1,144 @@
+"""The table of `bench peers`: every system's figures, mtapp's ratio to each peer and to the best
+peer of each column, and the targets of issue #7 (training tokens/s ≥ 1.5× the best peer's,
+beam-5 sentences/s ≥ 2×, BLEU ≥) — computed from the JSON payload `peers.main` writes."""
+
+from __future__ import annotations
+
+TARGETS = (  # (figure, what mtapp must reach relative to the best peer, label)
+    ("tgt_tokens_per_s", 1.5, "training: real target tokens/s ≥ 1.5× the best peer's"),
+    ("sentences_per_s", 2.0, "translation (beam 5, decoding): sentences/s ≥ 2× the best peer's"),
+    ("bleu", None, "BLEU after the same budget ≥ the best peer's"),
+)
+HIGHER_IS_BETTER = {"tgt_tokens_per_s": True, "sentences_per_s": True, "bleu": True, "peak_rss_mb": False}
+
+
+def utilisation(result: dict, flops_per_token: float, peak_flops: float) -> float:
+    """Useful training FLOP/s (real target tokens/s × FLOPs per token) over a matmul peak."""
+    return result["tgt_tokens_per_s"] * flops_per_token / peak_flops
+
+
+def best_peer(peers: list[dict], key: str) -> dict | None:
+    """The peer with the best value of `key` (highest, or lowest for memory); None if none has it."""
+    have = [p for p in peers if p.get(key) is not None]
+    if not have:
+        return None
+    pick = max if HIGHER_IS_BETTER[key] else min
+    return pick(have, key=lambda p: p[key])
+
+
+def comparison(mtapp: dict, peer: dict, key: str) -> float | None:
+    """mtapp ÷ peer (a difference, mtapp − peer, for BLEU); None when either lacks the figure."""
+    if mtapp.get(key) is None or peer.get(key) is None:
+        return None
+    if key == "bleu":
+        return mtapp[key] - peer[key]
+    return mtapp[key] / peer[key] if peer[key] else None
+
+
+def targets(systems: list[dict]) -> list[dict]:
+    """Each target of issue #7: mtapp's figure, the best peer's, their ratio (BLEU: difference), met?"""
+    mtapp = next((s for s in systems if s["system"] == "mtapp" and "error" not in s), None)
+    peers = [s for s in systems if not s["system"].startswith("mtapp") and "error" not in s]
+    rows = []
+    for key, factor, label in TARGETS:
+        best = best_peer(peers, key)
+        value = None if mtapp is None or best is None else comparison(mtapp, best, key)
+        met = None if value is None else (value >= 0 if factor is None else value >= factor)
+        rows.append(
+            {
+                "target": label,
+                "key": key,
+                "mtapp": None if mtapp is None else mtapp.get(key),
+                "best_peer": None if best is None else best["system"],
+                "best_value": None if best is None else best[key],
+                "comparison": value,
+                "met": met,
+            }
+        )
+    return rows
+
+
+def markdown(payload: dict) -> str:
+    systems, m = payload["systems"], payload["machine"]
+    s = payload["settings"]
+    per_token = payload["flops_per_target_token"]
+    lines = [
+        f"## mtapp and its peers: Multi30k de→en, {s['minutes']:g} minutes of training each",
+        "",
+        f"{m['processor']}, {m['cpus']} cores, torch {m['torch']} ({m['threads']} threads); measured matmul peak "
+        f"{m['fp32_peak_flops'] / 1e9:.0f} GFLOP/s fp32, {m['bf16_peak_flops'] / 1e9:.0f} GFLOP/s bf16. "
+        f"Transformer {s['layers']}+{s['layers']} layers, d_model {s['d_model']}, {s['heads']} heads, "
+        f"FFN {s['ffn_dim']}; {per_token / 1e6:.1f} MFLOP of useful training work per real target token.",
+        "",
+        "| system | precision, intra-op threads | updates | real target tokens/s | its log's tokens/s "
+        "| peak RSS MB (process / tree) | sentences/s, beam 5 (decoding / command) | BLEU | chrF "
+        "| MFU: of the fp32 peak (bf16 rows: of the bf16 peak) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in systems:
+        lines.append(system_row(r, per_token, m))
+    lines += ["", *ratio_table(systems), "", *target_table(systems)]
+    signature = next((r["bleu_signature"] for r in systems if "bleu_signature" in r), None)
+    if signature:
+        lines += ["", f"BLEU: `{signature}`"]
+    return "\n".join(lines) + "\n"
+
+
+def system_row(r: dict, per_token: float, machine: dict) -> str:
+    name = r.get("version", r["system"])
+    name = r["system"] if name == "this checkout" else name
+    if "error" in r:
+        return f"| {name} | not measured: {r['error']} |||||||||"
+    mfu = f"{utilisation(r, per_token, machine['fp32_peak_flops']):.1%}"
+    if r["precision"].startswith("bf16"):  # a bf16 peak is no yardstick for fp32 work (nor the reverse)
+        mfu += f" ({utilisation(r, per_token, machine['bf16_peak_flops']):.1%})"
+    return (
+        f"| {name} | {r['precision']}, {fmt(r.get('threads'), '{:d}')} threads | {r['updates']:,} "
+        f"| {r['tgt_tokens_per_s']:,.0f} "
+        f"| {fmt(r.get('reported_tokens_per_s'), '{:,.0f}')} | {r['peak_rss_mb']:,.0f} / {r['tree_peak_mb']:,.0f} "
+        f"| {fmt(r['sentences_per_s'], '{:.1f}')} / {r['sentences_per_s_command']:.1f} | {r['bleu']:.2f} "
+        f"| {r['chrf']:.2f} | {mfu} |"
+    )
+
+
+def ratio_table(systems: list[dict]) -> list[str]:
+    mtapp = next((s for s in systems if s["system"] == "mtapp" and "error" not in s), None)
+    peers = [s for s in systems if not s["system"].startswith("mtapp") and "error" not in s]
+    if mtapp is None or not peers:
+        return ["(no ratios: mtapp or every peer is missing)"]
+    lines = [
+        "| mtapp ÷ | training tokens/s | translation sentences/s | BLEU (difference) | peak RSS (process) |",
+        "|---|---|---|---|---|",
+    ]
+    keys = ("tgt_tokens_per_s", "sentences_per_s", "bleu", "peak_rss_mb")
+    for peer in peers:
+        lines.append(f"| {peer['system']} | " + " | ".join(ratio_cell(mtapp, peer, k) for k in keys) + " |")
+    cells = []
+    for key in keys:
+        best = best_peer(peers, key)
+        cells.append("–" if best is None else f"{ratio_cell(mtapp, best, key)} ({best['system']})")
+    lines.append("| best peer | " + " | ".join(cells) + " |")
+    return lines
+
+
+def ratio_cell(mtapp: dict, peer: dict, key: str) -> str:
+    value = comparison(mtapp, peer, key)
+    return "–" if value is None else comparison_text(value, key)
+
+
+def comparison_text(value: float, key: str) -> str:
+    return f"{value:+.2f}" if key == "bleu" else f"{value:.2f}×"
+
+
+def target_table(systems: list[dict]) -> list[str]:
+    lines = ["| issue #7 target | mtapp | best peer | mtapp ÷ best (BLEU: difference) | met |", "|---|---|---|---|---|"]
+    for t in targets(systems):
+        shown = "–" if t["comparison"] is None else comparison_text(t["comparison"], t["key"])
+        best = "–" if t["best_peer"] is None else f"{fmt(t['best_value'], '{:,.1f}')} ({t['best_peer']})"
+        met = {True: "yes", False: "**no**", None: "–"}[t["met"]]
+        lines.append(f"| {t['target']} | {fmt(t['mtapp'], '{:,.1f}')} | {best} | {shown} | {met} |")
+    return lines
+
+
+def fmt(value: float | None, pattern: str) -> str:
+    return "–" if value is None else pattern.format(value)
