@@ -76,13 +76,19 @@ def beam_search(
 
     for step in range(max_steps):
         logits, state = model.decode_step(last, state)
-        lprobs = F.log_softmax(logits.float(), dim=-1).view(len(sent), k, -1)  # (n', K, V)
+        logits = logits.float().view(len(sent), k, -1)  # (n', K, V)
+        lse = torch.logsumexp(logits, dim=-1, keepdim=True)  # (n', K, 1)
         at_limit = step >= limits[sent]
-        lprobs[at_limit, :, :EOS] = float("-inf")
-        lprobs[at_limit, :, EOS + 1 :] = float("-inf")
-        vocab = lprobs.shape[-1]
-        cand_scores, cand = (scores[:, :, None] + lprobs).view(len(sent), -1).topk(2 * k, dim=1)
-        cand_beam, cand_token = cand // vocab, cand % vocab  # (n', 2K)
+        if at_limit.any():  # at its limit a sentence can only end
+            logits[at_limit, :, :EOS] = float("-inf")
+            logits[at_limit, :, EOS + 1 :] = float("-inf")
+        # The 2K best of a sentence's K x V candidates are among the 2K best of each beam, so
+        # only those get log-probabilities: no (n', K, V) log-softmax or score tensor is made.
+        row_top, row_token = logits.topk(min(2 * k, logits.shape[-1]), dim=-1)  # (n', K, 2K)
+        row_lprobs = row_top - lse
+        cand_scores, cand = (scores[:, :, None] + row_lprobs).view(len(sent), -1).topk(2 * k, dim=1)
+        cand_beam = cand // row_top.shape[-1]  # (n', 2K)
+        cand_token = row_token.view(len(sent), -1).gather(1, cand)
         is_eos = cand_token == EOS
 
         # Hypotheses ending now: eos among the K best candidates.
