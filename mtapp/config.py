@@ -34,8 +34,10 @@ class DataConfig:
     test_split: str = "test_2016_flickr"
     paths: dict[str, str] = field(default_factory=dict)  # split -> path, for text/tsv/hf
     hf_path: str = ""  # datasets.load_dataset path for corpus "hf" (hub name or "json", "csv", ...)
+    hf_name: str = ""  # corpus "hf": the dataset's configuration, e.g. "de-en" for wmt/wmt14
     max_len: int = 256  # training pairs longer than this (in subwords) are dropped and counted
     cache_dir: str = ".cache/mtapp"  # encoded corpora and trained tokenizers, keyed by content
+    num_proc: int = 0  # processes tokenising a corpus into the Arrow cache; 0 = one per core (fewer if small)
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,7 @@ class Config:
 # Numeric ranges: key -> (lowest, highest); None = unbounded on that side.
 _RANGES: dict[str, tuple[float | None, float | None]] = {
     "data.max_len": (1, None),
+    "data.num_proc": (0, None),
     "tokenizer.vocab_size": (16, None),
     "tokenizer.character_coverage": (0.9, 1.0),
     "batching.max_tokens": (1, None),

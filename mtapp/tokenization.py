@@ -15,6 +15,7 @@ import sentencepiece as spm
 from mtapp.config import TokenizerConfig
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
+TRAIN_SENTENCES = 500_000  # at most this many sentences (both sides) train a model; larger corpora are sampled
 
 
 class Tokenizer:
@@ -43,7 +44,7 @@ class Tokenizer:
             bos_id=BOS,
             eos_id=EOS,
             hard_vocab_limit=False,  # a small corpus gets a smaller vocabulary instead of an error
-            input_sentence_size=2_000_000,
+            input_sentence_size=TRAIN_SENTENCES,
             shuffle_input_sentence=True,
             num_threads=os.cpu_count() or 1,
             minloglevel=2,
@@ -54,6 +55,12 @@ class Tokenizer:
     def load(cls, path: str | Path) -> Tokenizer:
         return cls(Path(path).read_bytes())
 
+    def __getstate__(self) -> dict:
+        return {"model_bytes": self.model_bytes}  # the SentencePiece processor itself does not pickle
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["model_bytes"])
+
     def save(self, path: str | Path) -> None:
         Path(path).write_bytes(self.model_bytes)
 
@@ -61,9 +68,9 @@ class Tokenizer:
     def vocab_size(self) -> int:
         return self._sp.get_piece_size()
 
-    def encode(self, sentences: list[str]) -> list[list[int]]:
-        """Subword ids without bos/eos."""
-        return self._sp.encode(sentences, out_type=int, num_threads=os.cpu_count() or 1)
+    def encode(self, sentences: list[str], threads: int = 0) -> list[list[int]]:
+        """Subword ids without bos/eos; `threads` 0 = one per core."""
+        return self._sp.encode(sentences, out_type=int, num_threads=threads or os.cpu_count() or 1)
 
     def decode(self, ids: list[list[int]]) -> list[str]:
         """Detokenised text; special ids are ignored."""

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import yaml
 
-from mtapp.bench import claims, nested, padding
+from mtapp.bench import claims, nested, padding, scale
 from mtapp.bench import train as bench_train
 from mtapp.config import BatchingConfig
 from tests.synthetic import synthetic_pairs, tiny_config, write_text_corpus
@@ -27,6 +27,18 @@ def test_padding_bench_reports_every_strategy_with_consistent_figures():
             <= max(r["src_efficiency"], r["tgt_efficiency"])
         )
         assert r["mean_sentences"] * r["batches"] == pytest.approx(2000)
+
+
+def test_scale_bench_writes_lines_that_read_back_exactly():
+    import pyarrow as pa
+
+    from mtapp.data.lines import split_lines
+
+    strings = pa.chunked_array([["Ein Hund.", "", "Zwei  Katzen äß"], ["x\ty"]], pa.large_string())
+    picked = strings.take([3, 0, 1, 2, 2])
+    data = bytes(scale._lines_bytes(picked))
+    assert split_lines(np.frombuffer(data, np.uint8), "t").to_pylist() == picked.to_pylist()
+    assert data.count(b"\n") == 5
 
 
 def test_train_bench_trains_each_variant_and_writes_json_and_table(tmp_path):

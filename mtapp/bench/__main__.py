@@ -1,16 +1,17 @@
-"""`python -m mtapp.bench <benchmark> ...`; benchmarks: claims, nested, padding, peers, train."""
+"""`python -m mtapp.bench <benchmark> ...`; benchmarks: claims, nested, padding, peers, scale, train."""
 
 from __future__ import annotations
 
 import sys
 
-from mtapp.bench import claims, nested, padding, peers, train
+from mtapp.bench import claims, nested, padding, peers, scale, train
 
 BENCHMARKS = {
     "claims": claims.main,
     "nested": nested.main,
     "padding": padding.main,
     "peers": peers.main,
+    "scale": scale.main,
     "train": train.main,
 }
 

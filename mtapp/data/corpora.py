@@ -1,6 +1,7 @@
 """Parallel corpora: the registry of known corpora and readers for text, TSV and `datasets`.
 
-A reader returns `ParallelText`: two equally long lists of raw sentences, blank lines kept.
+A reader returns `ParallelText`: two equally long Arrow string columns, one entry per line,
+blank lines kept; every kind of corpus reaches the encoder (`mtapp.data.encoded`) this way.
 Problems with the files (missing, unequal line counts, empty, undecodable) raise `CorpusError`
 naming the file. Files must be UTF-8: an invalid byte is an error naming the file, line and
 byte offset, never silently replaced.
@@ -10,24 +11,66 @@ from __future__ import annotations
 
 import gzip
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from mtapp.config import DataConfig
+from mtapp.data import lines
 
 
 class CorpusError(ValueError):
     """A corpus file is missing, malformed or inconsistent."""
 
 
-@dataclass(frozen=True)
+Strings = Sequence[str] | pa.Array | pa.ChunkedArray
+
+
 class ParallelText:
-    src: list[str]
-    tgt: list[str]
-    origin: str  # human-readable description of where the pairs came from
+    """Line-aligned sentence pairs, blank lines kept.
+
+    pairs:  Arrow table, large_string columns "src" and "tgt", one row per line (a large corpus
+            stays in Arrow buffers; memory-mapped for `datasets` corpora, and once encoded)
+    src, tgt: the same lines as Python lists, made on first use (validation, test, translation)
+    origin: human-readable description of where the pairs came from
+    """
+
+    def __init__(self, src: Strings, tgt: Strings, origin: str):
+        self.pairs = pa.table({"src": _strings(src), "tgt": _strings(tgt)})
+        self.origin = origin
+        for name, given in (("src", src), ("tgt", tgt)):
+            if isinstance(given, list):
+                self.__dict__[name] = given  # already Python lists: no round trip through Arrow
 
     def __len__(self) -> int:
-        return len(self.src)
+        return self.pairs.num_rows
+
+    @cached_property
+    def src(self) -> list[str]:
+        return self.pairs.column("src").to_pylist()
+
+    @cached_property
+    def tgt(self) -> list[str]:
+        return self.pairs.column("tgt").to_pylist()
+
+
+def _strings(column: Strings) -> pa.ChunkedArray | pa.Array:
+    """`column` as large_string (64-bit offsets: one side may hold more than 2 GB), nulls as ""."""
+    if not isinstance(column, (pa.Array, pa.ChunkedArray)):
+        return pa.array(column, type=pa.large_string())
+    column = column.cast(pa.large_string())
+    return pc.fill_null(column, "") if column.null_count else column
+
+
+def nonblank(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """bool (n,): which strings hold more than whitespace (no string is copied)."""
+    blank = pc.or_(pc.equal(pc.binary_length(column), 0), pc.utf8_is_space(column))
+    return np.logical_not(blank.to_numpy(zero_copy_only=False))
 
 
 @dataclass(frozen=True)
@@ -103,7 +146,7 @@ def load_split(cfg: DataConfig, split: str) -> ParallelText:
     if cfg.corpus == "tsv":
         return read_tsv(Path(path))
     if cfg.corpus == "hf":
-        return read_hf(cfg.hf_path, path, cfg.src_lang, cfg.tgt_lang)
+        return read_hf(cfg.hf_path, path, cfg.src_lang, cfg.tgt_lang, cfg.hf_name)
     known = ", ".join([*REGISTRY, "text", "tsv", "hf"])
     raise CorpusError(f"data.corpus {cfg.corpus!r} is not known (choose one of: {known})")
 
@@ -135,36 +178,44 @@ def _with_lang(prefix: str, lang: str) -> Path:
 
 
 def read_lines(path: Path, hint: str = "") -> list[str]:
-    """All lines of a plain or gzipped UTF-8 file (see `decode_lines`; for .gz, byte offsets
-    count in the decompressed text)."""
-    path = Path(path)
-    if not path.is_file():
-        extra = f"; {hint}" if hint else ""
-        raise CorpusError(f"{_not_a_file(path)}{extra}")
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as f:
-            data = f.read()
-    except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError; a cut-off .gz raises EOFError
-        raise CorpusError(f"{path} could not be read ({e}); re-create or re-download it") from None
-    return decode_lines(data, str(path))
+    """All lines of a plain or gzipped UTF-8 file (see `mtapp.data.lines`; for .gz, byte
+    offsets count in the decompressed text)."""
+    return read_line_array(path, hint).to_pylist()
 
 
 def decode_lines(data: bytes, name: str) -> list[str]:
     """The lines of UTF-8 text, split at \\n only and without a trailing \\r (so \\n and \\r\\n
     endings read the same); blank lines are kept. Bytes that are not UTF-8 are an error naming
     `name`, the line and the byte offset: nothing is replaced or skipped."""
+    return _split(lines.split_lines, np.frombuffer(data, dtype=np.uint8), name).to_pylist()
+
+
+def read_line_array(path: Path, hint: str = "") -> pa.LargeStringArray:
+    """The lines of a plain or gzipped UTF-8 file as one Arrow array."""
+    return _split(lines.split_lines, _read_bytes(path, hint), str(path))
+
+
+def _read_bytes(path: Path, hint: str = "") -> np.ndarray:
+    """The file's (decompressed) bytes as uint8; writable for a plain file, so lines can be
+    compacted in place."""
+    path = Path(path)
+    if not path.is_file():
+        extra = f"; {hint}" if hint else ""
+        raise CorpusError(f"{_not_a_file(path)}{extra}")
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        raise CorpusError(
-            f"{name}: line {line} is not valid UTF-8 (byte offset {e.start}); convert the file to UTF-8"
-        ) from None
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return [line[:-1] if line.endswith("\r") else line for line in lines]
+        if path.suffix != ".gz":
+            return np.fromfile(path, dtype=np.uint8)
+        with gzip.open(path, "rb") as f:
+            return np.frombuffer(f.read(), dtype=np.uint8)
+    except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError; a cut-off .gz raises EOFError
+        raise CorpusError(f"{path} could not be read ({e}); re-create or re-download it") from None
+
+
+def _split(split, raw: np.ndarray, name: str):
+    try:
+        return split(raw, name)
+    except lines.TextError as e:
+        raise CorpusError(str(e)) from None
 
 
 def _not_a_file(path: Path) -> str:
@@ -177,7 +228,7 @@ def _not_a_file(path: Path) -> str:
 
 def read_text_pair(src_path: Path, tgt_path: Path, hint: str = "") -> ParallelText:
     """Two line-aligned files, one sentence per line."""
-    src, tgt = read_lines(src_path, hint), read_lines(tgt_path, hint)
+    src, tgt = read_line_array(src_path, hint), read_line_array(tgt_path, hint)
     if len(src) != len(tgt):
         raise CorpusError(
             f"line counts differ: {src_path} has {len(src)} lines, {tgt_path} has {len(tgt)}; "
@@ -188,47 +239,42 @@ def read_text_pair(src_path: Path, tgt_path: Path, hint: str = "") -> ParallelTe
 
 def read_tsv(path: Path) -> ParallelText:
     """A file of `source<TAB>target` lines."""
-    src, tgt = [], []
-    for number, line in enumerate(read_lines(path), start=1):
-        fields = line.split("\t")
-        if len(fields) != 2:
-            raise CorpusError(
-                f"{path}: line {number} has {len(fields)} tab-separated fields, expected 2 (source, target)"
-            )
-        src.append(fields[0])
-        tgt.append(fields[1])
+    src, tgt = _split(lines.split_tsv, _read_bytes(path), str(path))
     return _with_sentences(ParallelText(src, tgt, origin=str(path)))
 
 
-def read_hf(hf_path: str, spec: str, src_lang: str, tgt_lang: str) -> ParallelText:
+def read_hf(hf_path: str, spec: str, src_lang: str, tgt_lang: str, name: str = "") -> ParallelText:
     """A Hugging Face dataset via `datasets.load_dataset`.
 
-    `spec` is either a split name of a hub dataset (`hf_path` = its name) or a local data file
-    for a builder such as "json" / "csv". Rows hold either a `translation` dict keyed by
-    language (the WMT layout) or one column per language.
+    `spec` is either a split name of a hub dataset (`hf_path` = its name, `name` its
+    configuration, if any) or a local data file for a builder such as "json" / "csv" /
+    "parquet". Rows hold either a `translation` dict keyed by language (the WMT layout) or one
+    column per language. The columns stay in the dataset's memory-mapped Arrow cache.
     """
     import datasets  # imported lazily: it is slow to import
 
     if Path(spec).exists():
-        ds = datasets.load_dataset(hf_path, data_files={"split": spec}, split="split")
+        ds = datasets.load_dataset(hf_path, name or None, data_files={"split": spec}, split="split")
     else:
-        ds = datasets.load_dataset(hf_path, split=spec)
-    columns = ds.column_names
-    if "translation" in columns:
-        rows = ds["translation"]
-        src, tgt = [r[src_lang] for r in rows], [r[tgt_lang] for r in rows]
-    elif src_lang in columns and tgt_lang in columns:
-        src, tgt = list(ds[src_lang]), list(ds[tgt_lang])
-    else:
+        ds = datasets.load_dataset(hf_path, name or None, split=spec)
+    table = ds.data.table
+    columns = table.column_names
+    if "translation" in columns and pa.types.is_struct(table.schema.field("translation").type):
+        table = table.select(["translation"]).flatten()
+        columns = [name.removeprefix("translation.") for name in table.column_names]
+        table = table.rename_columns(columns)
+    if not (src_lang in columns and tgt_lang in columns):
         raise CorpusError(
-            f"dataset {hf_path} ({spec}) has columns {columns}: expected 'translation' or '{src_lang}' and '{tgt_lang}'"
+            f"dataset {hf_path} ({spec}) has columns {ds.column_names}: "
+            f"expected 'translation' or '{src_lang}' and '{tgt_lang}'"
         )
-    return _with_sentences(ParallelText(src, tgt, origin=f"datasets:{hf_path}:{spec}"))
+    text = ParallelText(table.column(src_lang), table.column(tgt_lang), origin=f"datasets:{hf_path}:{spec}")
+    return _with_sentences(text)
 
 
 def _with_sentences(text: ParallelText) -> ParallelText:
     """`text`, unless it holds no pair with two non-blank sides: nothing to train on or score."""
-    if not any(s.strip() and t.strip() for s, t in zip(text.src, text.tgt)):
+    if not (nonblank(text.pairs.column("src")) & nonblank(text.pairs.column("tgt"))).any():
         what = f"has {len(text)} lines but no pair with two non-blank sides" if len(text) else "is empty"
         raise CorpusError(f"corpus {text.origin} {what}")
     return text

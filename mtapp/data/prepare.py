@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mtapp.config import Config
-from mtapp.data.corpora import ParallelText, load_split
+from mtapp.data.corpora import CorpusError, ParallelText, load_split
 from mtapp.data.encoded import EncodedCorpus, encode, filter_for_training, train_tokenizer
 from mtapp.tokenization import Tokenizer
 
@@ -27,20 +27,37 @@ def prepare(cfg: Config, tokenizer: Tokenizer | None = None) -> PreparedData:
     """Read and encode the training and validation splits (cached by content).
 
     `tokenizer`: reuse this one (resuming, fine-tuning) instead of training or loading the
-    one for this training text.
+    one for this training text. A split left without a single pair after filtering is a
+    `CorpusError` naming the setting and the counts.
     """
-    cache = Path(cfg.data.cache_dir)
-    train_text = load_split(cfg.data, cfg.data.train_split)
-    valid_text = load_split(cfg.data, cfg.data.valid_split)
+    d, cache = cfg.data, Path(cfg.data.cache_dir)
+    train_text = load_split(d, d.train_split)
+    valid_text = load_split(d, d.valid_split)
     log.info("data: %d training pairs (%s), %d validation pairs", len(train_text), train_text.origin, len(valid_text))
     tokenizer = tokenizer or train_tokenizer(train_text, cfg.tokenizer, cache)
-    train, dropped = filter_for_training(encode(train_text, tokenizer, cache), cfg.data)
+    train, dropped = filter_for_training(encode(train_text, tokenizer, cache, d.num_proc), d)
     if dropped["empty"] or dropped["too_long"]:
         log.warning(
             "data: dropped %d training pairs with an empty side and %d longer than data.max_len=%d subwords",
             dropped["empty"],
             dropped["too_long"],
-            cfg.data.max_len,
+            d.max_len,
         )
-    valid, _ = filter_for_training(encode(valid_text, tokenizer, cache), cfg.data)
+    if not len(train):
+        raise CorpusError(
+            f"no training pair is left in {train_text.origin}: {_counts(len(train_text), dropped, d.max_len)}"
+        )
+    valid, valid_dropped = filter_for_training(encode(valid_text, tokenizer, cache, d.num_proc), d)
+    if not len(valid):
+        raise CorpusError(
+            f"the validation split {d.valid_split!r} ({valid_text.origin}) has no usable pair: "
+            f"{_counts(len(valid_text), valid_dropped, d.max_len)}"
+        )
     return PreparedData(tokenizer, train, valid, valid_text, dropped)
+
+
+def _counts(pairs: int, dropped: dict[str, int], max_len: int) -> str:
+    return (
+        f"of its {pairs} pairs, {dropped['empty']} have an empty side and {dropped['too_long']} a side longer "
+        f"than data.max_len={max_len} subwords; raise data.max_len or check the corpus"
+    )
