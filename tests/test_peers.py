@@ -13,12 +13,13 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from mtapp.batching import collate
 from mtapp.bench import peers, peers_joeynmt, peers_launch, peers_opennmt, peers_report
-from mtapp.bench.peers_data import detokenise, prepare_pieces, read_lines
+from mtapp.bench.peers_data import detokenise, prepare_pieces
 from mtapp.bench.peers_flops import forward_macs, training_flops_per_token
 from mtapp.bench.peers_launch import Budget
 from mtapp.bench.peers_run import Command, run
 from mtapp.bench.peers_settings import Shared
 from mtapp.config import ModelConfig, config_from_dict, load_config
+from mtapp.data.corpora import read_lines
 from mtapp.loss import batch_loss
 from mtapp.models import build_model
 from tests.synthetic import synthetic_pairs, tiny_config, write_text_corpus

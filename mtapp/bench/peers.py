@@ -41,12 +41,13 @@ from pathlib import Path
 import torch
 
 from mtapp.bench import peers_joeynmt, peers_opennmt
-from mtapp.bench.peers_data import Pieces, detokenise, prepare_pieces, read_lines, write_lines
+from mtapp.bench.peers_data import Pieces, detokenise, prepare_pieces, write_lines
 from mtapp.bench.peers_flops import matmul_peak, training_flops_per_token
 from mtapp.bench.peers_report import markdown
 from mtapp.bench.peers_run import Command, Finished, run
 from mtapp.bench.peers_settings import Shared
 from mtapp.config import Config, load_config
+from mtapp.data.corpora import read_lines
 from mtapp.evaluation import score
 from mtapp.runtime import amp_dtype
 

@@ -106,9 +106,3 @@ def detokenise(spm_model: Path, lines: list[str]) -> list[str]:
 
 def write_lines(path: Path, lines: list[str]) -> None:
     path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-
-
-def read_lines(path: Path) -> list[str]:
-    """Lines split at "\\n" only (a hypothesis may hold other Unicode line breaks)."""
-    lines = path.read_text(encoding="utf-8").split("\n")
-    return lines[:-1] if lines and lines[-1] == "" else lines

@@ -4,6 +4,8 @@ beam-5 sentences/s ≥ 2×, BLEU ≥) — computed from the JSON payload `peers.
 
 from __future__ import annotations
 
+from mtapp.report.document import markdown_table
+
 TARGETS = (  # (figure, what mtapp must reach relative to the best peer, label)
     ("tgt_tokens_per_s", 1.5, "training: real target tokens/s ≥ 1.5× the best peer's"),
     ("sentences_per_s", 2.0, "translation (beam 5, decoding): sentences/s ≥ 2× the best peer's"),
@@ -70,55 +72,62 @@ def markdown(payload: dict) -> str:
         f"Transformer {s['layers']}+{s['layers']} layers, d_model {s['d_model']}, {s['heads']} heads, "
         f"FFN {s['ffn_dim']}; {per_token / 1e6:.1f} MFLOP of useful training work per real target token.",
         "",
-        "| system | precision, intra-op threads | updates | real target tokens/s | its log's tokens/s "
-        "| peak RSS MB (process / tree) | sentences/s, beam 5 (decoding / command) | BLEU | chrF "
-        "| MFU: of the fp32 peak (bf16 rows: of the bf16 peak) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in systems:
-        lines.append(system_row(r, per_token, m))
-    lines += ["", *ratio_table(systems), "", *target_table(systems)]
+    columns = [
+        "system",
+        "precision, intra-op threads",
+        "updates",
+        "real target tokens/s",
+        "its log's tokens/s",
+        "peak RSS MB (process / tree)",
+        "sentences/s, beam 5 (decoding / command)",
+        "BLEU",
+        "chrF",
+        "MFU: of the fp32 peak (bf16 rows: of the bf16 peak)",
+    ]
+    lines.append(markdown_table(columns, [system_row(r, per_token, m) for r in systems]))
+    lines += [ratio_table(systems), target_table(systems)]
     signature = next((r["bleu_signature"] for r in systems if "bleu_signature" in r), None)
     if signature:
-        lines += ["", f"BLEU: `{signature}`"]
-    return "\n".join(lines) + "\n"
+        lines.append(f"BLEU: `{signature}`\n")
+    return "\n".join(lines)
 
 
-def system_row(r: dict, per_token: float, machine: dict) -> str:
+def system_row(r: dict, per_token: float, machine: dict) -> list[str]:
     name = r.get("version", r["system"])
     name = r["system"] if name == "this checkout" else name
     if "error" in r:
-        return f"| {name} | not measured: {r['error']} |||||||||"
+        return [name, f"not measured: {r['error']}"] + [""] * 8
     mfu = f"{utilisation(r, per_token, machine['fp32_peak_flops']):.1%}"
     if r["precision"].startswith("bf16"):  # a bf16 peak is no yardstick for fp32 work (nor the reverse)
         mfu += f" ({utilisation(r, per_token, machine['bf16_peak_flops']):.1%})"
-    return (
-        f"| {name} | {r['precision']}, {fmt(r.get('threads'), '{:d}')} threads | {r['updates']:,} "
-        f"| {r['tgt_tokens_per_s']:,.0f} "
-        f"| {fmt(r.get('reported_tokens_per_s'), '{:,.0f}')} | {r['peak_rss_mb']:,.0f} / {r['tree_peak_mb']:,.0f} "
-        f"| {fmt(r['sentences_per_s'], '{:.1f}')} / {r['sentences_per_s_command']:.1f} | {r['bleu']:.2f} "
-        f"| {r['chrf']:.2f} | {mfu} |"
-    )
+    return [
+        name,
+        f"{r['precision']}, {fmt(r.get('threads'), '{:d}')} threads",
+        f"{r['updates']:,}",
+        f"{r['tgt_tokens_per_s']:,.0f}",
+        fmt(r.get("reported_tokens_per_s"), "{:,.0f}"),
+        f"{r['peak_rss_mb']:,.0f} / {r['tree_peak_mb']:,.0f}",
+        f"{fmt(r['sentences_per_s'], '{:.1f}')} / {r['sentences_per_s_command']:.1f}",
+        f"{r['bleu']:.2f}",
+        f"{r['chrf']:.2f}",
+        mfu,
+    ]
 
 
-def ratio_table(systems: list[dict]) -> list[str]:
+def ratio_table(systems: list[dict]) -> str:
     mtapp = next((s for s in systems if s["system"] == "mtapp" and "error" not in s), None)
     peers = [s for s in systems if not s["system"].startswith("mtapp") and "error" not in s]
     if mtapp is None or not peers:
-        return ["(no ratios: mtapp or every peer is missing)"]
-    lines = [
-        "| mtapp ÷ | training tokens/s | translation sentences/s | BLEU (difference) | peak RSS (process) |",
-        "|---|---|---|---|---|",
-    ]
+        return "(no ratios: mtapp or every peer is missing)\n"
     keys = ("tgt_tokens_per_s", "sentences_per_s", "bleu", "peak_rss_mb")
-    for peer in peers:
-        lines.append(f"| {peer['system']} | " + " | ".join(ratio_cell(mtapp, peer, k) for k in keys) + " |")
+    rows = [[peer["system"], *(ratio_cell(mtapp, peer, k) for k in keys)] for peer in peers]
     cells = []
     for key in keys:
         best = best_peer(peers, key)
         cells.append("–" if best is None else f"{ratio_cell(mtapp, best, key)} ({best['system']})")
-    lines.append("| best peer | " + " | ".join(cells) + " |")
-    return lines
+    columns = ["mtapp ÷", "training tokens/s", "translation sentences/s", "BLEU (difference)", "peak RSS (process)"]
+    return markdown_table(columns, [*rows, ["best peer", *cells]])
 
 
 def ratio_cell(mtapp: dict, peer: dict, key: str) -> str:
@@ -130,14 +139,15 @@ def comparison_text(value: float, key: str) -> str:
     return f"{value:+.2f}" if key == "bleu" else f"{value:.2f}×"
 
 
-def target_table(systems: list[dict]) -> list[str]:
-    lines = ["| issue #7 target | mtapp | best peer | mtapp ÷ best (BLEU: difference) | met |", "|---|---|---|---|---|"]
+def target_table(systems: list[dict]) -> str:
+    rows = []
     for t in targets(systems):
         shown = "–" if t["comparison"] is None else comparison_text(t["comparison"], t["key"])
         best = "–" if t["best_peer"] is None else f"{fmt(t['best_value'], '{:,.1f}')} ({t['best_peer']})"
         met = {True: "yes", False: "**no**", None: "–"}[t["met"]]
-        lines.append(f"| {t['target']} | {fmt(t['mtapp'], '{:,.1f}')} | {best} | {shown} | {met} |")
-    return lines
+        rows.append([t["target"], fmt(t["mtapp"], "{:,.1f}"), best, shown, met])
+    columns = ["issue #7 target", "mtapp", "best peer", "mtapp ÷ best (BLEU: difference)", "met"]
+    return markdown_table(columns, rows)
 
 
 def fmt(value: float | None, pattern: str) -> str:
