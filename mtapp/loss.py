@@ -30,6 +30,8 @@ class _ProjectedSmoothedNLL(torch.autograd.Function):
     batch's real tokens cost beyond the matrix products). Per row i, with z = logits:
     loss_i = lse_i - (1 - eps) * z_i[gold_i] - eps * mean_v z_iv  (lse = logsumexp of z)
     d loss_i / d z_iv = softmax(z_i)_v - eps / V - (1 - eps) * [v == gold_i]
+    Each chunk's logits are exponentiated once, in place, for both lse and the softmax; the mean
+    logit is h_i . mean_v(w_v), a matrix-vector product instead of a pass over the logits.
     Matrix products run in the autocast dtype when autocast is on; softmax in float32.
     """
 
@@ -42,20 +44,28 @@ class _ProjectedSmoothedNLL(torch.autograd.Function):
         grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if wants_grad else None
         loss, nll = h.new_zeros((), dtype=torch.float32), h.new_zeros((), dtype=torch.float32)
         vocab = w.shape[0]
+        mean_logit = torch.mv(h.float(), w.float().mean(dim=0))  # (N,) mean_v z_iv
         for start in range(0, len(h), CHUNK_ROWS):
             rows = slice(start, start + CHUNK_ROWS)
             z = torch.mm(h[rows], w.t()).float()  # (n, V)
             g = gold[rows, None]
-            lse = torch.logsumexp(z, dim=-1)
-            nll_i = lse - z.gather(1, g).squeeze(1)
-            loss += ((1.0 - epsilon) * nll_i + epsilon * (lse - z.mean(dim=-1))).sum()
+            gold_logit = z.gather(1, g).squeeze(1)
+            top = z.amax(dim=-1, keepdim=True)
+            e = z.sub_(top).exp_()  # exp(z - max): the logits are not needed any more
+            total = e.sum(dim=-1, keepdim=True)
+            lse = (top + total.log()).squeeze(1)
+            nll_i = lse - gold_logit
+            loss += ((1.0 - epsilon) * nll_i + epsilon * (lse - mean_logit[rows])).sum()
             nll += nll_i.sum()
             if wants_grad:
-                dz = z.sub_(lse[:, None]).exp_().sub_(epsilon / vocab)
+                dz = e.mul_(total.reciprocal_()).sub_(epsilon / vocab)  # softmax - eps / V
                 dz.scatter_add_(1, g, torch.full_like(lse[:, None], -(1.0 - epsilon)))
                 dz = dz.to(dtype)
                 torch.mm(dz, w, out=grad_h[rows])
-                grad_w += torch.mm(dz.t(), h[rows])  # (V, D), summed over chunks in float32
+                if dtype == torch.float32:  # (V, D), summed over chunks in float32
+                    torch.addmm(grad_w, dz.t(), h[rows], out=grad_w)  # in place, no (V, D) temporary
+                else:
+                    grad_w += torch.mm(dz.t(), h[rows])
         ctx.save_for_backward(grad_h, grad_w)
         ctx.dtypes = hidden.dtype, weight.dtype
         ctx.mark_non_differentiable(nll)  # reported, never trained on

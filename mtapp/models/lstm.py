@@ -22,6 +22,7 @@ from torch import nn
 from mtapp.batching import Batch
 from mtapp.config import ModelConfig
 from mtapp.models.base import Seq2Seq
+from mtapp.models.dropout import Dropout
 from mtapp.models.rnn_encoder import LSTMEncoder
 from mtapp.tokenization import PAD
 
@@ -60,7 +61,7 @@ class LSTMSeq2Seq(Seq2Seq):
         with torch.no_grad():
             self.embed.weight[PAD].zero_()
         self.scale = math.sqrt(e)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
         self.encoder = LSTMEncoder(e, h, layers, cfg.dropout, cfg.encoder_padding)
         self.bridge_h, self.bridge_c = nn.Linear(d, d), nn.Linear(d, d)
         between = cfg.dropout if cfg.decoder_layers > 1 else 0.0  # applied between LSTM layers only

@@ -18,6 +18,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from mtapp.batching import Batch
 from mtapp.config import ModelConfig
 from mtapp.models.base import Seq2Seq
+from mtapp.models.dropout import Dropout
 from mtapp.tokenization import PAD
 
 
@@ -74,7 +75,7 @@ class Attention(nn.Module):
 
 class FeedForward(nn.Sequential):
     def __init__(self, d_model: int, ffn_dim: int, dropout: float):
-        super().__init__(nn.Linear(d_model, ffn_dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ffn_dim, d_model))
+        super().__init__(nn.Linear(d_model, ffn_dim), nn.ReLU(), Dropout(dropout), nn.Linear(ffn_dim, d_model))
 
 
 class EncoderLayer(nn.Module):
@@ -83,7 +84,7 @@ class EncoderLayer(nn.Module):
         self.norm1, self.norm2 = nn.LayerNorm(cfg.d_model), nn.LayerNorm(cfg.d_model)
         self.attn = Attention(cfg.d_model, cfg.heads, cfg.attention_dropout)
         self.ffn = FeedForward(cfg.d_model, cfg.ffn_dim, cfg.activation_dropout)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         h = self.norm1(x)
@@ -98,7 +99,7 @@ class DecoderLayer(nn.Module):
         self.self_attn = Attention(cfg.d_model, cfg.heads, cfg.attention_dropout)
         self.cross_attn = Attention(cfg.d_model, cfg.heads, cfg.attention_dropout)
         self.ffn = FeedForward(cfg.d_model, cfg.ffn_dim, cfg.activation_dropout)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
 
     def forward(self, x, cross_kv, src_mask, past=None, self_mask=None, group=1) -> tuple[torch.Tensor, tuple]:
         """x (B, L, D). Without `past`: teacher forcing over L positions (causal, or `self_mask`
@@ -184,7 +185,7 @@ class Transformer(Seq2Seq):
         with torch.no_grad():
             self.embed.weight[PAD].zero_()
         self.register_buffer("positions", sinusoids(cfg.max_positions, cfg.d_model), persistent=False)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
         self.encoder = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.encoder_layers))
         self.decoder = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.decoder_layers))
         self.encoder_norm, self.decoder_norm = nn.LayerNorm(cfg.d_model), nn.LayerNorm(cfg.d_model)
