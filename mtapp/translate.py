@@ -14,7 +14,7 @@ from pathlib import Path
 from mtapp.checkpoint import CheckpointError
 from mtapp.config import ConfigError
 from mtapp.data.corpora import CorpusError, decode_lines, read_lines
-from mtapp.runtime import set_threads
+from mtapp.runtime import keep_freed_memory, set_threads
 from mtapp.translator import Translator
 
 
@@ -36,6 +36,7 @@ def add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
 
 def load_translator(args: argparse.Namespace) -> Translator:
     set_threads()
+    keep_freed_memory()
     path = args.checkpoint or args.run / "checkpoint_best.pt"
     return Translator.from_checkpoint(
         path,
