@@ -7,7 +7,7 @@ import torch
 
 from mtapp.batching import collate
 from mtapp.models import Seq2Seq, build_model
-from mtapp.search import beam_search, greedy
+from mtapp.search import beam_search, greedy, row_topk
 from mtapp.tokenization import EOS
 from tests.synthetic import EXACT_MODELS, random_ids
 
@@ -117,3 +117,17 @@ def test_outputs_respect_the_length_limit(model, beam):
     for s, h in zip(src, hyps):
         assert len(h.tokens) <= int(0.5 * len(s) + 2)
         assert EOS not in h.tokens
+
+
+@pytest.mark.parametrize("width", [8000, 8037, 250, 30])  # a multiple of the groups, a tail, short rows
+def test_row_topk_equals_topk_values_and_indices(width):
+    torch.manual_seed(width)
+    x = torch.randn(3, 5, width) * 4
+    x[0, 1, 7:] = float("-inf")  # a row at its length limit: one finite entry
+    x[0, 1, 7] = 0.0
+    values, indices = row_topk(x, 10)
+    expected = x.topk(10, dim=-1)
+    assert torch.equal(values, expected.values)
+    finite = torch.isfinite(expected.values)
+    assert torch.equal(indices[finite], expected.indices[finite])  # -inf ties may come in any order
+    assert torch.equal(x.gather(-1, indices), values)
