@@ -76,11 +76,11 @@ def keep_freed_memory() -> bool:
     """Let glibc's malloc keep freed memory for the next allocation instead of returning it to
     the kernel. A training step allocates and frees the same few hundred MB of activations;
     by default blocks over ~16 MB are unmapped and a freed heap top beyond 2x that is trimmed,
-    so every step page-faults (and the kernel zeroes) much of it again: ~20k page faults per
-    step and 3-5% of the CPU time in the kernel on a 2-core CPU (measured, issue #7). Blocks
-    up to 32 MB (glibc's largest mmap threshold) now come from the heap, and the heap is
+    so every step page-faults (and the kernel zeroes) much of it again (in issue #7's profile of
+    the peers benchmark: ~20k page faults per step, 3-5% of the CPU time in the kernel).
+    Blocks up to 32 MB (glibc's largest mmap threshold) now come from the heap, and the heap is
     trimmed only beyond 1 GB of free memory: between steps RSS stays near the step's peak
-    instead of falling and rising again.
+    instead of falling and rising again (tests/test_runtime.py shows the faults go away).
     Returns False (and does nothing) where the C library is not glibc."""
     if platform.libc_ver()[0] != "glibc":
         return False

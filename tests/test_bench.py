@@ -5,9 +5,10 @@ import json
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
-from mtapp.bench import claims, nested, padding, scale
+from mtapp.bench import claims, kernels, nested, padding, scale
 from mtapp.bench import train as bench_train
 from mtapp.config import BatchingConfig
 from tests.synthetic import synthetic_pairs, tiny_config, write_text_corpus
@@ -134,3 +135,13 @@ def test_claims_report_has_every_verdict_table_and_plot(tmp_path):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"]({name})" in report
         assert base64.b64encode((tmp_path / name).read_bytes()).decode() in page
     assert 'src="http' not in page and "<link" not in page
+
+
+def test_kernel_bench_times_cases_that_compute_the_same_thing():
+    torch.manual_seed(0)
+    plain, fused = (run() for run in kernels.loss_cases().values())
+    assert torch.allclose(plain, fused, atol=1e-5, rtol=1e-4)
+    (values, indices), (my_values, my_indices) = (run() for run in kernels.topk_cases().values())
+    assert torch.equal(values, my_values) and torch.equal(indices, my_indices)
+    for grad in (run() for run in kernels.dropout_cases().values()):  # both drop a tenth of the units
+        assert abs((grad == 0).float().mean().item() - 0.1) < 0.005

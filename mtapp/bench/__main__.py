@@ -1,13 +1,14 @@
-"""`python -m mtapp.bench <benchmark> ...`; benchmarks: claims, nested, padding, peers, scale, train."""
+"""`python -m mtapp.bench <benchmark> ...`; benchmarks: claims, kernels, nested, padding, peers, scale, train."""
 
 from __future__ import annotations
 
 import sys
 
-from mtapp.bench import claims, nested, padding, peers, scale, train
+from mtapp.bench import claims, kernels, nested, padding, peers, scale, train
 
 BENCHMARKS = {
     "claims": claims.main,
+    "kernels": kernels.main,
     "nested": nested.main,
     "padding": padding.main,
     "peers": peers.main,

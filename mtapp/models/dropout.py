@@ -1,13 +1,13 @@
-"""Dropout whose CPU mask costs a quarter of `nn.Dropout`'s.
+"""Dropout that draws a quarter of the random numbers `nn.Dropout` draws on the CPU.
 
 On the CPU `torch.bernoulli_` draws one 32-bit Mersenne-Twister number (and converts it to a
-float) per element: ~6 ms for a (64, 36, 256) activation on two cores, 11% of a Transformer
-training step (measured, issue #7). One 64-bit draw holds four 15-bit uniform numbers, and one
-number is enough for one keep/drop decision, so `Dropout` draws a quarter as many. The drop
-probability is rounded to a multiple of 2^-15 (0.1 -> 0.100006) and kept units are scaled by
-1 / (1 - that), so the expected output is still the input. Draws come from torch's default CPU
-generator: seeded by `torch.manual_seed` and saved in checkpoints like every other draw.
-On other devices (CUDA's Philox generator is fast) it is `F.dropout`.
+float) per element; in a profile of the peers benchmark's Transformer that was a tenth of a
+training step (issue #7). One 64-bit draw holds four 15-bit uniform numbers, and one number is
+enough for one keep/drop decision. The drop probability is rounded to a multiple of 2^-15
+(0.1 -> 0.100006) and kept units are scaled by 1 / (1 - that), so the expected output is still
+the input. Draws come from torch's default CPU generator: seeded by `torch.manual_seed` and
+saved in checkpoints like every other draw. On other devices (CUDA's Philox generator is fast)
+it is `F.dropout`. `python -m mtapp.bench kernels` times it against `F.dropout`.
 """
 
 from __future__ import annotations
