@@ -64,27 +64,32 @@ def beam_search(
     n, k, device = batch.size, beam, batch.src.device
     limits = length_limits(batch, max_len_a, max_len_b)
     max_steps = int(limits.max()) + 1
-    state = model.encode(batch).reorder(torch.arange(n, device=device).repeat_interleave(k))
+    state = model.encode(batch)  # the first step has one row per sentence: all K beams would be equal
     sent = torch.arange(n, device=device)  # original row of each sentence still searched
-    scores = torch.zeros(n, k, device=device)
-    scores[:, 1:] = float("-inf")  # all beams start identical: expand only the first
-    history = torch.zeros(n, k, 0, dtype=torch.long, device=device)  # (n', K, step)
+    scores = torch.zeros(n, 1, device=device)  # (n', beams): 1 before the first step, then K
+    history = torch.zeros(n, 1, 0, dtype=torch.long, device=device)  # (n', beams, step)
     ended = torch.zeros(n, dtype=torch.long, device=device)
     best = torch.full((n,), float("-inf"), device=device)
     best_tokens = torch.full((n, max_steps), PAD, dtype=torch.long, device=device)
-    last = torch.full((n * k,), BOS, dtype=torch.long, device=device)
+    last = torch.full((n,), BOS, dtype=torch.long, device=device)
 
     for step in range(max_steps):
         logits, state = model.decode_step(last, state)
-        lprobs = F.log_softmax(logits.float(), dim=-1).view(len(sent), k, -1)  # (n', K, V)
+        lprobs = F.log_softmax(logits.float(), dim=-1).view(len(sent), scores.shape[1], -1)  # (n', beams, V)
         at_limit = step >= limits[sent]
         if at_limit.any():  # at its limit a sentence can only end
             lprobs[at_limit, :, :EOS] = float("-inf")
             lprobs[at_limit, :, EOS + 1 :] = float("-inf")
         # The 2K best of a sentence's K x V candidates are among the 2K best of each beam, so
         # only those are scored: no (n', K, V) score tensor is made.
-        row_lprobs, row_token = row_topk(lprobs, min(2 * k, lprobs.shape[-1]))  # (n', K, 2K)
-        cand_scores, cand = (scores[:, :, None] + row_lprobs).view(len(sent), -1).topk(2 * k, dim=1)
+        row_lprobs, row_token = row_topk(lprobs, min(2 * k, lprobs.shape[-1]))  # (n', beams, 2K)
+        flat = (scores[:, :, None] + row_lprobs).view(len(sent), -1)
+        missing = 2 * k - flat.shape[1]  # > 0 at the first step with a vocabulary under 2K
+        if missing > 0:  # impossible candidates (-inf) that stand for the last real one
+            flat = F.pad(flat, (0, missing), value=float("-inf"))
+        cand_scores, cand = flat.topk(2 * k, dim=1)
+        if missing > 0:
+            cand = cand.clamp(max=row_lprobs.shape[-1] - 1)
         cand_beam = cand // row_lprobs.shape[-1]  # (n', 2K)
         cand_token = row_token.view(len(sent), -1).gather(1, cand)
         is_eos = cand_token == EOS
@@ -108,14 +113,14 @@ def beam_search(
         scores = cand_scores.gather(1, keep_pos)
         beams = cand_beam.gather(1, keep_pos)  # (n', K) which old beam each new beam extends
         last2d = cand_token.gather(1, keep_pos)
-        history = torch.cat([history.gather(1, beams[:, :, None].expand_as(history)), last2d[:, :, None]], 2)
+        history = torch.cat([history.gather(1, beams[:, :, None].expand(-1, -1, step)), last2d[:, :, None]], 2)
 
         going = (ended[sent] < k) & ~at_limit
         if not going.any():
             break
         idx = going.nonzero().squeeze(1)
         sent, scores, history, last2d, beams = sent[idx], scores[idx], history[idx], last2d[idx], beams[idx]
-        state = state.reorder((idx[:, None] * k + beams).view(-1))
+        state = state.reorder((idx[:, None] * lprobs.shape[1] + beams).view(-1))
         last = last2d.view(-1)
 
     return [_hypothesis(row, score) for row, score in zip(best_tokens.tolist(), best.tolist())]

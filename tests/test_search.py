@@ -72,6 +72,8 @@ def test_scripted_greedy_and_beam_choose_the_hand_computed_outputs():
     per_token = beam_search(model, one_source(), 2, length_penalty=1.0, max_len_a=2.0, max_len_b=5)
     assert per_token[0].tokens == [A, A]
     assert per_token[0].score == pytest.approx(math.log(0.24) / 3, abs=1e-5)
+    wide = beam_search(model, one_source(), 4, length_penalty=1.0, max_len_a=2.0, max_len_b=5)
+    assert wide[0].tokens == [A, A]  # 2K = 8 candidates wanted from a first step that has 6
 
 
 @pytest.fixture(params=EXACT_MODELS)

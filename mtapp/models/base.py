@@ -1,7 +1,6 @@
 """The model interface that training and search use, whatever the architecture.
 
-    enc = model.encode(batch)                  # once per batch of source sentences
-    state = model.start(enc)                    # decoder state before the first target token
+    state = model.encode(batch)                 # once per batch: decoder state before the first target token
     logits, state = model.decode_step(tokens, state)   # one target position for every row
     state = state.reorder(index)                # beam search: keep / repeat rows
     hidden = model(batch)                       # teacher forcing: decoder output (B, T, D)
@@ -38,7 +37,8 @@ class Seq2Seq(nn.Module, ABC):
 
     @abstractmethod
     def decode_step(self, tokens: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, DecoderState]:
-        """Feed one token per row (int64 (B,)); returns next-token logits (B, V) and the new state."""
+        """Feed one token per row (int64 (B,)); returns next-token logits (B, V) and the new state.
+        `state` is consumed (its buffers may be reused): continue from the returned one."""
 
     @abstractmethod
     def forward(self, batch: Batch) -> torch.Tensor:

@@ -103,50 +103,58 @@ class DecoderLayer(nn.Module):
         self.ffn = FeedForward(cfg.d_model, cfg.ffn_dim, cfg.activation_dropout)
         self.drop = Dropout(cfg.dropout)
 
-    def forward(self, x, cross_kv, src_mask, past=None, self_mask=None, group=1) -> tuple[torch.Tensor, tuple]:
-        """x (B, L, D). Without `past`: teacher forcing over L positions (causal, or `self_mask`
-        (B, 1, L, L) when given). With `past`, the keys/values (B, H, t, K) of the t earlier
-        positions: x is the next position (L = 1). Returns the output and the self-attention
-        keys/values up to and including x.
+    def forward(self, x, cross_kv, src_mask, cache=None, self_mask=None, group=1) -> torch.Tensor:
+        """x (B, L, D). Without `cache`: teacher forcing over L positions (causal, or `self_mask`
+        (B, 1, L, L) when given). With `cache` (t + 1, B, 2, H, K), this layer's self-attention
+        keys/values of the t earlier positions: x is the next position (L = 1), whose keys/values
+        are written into `cache[t]`.
 
         `group` g > 1 (incremental decoding only): rows come in groups of g consecutive rows
         that share one source (the beams of a sentence), and `cross_kv`/`src_mask` hold one
         entry per group (B / g): the g queries of a group attend to it together."""
         h = self.norm1(x)
-        k, v = self.self_attn.keys_values(h)
-        if past is not None:
-            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
-        causal = past is None and self_mask is None
+        if cache is None:
+            k, v = self.self_attn.keys_values(h)
+        else:  # (B, 1, 2D) -> cache[t] (B, 2, H, K); keys and values (B, H, t + 1, K) are views
+            cache[-1] = self.self_attn.kv(h).view(cache.shape[1:])
+            k, v = cache.permute(2, 1, 3, 0, 4).unbind(0)
+        causal = cache is None and self_mask is None
         x = x + self.drop(self.self_attn(h, k, v, mask=self_mask, causal=causal))
         h = self.norm2(x)
         if group > 1:  # (B, 1, D) -> (B / g, g, D): the g beams of a source as g query positions
             h = h.reshape(-1, group, h.shape[-1])
         x = x + self.drop(self.cross_attn(h, *cross_kv, mask=src_mask).reshape(x.shape))
-        return x + self.drop(self.ffn(self.norm3(x))), (k, v)
+        return x + self.drop(self.ffn(self.norm3(x)))
 
 
 @dataclass(frozen=True)
 class TransformerState:
     """Decoder state for incremental decoding (L = decoder layers, B rows, N sources).
 
-    src_mask:  bool (N, 1, 1, S)           True at real source tokens
-    cross_kv:  L pairs of (N, H, S, K)      keys/values of the encoder output, computed once
-    self_kv:   L pairs of (B, H, t, K)      keys/values of the t target tokens fed so far
-                                            (None before the first token)
-    source:    int64 (B,)                   the source (index into the N) each row decodes
+    src_mask:  bool (N, 1, 1, S)            True at real source tokens
+    cross_kv:  L pairs of (N, H, S, K)       keys/values of the encoder output, computed once
+    source:    int64 (B,)                    the source (index into the N) each row decodes
+    cache:     (capacity, B, L, 2, H, K)     self-attention keys/values of the target tokens fed
+                                             so far, time-major: `cache[:step]` holds them
+                                             (None before the first token)
+    spare:     1-D, or None                  memory for the next `reorder` to copy the cache into
 
     Rows that decode the same source (the beams of a sentence) share its encoder keys/values:
     `reorder` only moves `source` and the self-attention cache, and drops sources no row uses.
+    The cache is time-major so that its filled part `cache[:step]` is one contiguous block: a
+    step writes its keys/values in place (no concatenation) and `reorder` copies that block
+    once, into the spare memory, whereupon the old cache's memory becomes the spare. The two
+    buffers are reused for the whole search: a fresh block of this size (tens of MB) would come
+    from mmap and be page-faulted in again at every step. A state is therefore consumed by
+    `decode_step` and `reorder`: continue from the state they return.
     """
 
     src_mask: torch.Tensor
     cross_kv: tuple[tuple[torch.Tensor, torch.Tensor], ...]
     source: torch.Tensor
-    self_kv: tuple[tuple[torch.Tensor, torch.Tensor], ...] | None = None
-
-    @property
-    def step(self) -> int:
-        return 0 if self.self_kv is None else self.self_kv[0][0].shape[2]
+    cache: torch.Tensor | None = None
+    step: int = 0
+    spare: torch.Tensor | None = None
 
     @property
     def group(self) -> int:
@@ -163,10 +171,26 @@ class TransformerState:
         if len(used) < len(src_mask):  # a finished sentence's encoder output is dropped once
             src_mask = src_mask.index_select(0, used)
             cross_kv = tuple((k.index_select(0, used), v.index_select(0, used)) for k, v in cross_kv)
-        self_kv = None
-        if self.self_kv is not None:
-            self_kv = tuple((k.index_select(0, index), v.index_select(0, index)) for k, v in self.self_kv)
-        return TransformerState(src_mask, cross_kv, source, self_kv)
+        if self.cache is None:
+            return TransformerState(src_mask, cross_kv, source)
+        shape = (len(self.cache), len(index), *self.cache.shape[2:])
+        cache = _take(self.spare, shape, self.cache)
+        # The rows of the (step * B) filled block, as one index_select along dim 0 (along dim 1
+        # of the (step, B, ...) view it takes ~2x longer).
+        rows = (torch.arange(self.step, device=index.device)[:, None] * self.cache.shape[1] + index).view(-1)
+        torch.index_select(self.cache[: self.step].flatten(0, 1), 0, rows, out=cache[: self.step].flatten(0, 1))
+        return TransformerState(src_mask, cross_kv, source, cache, self.step, self.cache.view(-1))
+
+    def grown(self, row_shape: tuple[int, ...], dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The cache and spare with room for one more position (16 more when full) of `row_shape`
+        (B, L, 2, H, K) and `dtype`."""
+        if self.cache is None:
+            return torch.empty((16, *row_shape), dtype=dtype, device=self.source.device), None
+        if self.step < len(self.cache):
+            return self.cache, self.spare
+        cache = _take(self.spare, (self.step + 16, *row_shape), self.cache)
+        cache[: self.step] = self.cache
+        return cache, self.cache.view(-1)
 
     def cross(self, group: int) -> tuple[torch.Tensor, tuple]:
         """Source mask and encoder keys/values as the decoder layers take them with `group`."""
@@ -222,16 +246,16 @@ class Transformer(Seq2Seq):
         return self.encoder_norm(x)
 
     def decode_step(self, tokens: torch.Tensor, state: TransformerState) -> tuple[torch.Tensor, TransformerState]:
-        positions = torch.full_like(tokens, state.step)[:, None]
-        x = self._embed(tokens[:, None], positions)  # (B, 1, D)
+        t = state.step
+        x = self._embed(tokens[:, None], torch.full_like(tokens, t)[:, None])  # (B, 1, D)
+        dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
+        heads = self.decoder[0].self_attn.heads
+        cache, spare = state.grown((len(tokens), len(self.decoder), 2, heads, self.d_model // heads), dtype)
         group = state.group
         src_mask, cross_kv = state.cross(group)
-        new_kv = []
         for i, (layer, cross) in enumerate(zip(self.decoder, cross_kv)):
-            past = None if state.self_kv is None else state.self_kv[i]  # first step: nothing cached
-            x, kv = layer(x, cross, src_mask, past=past, group=group)
-            new_kv.append(kv)
-        return self.project(self.decoder_norm(x[:, 0])), replace(state, self_kv=tuple(new_kv))
+            x = layer(x, cross, src_mask, cache=cache[: t + 1, :, i], group=group)
+        return self.project(self.decoder_norm(x[:, 0])), replace(state, cache=cache, step=t + 1, spare=spare)
 
     def forward(self, batch: Batch) -> torch.Tensor:
         state = self.encode(batch)
@@ -246,8 +270,16 @@ class Transformer(Seq2Seq):
             positions = torch.arange(tgt.shape[1], device=tgt.device).expand_as(tgt)
         x = self._embed(tgt, positions)
         for layer, cross in zip(self.decoder, state.cross_kv):
-            x, _ = layer(x, cross, cross_mask, self_mask=self_mask)
+            x = layer(x, cross, cross_mask, self_mask=self_mask)
         return self.decoder_norm(x)  # (B, T, D)
+
+
+def _take(memory: torch.Tensor | None, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+    """A tensor of `shape` in the 1-D `memory` when it is large enough, else newly allocated."""
+    size = math.prod(shape)
+    if memory is not None and len(memory) >= size:
+        return memory[:size].view(shape)
+    return like.new_empty(shape)
 
 
 def segment_positions(segments: torch.Tensor) -> torch.Tensor:
