@@ -173,10 +173,10 @@ def test_evaluate_keeps_blank_source_lines_line_for_line_and_scores_them(trained
     (tmp / "blank.xx").write_text("".join(s + "\n" for s in src))
     (tmp / "blank.yy").write_text("".join(r + "\n" for r in ref))
     args = ["--run", str(run), "--src", str(tmp / "blank.xx"), "--ref", str(tmp / "blank.yy"), "--beam", "1"]
-    assert evaluate.main(args) == 0
-    hyps = (run / "eval" / "blank.xx.hyp").read_text().split("\n")[:-1]
+    assert evaluate.main([*args, "--json", str(tmp / "blank.json")]) == 0
+    hyps = (tmp / "blank.hyp").read_text().split("\n")[:-1]  # beside the scores that --json names
     assert len(hyps) == 30 and hyps[4] == "" and hyps[17] == ""
-    result = json.loads((run / "eval" / "blank.xx.json").read_text())
+    result = json.loads((tmp / "blank.json").read_text())
     assert result["num_sentences"] == 30
     assert result["bleu"] == score(hyps, ref)["bleu"]
     without = [i for i in range(30) if i not in (4, 17)]

@@ -13,7 +13,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from mtapp.batching import collate
 from mtapp.bench import peers, peers_joeynmt, peers_launch, peers_opennmt, peers_report
-from mtapp.bench.peers_data import detokenise, prepare_pieces
+from mtapp.bench.peers_data import count_pieces, detokenise, prepare_pieces
 from mtapp.bench.peers_flops import forward_macs, training_flops_per_token
 from mtapp.bench.peers_launch import Budget
 from mtapp.bench.peers_run import Command, run
@@ -89,7 +89,7 @@ def test_flop_formula_counts_what_mtapps_transformer_computes():
     assert counter.get_total_flops() == 6 * forward_macs(6, 4, 16, 24, 2, 1, 50)
 
 
-def _result(system, tok, sent, bleu, rss=1000.0, precision="fp32"):
+def _result(system, tok, sent, bleu, rss=1000.0, precision="fp32", length=10.0):
     return {
         "system": system,
         "version": system,
@@ -102,6 +102,8 @@ def _result(system, tok, sent, bleu, rss=1000.0, precision="fp32"):
         "tree_peak_mb": rss,
         "sentences_per_s": sent,
         "sentences_per_s_command": sent / 2,
+        "output_pieces_per_sentence": length,
+        "output_pieces_per_s": sent * length,
         "bleu": bleu,
         "chrf": 50.0,
         "bleu_signature": "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0",
@@ -111,7 +113,7 @@ def _result(system, tok, sent, bleu, rss=1000.0, precision="fp32"):
 def test_targets_compare_mtapp_with_the_best_peer_of_each_column():
     systems = [
         _result("mtapp", 3300, 80, 36.0, rss=2000, precision="bf16 autocast"),
-        _result("opennmt", 2000, 70, 36.5, rss=3500),
+        _result("opennmt", 2000, 70, 36.5, rss=3500, length=5.0),  # faster per sentence, half as long
         _result("joeynmt", 800, 11, 30.0, rss=1500),
         {"system": "sockeye", "error": "not installed"},
     ]
@@ -132,8 +134,10 @@ def test_targets_compare_mtapp_with_the_best_peer_of_each_column():
     assert "| mtapp | bf16 autocast, 2 threads | 100 | 3,300 |" in table
     assert "| 330.0% (82.5%) |" in table  # MFU: 3300 x 1e8 / 1e11 (fp32 peak), / 4e11 (bf16 peak: bf16 rows only)
     assert "| 200.0% |" in table  # opennmt, fp32: no bf16 figure
-    assert "| opennmt | 1.65× | 1.14× | -0.50 | 0.57× |" in table
-    assert "| best peer | 1.65× (opennmt) | 1.14× (opennmt) | -0.50 (opennmt) | 1.33× (joeynmt) |" in table
+    assert "| opennmt | 1.65× | 1.14× | 2.29× | -0.50 | 0.57× |" in table  # subwords/s: 800 / 350
+    best = "| best peer | 1.65× (opennmt) | 1.14× (opennmt) | 2.29× (opennmt) | -0.50 (opennmt) | 1.33× (joeynmt) |"
+    assert best in table
+    assert "| 5.0; 350 |" in table
     assert "sockeye | not measured: not installed" in table and "**no**" in table
 
 
@@ -166,6 +170,7 @@ def test_pieces_are_the_tokenizers_segmentation_and_detokenise_back(pieces):
     assert not {"<pad>", "<unk>", "<s>", "</s>"} & set(vocab) and len(vocab) == pieces.vocab_size - 4
     lines = read_lines(pieces.path("test", "yy"))
     assert detokenise(pieces.spm_model, lines) == pieces.test_references
+    assert count_pieces(pieces.spm_model, pieces.test_references) == sum(len(line.split()) for line in lines)
     assert detokenise(pieces.spm_model, [lines[0] + " <unk> </s>"]) == pieces.test_references[:1]
     assert pieces.src_lengths[0] == len(read_lines(pieces.path("train", "xx"))[0].split()) + 1  # + eos
 

@@ -20,6 +20,10 @@ for every system:
   whole process tree (PSS);
 - sentences/s: test sentences over each system's own decoding time (model loaded), and over the
   whole translate command (start-up and model loading included);
+- output subwords/s: the subwords of its translations (segmented by the shared model) over its
+  decoding time. After a short budget a peer's model may still repeat a few words ("A man a a
+  a."): its search ends sooner, and sentences/s then measures the length of the translations
+  more than the speed of the search;
 - BLEU: sacreBLEU on detokenised output against the raw references, one signature for all;
 - model FLOP utilisation: useful training FLOPs per second (`peers_flops`) over the measured
   fp32 matmul peak of this machine (and over the bf16 peak, for context).
@@ -41,7 +45,7 @@ from pathlib import Path
 import torch
 
 from mtapp.bench import peers_joeynmt, peers_opennmt
-from mtapp.bench.peers_data import Pieces, detokenise, prepare_pieces, write_lines
+from mtapp.bench.peers_data import Pieces, count_pieces, detokenise, prepare_pieces, write_lines
 from mtapp.bench.peers_flops import matmul_peak, training_flops_per_token
 from mtapp.bench.peers_report import markdown
 from mtapp.bench.peers_run import Command, Finished, run
@@ -152,8 +156,8 @@ def run_mtapp(name: str, config: Path, cfg: Config, shared: Shared, pieces: Piec
     args += ["--beam", str(shared.beam), "--max-tokens", str(shared.max_tokens), "--json", str(scores)]
     translated = run_checked(Command(args, folder / "translate.log", env=shared.thread_env()), shared, "translation")
     found = json.loads(scores.read_text())
-    sentences = len(pieces.test_sources)
-    return result | translation_figures(found["translate_seconds"], translated, sentences) | pick_scores(found)
+    hyps = read_lines(scores.with_suffix(".hyp"))  # written by mtapp.evaluate beside the scores
+    return result | translation_figures(found["translate_seconds"], translated, hyps, pieces) | pick_scores(found)
 
 
 # ---- the peers ---------------------------------------------------------------------------------------
@@ -195,7 +199,7 @@ def run_peer(peer, shared: Shared, pieces: Pieces, folder: Path, venv: Path) -> 
     if len(hyps) != len(pieces.test_references):
         raise SystemFailed(f"{peer.NAME} wrote {len(hyps)} translations for {len(pieces.test_references)} sentences")
     found = score(hyps, pieces.test_references)
-    return result | translation_figures(decoded, translated, len(hyps)) | pick_scores(found)
+    return result | translation_figures(decoded, translated, hyps, pieces) | pick_scores(found)
 
 
 # ---- shared by both -----------------------------------------------------------------------------------
@@ -218,10 +222,16 @@ def training_figures(trained: Finished) -> dict:
     }
 
 
-def translation_figures(decode_seconds: float | None, translated: Finished, sentences: int) -> dict:
+def translation_figures(decode_seconds: float | None, translated: Finished, hyps: list[str], pieces: Pieces) -> dict:
+    """Decoding speed per sentence, and per output subword (segmented by the shared model): a
+    model that writes short translations decodes more sentences per second, so sentences/s
+    alone compares how long each system's translations are as much as how fast it searches."""
+    sentences, written = len(hyps), count_pieces(pieces.spm_model, hyps)
     return {
         "decode_seconds": decode_seconds,
         "sentences_per_s": sentences / decode_seconds if decode_seconds else None,
+        "output_pieces_per_sentence": written / sentences,
+        "output_pieces_per_s": written / decode_seconds if decode_seconds else None,
         "translate_command_seconds": translated.wall_seconds,
         "sentences_per_s_command": sentences / translated.wall_seconds,
         "translate_peak_rss_mb": translated.peak_rss_mb,

@@ -104,5 +104,11 @@ def detokenise(spm_model: Path, lines: list[str]) -> list[str]:
     return out
 
 
+def count_pieces(spm_model: Path, lines: list[str]) -> int:
+    """Subwords in `lines` (text) as the shared SentencePiece model segments them."""
+    sp = spm.SentencePieceProcessor(model_file=str(spm_model))
+    return sum(len(ids) for ids in sp.encode(lines))
+
+
 def write_lines(path: Path, lines: list[str]) -> None:
     path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")

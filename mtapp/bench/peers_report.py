@@ -11,7 +11,13 @@ TARGETS = (  # (figure, what mtapp must reach relative to the best peer, label)
     ("sentences_per_s", 2.0, "translation (beam 5, decoding): sentences/s ≥ 2× the best peer's"),
     ("bleu", None, "BLEU after the same budget ≥ the best peer's"),
 )
-HIGHER_IS_BETTER = {"tgt_tokens_per_s": True, "sentences_per_s": True, "bleu": True, "peak_rss_mb": False}
+HIGHER_IS_BETTER = {
+    "tgt_tokens_per_s": True,
+    "sentences_per_s": True,
+    "output_pieces_per_s": True,
+    "bleu": True,
+    "peak_rss_mb": False,
+}
 
 
 def utilisation(result: dict, flops_per_token: float, peak_flops: float) -> float:
@@ -81,6 +87,7 @@ def markdown(payload: dict) -> str:
         "its log's tokens/s",
         "peak RSS MB (process / tree)",
         "sentences/s, beam 5 (decoding / command)",
+        "output subwords per sentence; per second of decoding",
         "BLEU",
         "chrF",
         "MFU: of the fp32 peak (bf16 rows: of the bf16 peak)",
@@ -97,7 +104,7 @@ def system_row(r: dict, per_token: float, machine: dict) -> list[str]:
     name = r.get("version", r["system"])
     name = r["system"] if name == "this checkout" else name
     if "error" in r:
-        return [name, f"not measured: {r['error']}"] + [""] * 8
+        return [name, f"not measured: {r['error']}"] + [""] * 9
     mfu = f"{utilisation(r, per_token, machine['fp32_peak_flops']):.1%}"
     if r["precision"].startswith("bf16"):  # a bf16 peak is no yardstick for fp32 work (nor the reverse)
         mfu += f" ({utilisation(r, per_token, machine['bf16_peak_flops']):.1%})"
@@ -109,6 +116,7 @@ def system_row(r: dict, per_token: float, machine: dict) -> list[str]:
         fmt(r.get("reported_tokens_per_s"), "{:,.0f}"),
         f"{r['peak_rss_mb']:,.0f} / {r['tree_peak_mb']:,.0f}",
         f"{fmt(r['sentences_per_s'], '{:.1f}')} / {r['sentences_per_s_command']:.1f}",
+        f"{r['output_pieces_per_sentence']:.1f}; {fmt(r['output_pieces_per_s'], '{:,.0f}')}",
         f"{r['bleu']:.2f}",
         f"{r['chrf']:.2f}",
         mfu,
@@ -120,13 +128,20 @@ def ratio_table(systems: list[dict]) -> str:
     peers = [s for s in systems if not s["system"].startswith("mtapp") and "error" not in s]
     if mtapp is None or not peers:
         return "(no ratios: mtapp or every peer is missing)\n"
-    keys = ("tgt_tokens_per_s", "sentences_per_s", "bleu", "peak_rss_mb")
+    keys = ("tgt_tokens_per_s", "sentences_per_s", "output_pieces_per_s", "bleu", "peak_rss_mb")
     rows = [[peer["system"], *(ratio_cell(mtapp, peer, k) for k in keys)] for peer in peers]
     cells = []
     for key in keys:
         best = best_peer(peers, key)
         cells.append("–" if best is None else f"{ratio_cell(mtapp, best, key)} ({best['system']})")
-    columns = ["mtapp ÷", "training tokens/s", "translation sentences/s", "BLEU (difference)", "peak RSS (process)"]
+    columns = [
+        "mtapp ÷",
+        "training tokens/s",
+        "translation sentences/s",
+        "translation output subwords/s",
+        "BLEU (difference)",
+        "peak RSS (process)",
+    ]
     return markdown_table(columns, [*rows, ["best peer", *cells]])
 
 
