@@ -107,7 +107,7 @@ def write(args: argparse.Namespace, name: str, hyps: list[str], result: dict) ->
     if out is None and not args.hyp:
         out = checkpoint_path(args).parent / "eval" / f"{name}.json"
         out.parent.mkdir(exist_ok=True)
-    if out is not None and not args.hyp:  # the translations, beside their scores
+    if not args.hyp:  # translated here: the translations, beside their scores
         out.with_suffix(".hyp").write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
     if out is not None:
         out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

@@ -75,14 +75,15 @@ M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc's mallopt parameters (malloc.h)
 def keep_freed_memory() -> bool:
     """Let glibc's malloc keep freed memory for the next allocation instead of returning it to
     the kernel. A training step allocates and frees the same few hundred MB of activations,
-    a decoding step its logits and key/value cache (tens of MB each); by default blocks over
-    ~16 MB are unmapped when freed and a freed heap top beyond 2x that is trimmed, so every
-    step page-faults (and the kernel zeroes) much of it again (in issue #7's profile of the
-    peers benchmark: ~20k page faults per training step, 3-5% of the CPU time in the kernel;
-    ~600k faults in decoding test_2016_flickr). Now every block comes from the heap (mmap is
-    not used for large blocks), and the heap is trimmed only beyond 1 GB of free memory:
-    between steps RSS stays near the step's peak instead of falling and rising again
-    (tests/test_runtime.py shows the faults go away).
+    a decoding step its logits and key/value cache (tens of MB each); by default large blocks
+    are mmapped and unmapped when freed (the threshold rises with the sizes freed, to 32 MB at
+    most) and a freed heap top beyond twice it is trimmed, so every step page-faults (and the
+    kernel zeroes) much of it again (one-off measurements, issue #7 notes: ~20k page faults per
+    training step, 3-5% of the CPU time in the kernel; 364k-726k faults decoding
+    test_2016_flickr with a 32 MB threshold, 95k-111k without mmap). Now every block comes
+    from the heap (mmap is not used for large blocks), and the heap is trimmed only beyond
+    1 GB of free memory: between steps RSS stays near the step's peak instead of falling and
+    rising again (tests/test_runtime.py shows the faults go away).
     Returns False (and does nothing) where the C library is not glibc."""
     if platform.libc_ver()[0] != "glibc":
         return False
