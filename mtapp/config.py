@@ -112,6 +112,7 @@ class DecodeConfig:
     length_penalty: float = 1.0  # hypothesis score = log-prob / length ** length_penalty
     max_len_a: float = 1.5  # output length limit = a * source length + b
     max_len_b: int = 10
+    min_len: int = 0  # no output ends with fewer tokens (eos excluded), unless its limit is lower
     max_tokens: int = 4096  # inference batch budget (padded source slots)
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"  # decoding precision, chosen as for train.amp
 
@@ -169,6 +170,7 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "decode.length_penalty": (0.0, None),
     "decode.max_len_a": (0.0, None),
     "decode.max_len_b": (0, None),
+    "decode.min_len": (0, None),
     "decode.max_tokens": (1, None),
 }
 

@@ -81,6 +81,7 @@ def evaluate(args: argparse.Namespace) -> int:
             "length_penalty": translator.decode.length_penalty,
             "max_len_a": translator.decode.max_len_a,
             "max_len_b": translator.decode.max_len_b,
+            "min_len": translator.decode.min_len,
             "translate_seconds": round(seconds, 2),
             "sentences_per_second": round(len(hyps) / seconds, 1),
         }

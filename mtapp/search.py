@@ -2,7 +2,8 @@
 
 Both return one `Hypothesis` per source row, in batch order. The output length of sentence i
 is limited to `max_len_a * len_i + max_len_b` tokens (len_i = source subwords, eos excluded);
-a hypothesis that reaches the limit ends there.
+a hypothesis that reaches the limit ends there. A hypothesis cannot end with fewer than `min_len`
+tokens (eos is blocked at earlier steps) unless its limit is lower.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def length_limits(batch: Batch, a: float, b: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def greedy(model: Seq2Seq, batch: Batch, max_len_a: float, max_len_b: int) -> list[Hypothesis]:
+def greedy(model: Seq2Seq, batch: Batch, max_len_a: float, max_len_b: int, min_len: int = 0) -> list[Hypothesis]:
     state = model.encode(batch)
     limits = length_limits(batch, max_len_a, max_len_b)
     alive = torch.arange(batch.size, device=batch.src.device)  # rows still decoding
@@ -42,6 +43,8 @@ def greedy(model: Seq2Seq, batch: Batch, max_len_a: float, max_len_b: int) -> li
         at_limit = step >= limits[alive]
         lprobs[at_limit, :EOS] = float("-inf")  # at its limit a row can only end
         lprobs[at_limit, EOS + 1 :] = float("-inf")
+        if step < min_len:  # too short to end
+            lprobs[~at_limit, EOS] = float("-inf")
         best, last = lprobs.max(dim=-1)
         out[alive, step] = last
         scores[alive] += best
@@ -56,7 +59,13 @@ def greedy(model: Seq2Seq, batch: Batch, max_len_a: float, max_len_b: int) -> li
 
 @torch.no_grad()
 def beam_search(
-    model: Seq2Seq, batch: Batch, beam: int, length_penalty: float, max_len_a: float, max_len_b: int
+    model: Seq2Seq,
+    batch: Batch,
+    beam: int,
+    length_penalty: float,
+    max_len_a: float,
+    max_len_b: int,
+    min_len: int = 0,
 ) -> list[Hypothesis]:
     """Batched beam search. A sentence is done once `beam` hypotheses have ended (eos among
     the best `beam` candidates of a step) and then leaves the batch; its best ended hypothesis
@@ -80,6 +89,8 @@ def beam_search(
         if at_limit.any():  # at its limit a sentence can only end
             lprobs[at_limit, :, :EOS] = float("-inf")
             lprobs[at_limit, :, EOS + 1 :] = float("-inf")
+        if step < min_len:  # too short to end
+            lprobs[~at_limit, :, EOS] = float("-inf")
         # The 2K best of a sentence's K x V candidates are among the 2K best of each beam, so
         # only those are scored: no (n', K, V) score tensor is made.
         row_lprobs, row_token = row_topk(lprobs, min(2 * k, lprobs.shape[-1]))  # (n', beams, 2K)

@@ -27,6 +27,7 @@ def add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--length-penalty", type=float, help="score = log-prob / length ** this")
     p.add_argument("--max-len-a", type=float, help="output length limit = a * source length + b")
     p.add_argument("--max-len-b", type=int, help="output length limit = a * source length + b")
+    p.add_argument("--min-len", type=int, help="no output ends with fewer subwords (unless its limit is lower)")
     p.add_argument("--max-tokens", type=int, help="inference batch budget in padded source tokens")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument(
@@ -45,6 +46,7 @@ def load_translator(args: argparse.Namespace) -> Translator:
         length_penalty=args.length_penalty,
         max_len_a=args.max_len_a,
         max_len_b=args.max_len_b,
+        min_len=args.min_len,
         max_tokens=args.max_tokens,
         amp=args.amp,
     )

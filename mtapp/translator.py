@@ -93,5 +93,5 @@ class Translator:
         d = self.decode
         with autocast(self.device, self.dtype):
             if beam == 1:
-                return greedy(self.model, batch, d.max_len_a, d.max_len_b)
-            return beam_search(self.model, batch, beam, d.length_penalty, d.max_len_a, d.max_len_b)
+                return greedy(self.model, batch, d.max_len_a, d.max_len_b, d.min_len)
+            return beam_search(self.model, batch, beam, d.length_penalty, d.max_len_a, d.max_len_b, d.min_len)

@@ -74,6 +74,11 @@ def test_scripted_greedy_and_beam_choose_the_hand_computed_outputs():
     assert per_token[0].score == pytest.approx(math.log(0.24) / 3, abs=1e-5)
     wide = beam_search(model, one_source(), 4, length_penalty=1.0, max_len_a=2.0, max_len_b=5)
     assert wide[0].tokens == [A, A]  # 2K = 8 candidates wanted from a first step that has 6
+    # "B" may not end after one token: "B A" (0.04) loses to "A A" (0.24) and "A B" (0.18)
+    at_least_two = beam_search(model, one_source(), 2, 0.0, max_len_a=2.0, max_len_b=5, min_len=2)
+    assert at_least_two[0].tokens == [A, A] and at_least_two[0].score == pytest.approx(math.log(0.24), abs=1e-5)
+    limit_wins = beam_search(model, one_source(), 2, 0.0, max_len_a=0.0, max_len_b=1, min_len=3)
+    assert limit_wins[0].tokens == [B]  # a limit of 1 token: min_len cannot hold, the limit ends it
 
 
 @pytest.fixture(params=EXACT_MODELS)
@@ -94,6 +99,37 @@ def test_beam_one_equals_greedy(model):
     assert [h.tokens for h in b] == [h.tokens for h in g]
     for x, y in zip(b, g):
         assert x.score == pytest.approx(y.score / (len(y.tokens) + 1) ** 0.0, abs=1e-4)
+
+
+class EosEager(Seq2Seq):
+    """A model whose end-of-sentence logit is raised by 20: it ends at once when it may."""
+
+    def __init__(self, inner: Seq2Seq):
+        super().__init__()
+        self.inner = inner
+
+    def encode(self, batch):
+        return self.inner.encode(batch)
+
+    def decode_step(self, tokens, state):
+        logits, state = self.inner.decode_step(tokens, state)
+        logits[:, EOS] += 20.0
+        return logits, state
+
+    def forward(self, batch):
+        raise NotImplementedError
+
+    def output_embedding(self):
+        raise NotImplementedError
+
+
+def test_min_len_with_an_equal_limit_gives_every_output_that_length(model):
+    src = sources(5, [3, 8, 1, 12, 5])
+    batch, eager = collate(src, None, range(len(src))), EosEager(model)
+    for hyps in (greedy(eager, batch, 0.0, 7, min_len=7), beam_search(eager, batch, 3, 1.0, 0.0, 7, min_len=7)):
+        assert [len(h.tokens) for h in hyps] == [7] * len(src)
+    assert {len(h.tokens) for h in beam_search(eager, batch, 3, 1.0, 0.0, 7, min_len=2)} == {2}
+    assert {len(h.tokens) for h in greedy(eager, batch, 0.0, 7)} == {0}  # it ends at once when it may
 
 
 @pytest.mark.parametrize("beam", [1, 4])
