@@ -4,6 +4,7 @@ peer configs — and the child-process measurement. No peer toolkit is installed
 import json
 import math
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -89,7 +90,7 @@ def test_flop_formula_counts_what_mtapps_transformer_computes():
     assert counter.get_total_flops() == 6 * forward_macs(6, 4, 16, 24, 2, 1, 50)
 
 
-def _result(system, tok, sent, bleu, rss=1000.0, precision="fp32", length=10.0):
+def _result(system, tok, sent, bleu, rss=1000.0, precision="fp32", length=10.0, fixed=None):
     return {
         "system": system,
         "version": system,
@@ -104,6 +105,8 @@ def _result(system, tok, sent, bleu, rss=1000.0, precision="fp32", length=10.0):
         "sentences_per_s_command": sent / 2,
         "output_pieces_per_sentence": length,
         "output_pieces_per_s": sent * length,
+        "fixed_sentences_per_s": fixed,
+        "fixed_output_pieces_per_sentence": None if fixed is None else 20.0,
         "bleu": bleu,
         "chrf": 50.0,
         "bleu_signature": "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0",
@@ -112,9 +115,9 @@ def _result(system, tok, sent, bleu, rss=1000.0, precision="fp32", length=10.0):
 
 def test_targets_compare_mtapp_with_the_best_peer_of_each_column():
     systems = [
-        _result("mtapp", 3300, 80, 36.0, rss=2000, precision="bf16 autocast"),
-        _result("opennmt", 2000, 70, 36.5, rss=3500, length=5.0),  # faster per sentence, half as long
-        _result("joeynmt", 800, 11, 30.0, rss=1500),
+        _result("mtapp", 3300, 80, 36.0, rss=2000, precision="bf16 autocast", fixed=50),
+        _result("opennmt", 2000, 70, 36.5, rss=3500, length=5.0, fixed=20),  # faster per sentence, half as long
+        _result("joeynmt", 800, 11, 30.0, rss=1500, fixed=30),  # faster than opennmt at equal work
         {"system": "sockeye", "error": "not installed"},
     ]
     rows = {r["key"]: r for r in peers_report.targets(systems)}
@@ -122,6 +125,8 @@ def test_targets_compare_mtapp_with_the_best_peer_of_each_column():
     assert rows["tgt_tokens_per_s"]["comparison"] == pytest.approx(1.65) and rows["tgt_tokens_per_s"]["met"]
     assert rows["sentences_per_s"]["comparison"] == pytest.approx(80 / 70) and not rows["sentences_per_s"]["met"]
     assert rows["bleu"]["comparison"] == pytest.approx(-0.5) and rows["bleu"]["met"] is False
+    equal = rows["fixed_sentences_per_s"]
+    assert equal["best_peer"] == "joeynmt" and equal["comparison"] == pytest.approx(50 / 30) and not equal["met"]
     assert peers_report.best_peer(systems[1:3], "peak_rss_mb")["system"] == "joeynmt"  # memory: lowest is best
     payload = {
         "systems": systems,
@@ -134,10 +139,10 @@ def test_targets_compare_mtapp_with_the_best_peer_of_each_column():
     assert "| mtapp | bf16 autocast, 2 threads | 100 | 3,300 |" in table
     assert "| 330.0% (82.5%) |" in table  # MFU: 3300 x 1e8 / 1e11 (fp32 peak), / 4e11 (bf16 peak: bf16 rows only)
     assert "| 200.0% |" in table  # opennmt, fp32: no bf16 figure
-    assert "| opennmt | 1.65× | 1.14× | 2.29× | -0.50 | 0.57× |" in table  # subwords/s: 800 / 350
-    best = "| best peer | 1.65× (opennmt) | 1.14× (opennmt) | 2.29× (opennmt) | -0.50 (opennmt) | 1.33× (joeynmt) |"
-    assert best in table
-    assert "| 5.0; 350 |" in table
+    assert "| opennmt | 1.65× | 1.14× | 2.29× | 2.50× | -0.50 | 0.57× |" in table  # subwords/s: 800 / 350
+    best = "| best peer | 1.65× (opennmt) | 1.14× (opennmt) | 2.29× (opennmt) | 1.67× (joeynmt) | -0.50 (opennmt) |"
+    assert best + " 1.33× (joeynmt) |" in table
+    assert "| 5.0; 350 | 20.0 (20.0) |" in table and "every output 20 subwords" in table
     assert "sockeye | not measured: not installed" in table and "**no**" in table
 
 
@@ -200,6 +205,24 @@ def test_peer_commands_decode_with_beam_5_on_every_thread_given(pieces, tmp_path
     joey = peers_joeynmt.translate_command(venv, config, tmp_path / "m", pieces, out, shared)
     assert joey.args[-2:] == ["translate", str(config)] and "-o" not in joey.args  # -o crashes in 2.3.0
     assert (joey.stdin, joey.stdout, joey.env["OMP_NUM_THREADS"]) == (pieces.path("test", "xx"), out, "3")
+
+
+def test_equal_work_decoding_runs_length_plus_one_steps_in_every_system(pieces, tmp_path):
+    """mtapp: eos blocked for 20 steps, forced at the 21st; the peers: eos blocked for the first 20
+    subwords, the search stopped after 21 steps (OpenNMT-py counts bos in its length)."""
+    shared, venv, out = Shared(), tmp_path / "venv", tmp_path / "hyp"
+    assert shared.fixed_length == 20
+    onmt = peers_opennmt.translate_command(venv, tmp_path / "c.yaml", tmp_path / "m.pt", pieces, out, shared, 20)
+    options = dict(zip(onmt.args[1::2], onmt.args[2::2]))
+    assert (options["-max_length_ratio"], options["-min_length"], options["-max_length"]) == ("0", "20", "21")
+    assert onmt.log.name == "translate_20.log"
+    config = peers_joeynmt.write_config(tmp_path, pieces, shared)
+    joey = peers_joeynmt.translate_command(venv, config, tmp_path / "m", pieces, out, shared, 20)
+    copy = yaml.safe_load(Path(joey.args[-1]).read_text())
+    assert (copy["testing"]["min_output_length"], copy["testing"]["max_output_length"]) == (20, 21)
+    assert copy["testing"]["beam_size"] == 5
+    assert "min_output_length" not in yaml.safe_load(config.read_text())["testing"]  # the copy only
+    assert joey.log.name == "translate_20.log"
 
 
 def test_launcher_writes_its_summary_when_the_toolkit_fails(tmp_path, monkeypatch):

@@ -24,6 +24,10 @@ for every system:
   decoding time. After a short budget a peer's model may still repeat a few words ("A man a a
   a."): its search ends sooner, and sentences/s then measures the length of the translations
   more than the speed of the search;
+- sentences/s at equal work: the test set decoded again with every output held to
+  `--fixed-length` subwords (eos blocked until then, the search ended one step later), so that
+  every system runs the same number of decoder steps for every beam of every sentence, whatever
+  its model has learnt;
 - BLEU: sacreBLEU on detokenised output against the raw references, one signature for all;
 - model FLOP utilisation: useful training FLOPs per second (`peers_flops`) over the measured
   fp32 matmul peak of this machine (and over the bf16 peak, for context).
@@ -72,12 +76,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--systems", default="mtapp,opennmt,joeynmt", help=f"comma-separated, from {', '.join(SYSTEMS)}")
     p.add_argument("--config", type=Path, default=Path("configs/multi30k_de_en_transformer.yaml"))
     p.add_argument("--warmup", type=int, default=Shared.warmup, help="learning-rate warmup updates")
+    p.add_argument(
+        "--fixed-length",
+        type=int,
+        default=Shared.fixed_length,
+        help="subwords per sentence of the equal-work decoding (0 = skip it)",
+    )
     p.add_argument("--test-sentences", type=int, default=0, help="translate only this many (0 = all; for trials)")
     args = p.parse_args(argv)
     systems = args.systems.split(",")
     if unknown := set(systems) - set(SYSTEMS):
         p.error(f"unknown systems {sorted(unknown)}; choose from {', '.join(SYSTEMS)}")
-    shared = Shared(minutes=args.minutes, warmup=args.warmup)
+    shared = Shared(minutes=args.minutes, warmup=args.warmup, fixed_length=args.fixed_length)
     cfg = load_config(args.config, shared.mtapp_overrides())
     args.out.mkdir(parents=True, exist_ok=True)
     pieces = prepare_pieces(cfg, args.out / "data", args.test_sentences)
@@ -91,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             if name.startswith("mtapp"):
                 result = run_mtapp(name, args.config, cfg, shared, pieces, args.out / name)
             else:
-                result = run_peer(PEERS[name], shared, pieces, args.out / name, args.peers_dir / name)
+                result = run_peer(PEERS[name], shared, pieces, args.out / name, args.peers_dir.resolve() / name)
         except SystemFailed as e:
             result = {"system": name, "error": str(e)}
         print("   ", {k: v for k, v in result.items() if not isinstance(v, (dict, list))}, flush=True)
@@ -150,14 +160,29 @@ def run_mtapp(name: str, config: Path, cfg: Config, shared: Shared, pieces: Piec
         "tgt_tokens_per_s": sum(r["tgt_tokens"] for r in epochs) / seconds,
         **training_figures(trained),
     }
-    scores = folder / "test.json"
+    found, translated, hyps = mtapp_translate(run_dir, folder / "test.json", pieces, shared)
+    result |= translation_figures(found["translate_seconds"], translated, hyps, pieces) | pick_scores(found)
+    if shared.fixed_length:
+        found, _, hyps = mtapp_translate(run_dir, folder / "fixed.json", pieces, shared, shared.fixed_length)
+        result |= fixed_length_figures(found["translate_seconds"], hyps, pieces)
+    return result
+
+
+def mtapp_translate(
+    run_dir: Path, scores: Path, pieces: Pieces, shared: Shared, length: int = 0
+) -> tuple[dict, Finished, list[str]]:
+    """`python -m mtapp.evaluate` of the test sources with the last weights: its scores (JSON
+    file `scores`), the command's measurements, the translations. `length` > 0: every output
+    `length` subwords, `length` + 1 decoder steps per beam (`Shared.fixed_length`)."""
     args = [sys.executable, "-m", "mtapp.evaluate", "--checkpoint", str(run_dir / "checkpoint_last.pt")]
     args += ["--src", str(pieces.text("test", pieces.src_lang)), "--ref", str(pieces.text("test", pieces.tgt_lang))]
     args += ["--beam", str(shared.beam), "--max-tokens", str(shared.max_tokens), "--json", str(scores)]
-    translated = run_checked(Command(args, folder / "translate.log", env=shared.thread_env()), shared, "translation")
-    found = json.loads(scores.read_text())
+    if length:
+        args += ["--min-len", str(length), "--max-len-a", "0", "--max-len-b", str(length)]
+    log = scores.with_name(f"translate_{length}.log" if length else "translate.log")
+    translated = run_checked(Command(args, log, env=shared.thread_env()), shared, "translation")
     hyps = read_lines(scores.with_suffix(".hyp"))  # written by mtapp.evaluate beside the scores
-    return result | translation_figures(found["translate_seconds"], translated, hyps, pieces) | pick_scores(found)
+    return json.loads(scores.read_text()), translated, hyps
 
 
 # ---- the peers ---------------------------------------------------------------------------------------
@@ -190,16 +215,30 @@ def run_peer(peer, shared: Shared, pieces: Pieces, folder: Path, venv: Path) -> 
         "reported_tokens_per_s": peer.reported_tokens_per_s(log.read_text(errors="replace")),
         **training_figures(trained),
     }
-    hyp = folder / "test.hyp.pieces"
-    command = peer.translate_command(venv, config, peer.checkpoint(folder), pieces, hyp, shared)
+    decoded, translated, hyps = peer_translate(peer, venv, config, folder / "test.hyp", pieces, shared)
+    result |= translation_figures(decoded, translated, hyps, pieces) | pick_scores(score(hyps, pieces.test_references))
+    if shared.fixed_length:
+        hyp = folder / "fixed.hyp"
+        decoded, _, hyps = peer_translate(peer, venv, config, hyp, pieces, shared, shared.fixed_length)
+        result |= fixed_length_figures(decoded, hyps, pieces)
+    return result
+
+
+def peer_translate(
+    peer, venv: Path, config: Path, hyp: Path, pieces: Pieces, shared: Shared, length: int = 0
+) -> tuple[float | None, Finished, list[str]]:
+    """The peer's beam search over the test pieces from its last checkpoint: its own decoding
+    seconds, the command's measurements, the detokenised translations (also written to `hyp`,
+    the pieces beside it). `length` > 0: `length` + 1 decoder steps per beam (`Shared.fixed_length`)."""
+    pieces_out = hyp.with_suffix(".hyp.pieces")
+    command = peer.translate_command(venv, config, peer.checkpoint(hyp.parent), pieces, pieces_out, shared, length)
     translated = run_checked(command, shared, "translation")
     decoded = peer.decode_seconds(command.log.read_text(errors="replace"))
-    hyps = detokenise(pieces.spm_model, read_lines(hyp))
-    write_lines(folder / "test.hyp", hyps)
+    hyps = detokenise(pieces.spm_model, read_lines(pieces_out))
+    write_lines(hyp, hyps)
     if len(hyps) != len(pieces.test_references):
         raise SystemFailed(f"{peer.NAME} wrote {len(hyps)} translations for {len(pieces.test_references)} sentences")
-    found = score(hyps, pieces.test_references)
-    return result | translation_figures(decoded, translated, hyps, pieces) | pick_scores(found)
+    return decoded, translated, hyps
 
 
 # ---- shared by both -----------------------------------------------------------------------------------
@@ -235,6 +274,17 @@ def translation_figures(decode_seconds: float | None, translated: Finished, hyps
         "translate_command_seconds": translated.wall_seconds,
         "sentences_per_s_command": sentences / translated.wall_seconds,
         "translate_peak_rss_mb": translated.peak_rss_mb,
+    }
+
+
+def fixed_length_figures(decode_seconds: float | None, hyps: list[str], pieces: Pieces) -> dict:
+    """Decoding speed at equal work (`Shared.fixed_length`); the subwords per sentence show that
+    every system wrote the length it was told (one more where its last step wrote no eos)."""
+    sentences = len(hyps)
+    return {
+        "fixed_decode_seconds": decode_seconds,
+        "fixed_sentences_per_s": sentences / decode_seconds if decode_seconds else None,
+        "fixed_output_pieces_per_sentence": count_pieces(pieces.spm_model, hyps) / sentences,
     }
 
 

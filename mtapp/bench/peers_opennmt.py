@@ -95,24 +95,33 @@ def checkpoint(folder: Path) -> Path:
     return found[-1]
 
 
-def translate_command(venv: Path, config: Path, model: Path, pieces: Pieces, output: Path, shared: Shared) -> Command:
-    """Beam search over the test pieces into `output` (pieces); the log beside `config`."""
+def translate_command(
+    venv: Path, config: Path, model: Path, pieces: Pieces, output: Path, shared: Shared, length: int = 0
+) -> Command:
+    """Beam search over the test pieces into `output` (pieces); the log beside `config`. With
+    `length` > 0 the search runs `length` + 1 steps, as mtapp's (`Shared.fixed_length`): eos
+    blocked for the first `length`, the search ended after one more."""
+    if length:
+        limits = ["-max_length_ratio", "0", "-min_length", str(length), "-max_length", str(length + 1)]
+    else:
+        # outputs up to 1.5 x the longest source of the batch + 5 (its default ratio is 1.25):
+        # mtapp allows 1.5 x each source + 10, JoeyNMT 1.5 x the longest source of the batch
+        limits = ["-max_length_ratio", "1.5"]
     args = [
         str(venv / "bin" / "onmt_translate"),
         "-model", str(model),
         "-src", str(pieces.path("test", pieces.src_lang)),
         "-output", str(output),
         "-beam_size", str(shared.beam),
-        # outputs up to 1.5 x the longest source of the batch + 5 (its default ratio is 1.25):
-        # mtapp allows 1.5 x each source + 10, JoeyNMT 1.5 x the longest source of the batch
-        "-max_length_ratio", "1.5",
+        *limits,
         "-batch_type", "tokens",
         "-batch_size", str(shared.max_tokens),
         "-gpu", "-1",
         "-report_time",
     ]  # fmt: skip
     env = {**TRANSLATE_ENV, **shared.thread_env()}
-    return Command(args, config.parent / "translate.log", env=env, cwd=config.parent)
+    log = config.parent / (f"translate_{length}.log" if length else "translate.log")
+    return Command(args, log, env=env, cwd=config.parent)
 
 
 # "[2024-05-01 10:00:00,000 INFO] Step 50/1000000000; acc: 10.1; ppl: 2000.0; xent: 7.6; lr: 0.00006;

@@ -1,6 +1,7 @@
 """The table of `bench peers`: every system's figures, mtapp's ratio to each peer and to the best
 peer of each column, and the targets of issue #7 (training tokens/s ≥ 1.5× the best peer's,
-beam-5 sentences/s ≥ 2×, BLEU ≥) — computed from the JSON payload `peers.main` writes."""
+beam-5 sentences/s ≥ 2×, BLEU ≥; sentences/s also at equal work, every output the same
+length) — computed from the JSON payload `peers.main` writes."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ from mtapp.report.document import markdown_table
 TARGETS = (  # (figure, what mtapp must reach relative to the best peer, label)
     ("tgt_tokens_per_s", 1.5, "training: real target tokens/s ≥ 1.5× the best peer's"),
     ("sentences_per_s", 2.0, "translation (beam 5, decoding): sentences/s ≥ 2× the best peer's"),
+    ("fixed_sentences_per_s", 2.0, "the same at equal work (every output the same length) ≥ 2×"),
     ("bleu", None, "BLEU after the same budget ≥ the best peer's"),
 )
 HIGHER_IS_BETTER = {
     "tgt_tokens_per_s": True,
     "sentences_per_s": True,
     "output_pieces_per_s": True,
+    "fixed_sentences_per_s": True,
     "bleu": True,
     "peak_rss_mb": False,
 }
@@ -88,6 +91,7 @@ def markdown(payload: dict) -> str:
         "peak RSS MB (process / tree)",
         "sentences/s, beam 5 (decoding / command)",
         "output subwords per sentence; per second of decoding",
+        f"equal work: sentences/s, every output {s.get('fixed_length', 0)} subwords (subwords written)",
         "BLEU",
         "chrF",
         "MFU: of the fp32 peak (bf16 rows: of the bf16 peak)",
@@ -104,7 +108,7 @@ def system_row(r: dict, per_token: float, machine: dict) -> list[str]:
     name = r.get("version", r["system"])
     name = r["system"] if name == "this checkout" else name
     if "error" in r:
-        return [name, f"not measured: {r['error']}"] + [""] * 9
+        return [name, f"not measured: {r['error']}"] + [""] * 10
     mfu = f"{utilisation(r, per_token, machine['fp32_peak_flops']):.1%}"
     if r["precision"].startswith("bf16"):  # a bf16 peak is no yardstick for fp32 work (nor the reverse)
         mfu += f" ({utilisation(r, per_token, machine['bf16_peak_flops']):.1%})"
@@ -117,6 +121,7 @@ def system_row(r: dict, per_token: float, machine: dict) -> list[str]:
         f"{r['peak_rss_mb']:,.0f} / {r['tree_peak_mb']:,.0f}",
         f"{fmt(r['sentences_per_s'], '{:.1f}')} / {r['sentences_per_s_command']:.1f}",
         f"{r['output_pieces_per_sentence']:.1f}; {fmt(r['output_pieces_per_s'], '{:,.0f}')}",
+        f"{fmt(r.get('fixed_sentences_per_s'), '{:.1f}')} ({fmt(r.get('fixed_output_pieces_per_sentence'), '{:.1f}')})",
         f"{r['bleu']:.2f}",
         f"{r['chrf']:.2f}",
         mfu,
@@ -128,7 +133,8 @@ def ratio_table(systems: list[dict]) -> str:
     peers = [s for s in systems if not s["system"].startswith("mtapp") and "error" not in s]
     if mtapp is None or not peers:
         return "(no ratios: mtapp or every peer is missing)\n"
-    keys = ("tgt_tokens_per_s", "sentences_per_s", "output_pieces_per_s", "bleu", "peak_rss_mb")
+    speeds = ("tgt_tokens_per_s", "sentences_per_s", "output_pieces_per_s", "fixed_sentences_per_s")
+    keys = (*speeds, "bleu", "peak_rss_mb")
     rows = [[peer["system"], *(ratio_cell(mtapp, peer, k) for k in keys)] for peer in peers]
     cells = []
     for key in keys:
@@ -139,6 +145,7 @@ def ratio_table(systems: list[dict]) -> str:
         "training tokens/s",
         "translation sentences/s",
         "translation output subwords/s",
+        "translation sentences/s at equal work",
         "BLEU (difference)",
         "peak RSS (process)",
     ]

@@ -34,6 +34,10 @@ class Shared:
     clip_norm: float = 1.0  # gradient norm clipping
     max_tokens: int = 4096  # batch budget in padded token slots (training and decoding)
     beam: int = 5
+    # Decoding at equal work: every system writes this many subwords for every sentence (end of
+    # sentence blocked before, the search stopped after one more step), so that every beam of
+    # every sentence runs fixed_length + 1 decoder steps in every system. 0 = not measured.
+    fixed_length: int = 20
     seed: int = 1
     threads: int = field(default_factory=available_cores)  # intra-op threads of every system
 
