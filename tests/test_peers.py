@@ -3,6 +3,8 @@ peer configs — and the child-process measurement. No peer toolkit is installed
 
 import json
 import math
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -223,6 +225,25 @@ def test_equal_work_decoding_runs_length_plus_one_steps_in_every_system(pieces, 
     assert copy["testing"]["beam_size"] == 5
     assert "min_output_length" not in yaml.safe_load(config.read_text())["testing"]  # the copy only
     assert joey.log.name == "translate_20.log"
+    assert joey.args[1] == "-c" and joey.args[3:5] == ["20", "translate"]  # min_output_length handed to its search
+
+
+def test_joeynmt_patch_hands_min_output_length_to_its_search(pieces, tmp_path):
+    """A stand-in `joeynmt` package whose __main__ calls `prediction.search` as JoeyNMT 2.3.0's
+    predict does (without min_output_length): run through the patch, the search gets it."""
+    package = tmp_path / "stand-in" / "joeynmt"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "prediction.py").write_text("def search(**kwargs):\n    return kwargs\n")
+    main = "import sys\nfrom joeynmt import prediction\nprint(prediction.search(beam_size=5), sys.argv[1:])\n"
+    (package / "__main__.py").write_text(main)
+    shared = Shared()
+    config = peers_joeynmt.write_config(tmp_path, pieces, shared)
+    command = peers_joeynmt.translate_command(tmp_path / "v", config, tmp_path / "m", pieces, tmp_path / "o", shared, 7)
+    env = {**os.environ, "PYTHONPATH": str(package.parent)}
+    ran = subprocess.run([sys.executable, *command.args[1:]], env=env, capture_output=True, text=True, check=True)
+    config_7 = str(tmp_path / "joeynmt_7.yaml")
+    assert ran.stdout.strip() == f"{{'min_output_length': 7, 'beam_size': 5}} ['translate', '{config_7}']"
 
 
 def test_launcher_writes_its_summary_when_the_toolkit_fails(tmp_path, monkeypatch):

@@ -15,6 +15,7 @@ from sacrebleu.metrics import BLEU, CHRF
 
 from mtapp import evaluate, train
 from mtapp.report import __main__ as report
+from mtapp.report import compare
 from mtapp.report.analysis import length_buckets, paired_bootstrap, pick_samples
 from mtapp.report.document import Document, inline_html, markdown_table
 from mtapp.report.runs import training_curves
@@ -235,3 +236,9 @@ def test_bad_bucket_bounds_are_a_usage_error(buckets, tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
         report.main([str(tmp_path), "--out", str(tmp_path / "out"), "--buckets", buckets])
     assert stop.value.code == 2 and "--buckets" in capsys.readouterr().err
+
+
+def test_decoding_settings_name_a_minimum_length_only_when_one_was_set():
+    d = {"beam": 5, "length_penalty": 1.0, "max_len_a": 1.5, "max_len_b": 10, "min_len": 0}
+    assert compare.decoding_text(d) == "beam 5, length penalty 1, max 1.5·n+10"
+    assert compare.decoding_text(d | {"max_len_a": 0.0, "max_len_b": 20, "min_len": 20}).endswith("max 0·n+20, min 20")

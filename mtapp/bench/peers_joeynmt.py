@@ -20,6 +20,16 @@ from mtapp.bench.peers_run import Command
 from mtapp.bench.peers_settings import Shared
 
 KEY, NAME, VERSION = "joeynmt", "JoeyNMT", "2.3.0"
+# JoeyNMT 2.3.0 reads `testing.min_output_length` and logs it, but `prediction.predict` never
+# passes it to the search, so eos stays allowed from the first step. `python -c` with this, then
+# the length and JoeyNMT's own arguments, runs JoeyNMT with the value handed to the search.
+_MIN_LENGTH = """\
+import functools, runpy, sys
+import joeynmt.prediction
+joeynmt.prediction.search = functools.partial(joeynmt.prediction.search, min_output_length=int(sys.argv[1]))
+sys.argv = ["joeynmt", *sys.argv[2:]]
+runpy.run_module("joeynmt", run_name="__main__", alter_sys=True)
+"""
 
 
 def write_config(folder: Path, pieces: Pieces, shared: Shared) -> Path:
@@ -114,12 +124,15 @@ def translate_command(
     (`testing.load_model`, `testing.beam_size`). With `length` > 0 a copy of `config` makes
     the search run `length` + 1 steps, as mtapp's (`Shared.fixed_length`): eos blocked for the
     first `length`, the search ended after one more."""
+    python = str(venv / "bin" / "python")
     if length:
         options = yaml.safe_load(config.read_text())
         options["testing"] |= {"min_output_length": length, "max_output_length": length + 1}
         config = config.with_name(f"{config.stem}_{length}.yaml")
         config.write_text(yaml.safe_dump(options, sort_keys=False))
-    args = [str(venv / "bin" / "python"), "-m", "joeynmt", "translate", str(config)]
+        args = [python, "-c", _MIN_LENGTH, str(length), "translate", str(config)]
+    else:
+        args = [python, "-m", "joeynmt", "translate", str(config)]
     source = pieces.path("test", pieces.src_lang)
     log = config.parent / (f"translate_{length}.log" if length else "translate.log")
     return Command(args, log, stdin=source, stdout=output, env=shared.thread_env(), cwd=config.parent)

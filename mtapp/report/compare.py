@@ -61,6 +61,7 @@ def system_record(run: Run) -> dict:
             "length_penalty": e.get("length_penalty", d.length_penalty),
             "max_len_a": e.get("max_len_a", d.max_len_a),
             "max_len_b": e.get("max_len_b", d.max_len_b),
+            "min_len": e.get("min_len", d.min_len),
             "translate_seconds": e.get("translate_seconds"),
             "sentences_per_second": e.get("sentences_per_second"),
         },
@@ -132,7 +133,7 @@ def systems_section(doc: Document, result: dict) -> None:
                 f"{sc['chrf']:.2f}",
                 f"{sc['ter']:.2f}",
                 f"{sc['bleu_lowercase']:.2f}",
-                f"beam {d['beam']}, length penalty {d['length_penalty']:g}, max {d['max_len_a']:g}·n+{d['max_len_b']}",
+                decoding_text(d),
                 _seconds(d),
                 *_training_cells(t),
             ]
@@ -144,6 +145,12 @@ def systems_section(doc: Document, result: dict) -> None:
     doc.paragraph("Signatures (the same sacrebleu settings for every system):")
     metrics = (("BLEU", "bleu"), ("chrF", "chrf"), ("TER", "ter"), ("BLEU (lowercased)", "bleu_lowercase"))
     doc.table(["metric", "signature"], [[label, sc[f"{key}_signature"]] for label, key in metrics])
+
+
+def decoding_text(d: dict) -> str:
+    """A run's search settings, e.g. "beam 5, length penalty 1, max 1.5·n+10" (", min 20" if set)."""
+    text = f"beam {d['beam']}, length penalty {d['length_penalty']:g}, max {d['max_len_a']:g}·n+{d['max_len_b']}"
+    return text + (f", min {d['min_len']}" if d["min_len"] else "")
 
 
 def _seconds(decoding: dict) -> str:
