@@ -146,6 +146,8 @@ def test_targets_compare_mtapp_with_the_best_peer_of_each_column():
     assert best + " 1.33× (joeynmt) |" in table
     assert "| 5.0; 350 | 20.0 (20.0) |" in table and "every output 20 subwords" in table
     assert "sockeye | not measured: not installed" in table and "**no**" in table
+    skipped = peers_report.markdown(payload | {"settings": vars(Shared(minutes=10, fixed_length=0))})
+    assert "equal work: not measured" in skipped and "every output 20 subwords" not in skipped
 
 
 def test_targets_without_mtapp_or_peers_are_open():

@@ -91,7 +91,7 @@ def markdown(payload: dict) -> str:
         "peak RSS MB (process / tree)",
         "sentences/s, beam 5 (decoding / command)",
         "output subwords per sentence; per second of decoding",
-        f"equal work: sentences/s, every output {s.get('fixed_length', 0)} subwords (subwords written)",
+        equal_work_column(s.get("fixed_length", 0)),
         "BLEU",
         "chrF",
         "MFU: of the fp32 peak (bf16 rows: of the bf16 peak)",
@@ -102,6 +102,12 @@ def markdown(payload: dict) -> str:
     if signature:
         lines.append(f"BLEU: `{signature}`\n")
     return "\n".join(lines)
+
+
+def equal_work_column(length: int) -> str:
+    if not length:  # skipped (--fixed-length 0), or a payload from before the equal-work decode
+        return "equal work: not measured"
+    return f"equal work: sentences/s, every output {length} subwords (subwords written)"
 
 
 def system_row(r: dict, per_token: float, machine: dict) -> list[str]:
