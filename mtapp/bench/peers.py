@@ -164,23 +164,23 @@ def run_mtapp(name: str, config: Path, cfg: Config, shared: Shared, pieces: Piec
     result |= translation_figures(found["translate_seconds"], translated, hyps, pieces) | pick_scores(found)
     if shared.fixed_length:
         found, _, hyps = mtapp_translate(run_dir, folder / "fixed.json", pieces, shared, shared.fixed_length)
-        result |= fixed_length_figures(found["translate_seconds"], hyps, pieces)
+        result |= decoding_figures(found["translate_seconds"], hyps, pieces, prefix="fixed_")
     return result
 
 
 def mtapp_translate(
     run_dir: Path, scores: Path, pieces: Pieces, shared: Shared, length: int = 0
 ) -> tuple[dict, Finished, list[str]]:
-    """`python -m mtapp.evaluate` of the test sources with the last weights: its scores (JSON
-    file `scores`), the command's measurements, the translations. `length` > 0: every output
-    `length` subwords, `length` + 1 decoder steps per beam (`Shared.fixed_length`)."""
+    """`python -m mtapp.evaluate` of the test sources with the last weights: its scores (JSON file
+    `scores`, with the translations and the log beside it), the command's measurements, the
+    translations. `length` > 0: every output `length` subwords, `length` + 1 decoder steps per
+    beam (`Shared.fixed_length`)."""
     args = [sys.executable, "-m", "mtapp.evaluate", "--checkpoint", str(run_dir / "checkpoint_last.pt")]
     args += ["--src", str(pieces.text("test", pieces.src_lang)), "--ref", str(pieces.text("test", pieces.tgt_lang))]
     args += ["--beam", str(shared.beam), "--max-tokens", str(shared.max_tokens), "--json", str(scores)]
     if length:
         args += ["--min-len", str(length), "--max-len-a", "0", "--max-len-b", str(length)]
-    log = scores.with_name(f"translate_{length}.log" if length else "translate.log")
-    translated = run_checked(Command(args, log, env=shared.thread_env()), shared, "translation")
+    translated = run_checked(Command(args, scores.with_suffix(".log"), env=shared.thread_env()), shared, "translation")
     hyps = read_lines(scores.with_suffix(".hyp"))  # written by mtapp.evaluate beside the scores
     return json.loads(scores.read_text()), translated, hyps
 
@@ -220,7 +220,7 @@ def run_peer(peer, shared: Shared, pieces: Pieces, folder: Path, venv: Path) -> 
     if shared.fixed_length:
         hyp = folder / "fixed.hyp"
         decoded, _, hyps = peer_translate(peer, venv, config, hyp, pieces, shared, shared.fixed_length)
-        result |= fixed_length_figures(decoded, hyps, pieces)
+        result |= decoding_figures(decoded, hyps, pieces, prefix="fixed_")
     return result
 
 
@@ -262,30 +262,28 @@ def training_figures(trained: Finished) -> dict:
 
 
 def translation_figures(decode_seconds: float | None, translated: Finished, hyps: list[str], pieces: Pieces) -> dict:
-    """Decoding speed per sentence, and per output subword (segmented by the shared model): a
-    model that writes short translations decodes more sentences per second, so sentences/s
-    alone compares how long each system's translations are as much as how fast it searches."""
-    sentences, written = len(hyps), count_pieces(pieces.spm_model, hyps)
-    return {
-        "decode_seconds": decode_seconds,
-        "sentences_per_s": sentences / decode_seconds if decode_seconds else None,
-        "output_pieces_per_sentence": written / sentences,
-        "output_pieces_per_s": written / decode_seconds if decode_seconds else None,
+    """Decoding speed (`decoding_figures`), and that of the whole translate command."""
+    return decoding_figures(decode_seconds, hyps, pieces) | {
         "translate_command_seconds": translated.wall_seconds,
-        "sentences_per_s_command": sentences / translated.wall_seconds,
+        "sentences_per_s_command": len(hyps) / translated.wall_seconds,
         "translate_peak_rss_mb": translated.peak_rss_mb,
     }
 
 
-def fixed_length_figures(decode_seconds: float | None, hyps: list[str], pieces: Pieces) -> dict:
-    """Decoding speed at equal work (`Shared.fixed_length`); the subwords per sentence show that
+def decoding_figures(decode_seconds: float | None, hyps: list[str], pieces: Pieces, prefix: str = "") -> dict:
+    """Decoding speed per sentence, and per output subword (segmented by the shared model): a
+    model that writes short translations decodes more sentences per second, so sentences/s
+    alone compares how long each system's translations are as much as how fast it searches.
+    At equal work (prefix "fixed_", `Shared.fixed_length`) the subwords per sentence show that
     every system wrote the length it was told (one more where its last step wrote no eos)."""
-    sentences = len(hyps)
-    return {
-        "fixed_decode_seconds": decode_seconds,
-        "fixed_sentences_per_s": sentences / decode_seconds if decode_seconds else None,
-        "fixed_output_pieces_per_sentence": count_pieces(pieces.spm_model, hyps) / sentences,
+    sentences, written = len(hyps), count_pieces(pieces.spm_model, hyps)
+    figures = {
+        "decode_seconds": decode_seconds,
+        "sentences_per_s": sentences / decode_seconds if decode_seconds else None,
+        "output_pieces_per_sentence": written / sentences,
+        "output_pieces_per_s": written / decode_seconds if decode_seconds else None,
     }
+    return {prefix + key: value for key, value in figures.items()}
 
 
 def pick_scores(found: dict) -> dict:

@@ -120,7 +120,7 @@ def translate_command(
     venv: Path, config: Path, model: Path, pieces: Pieces, output: Path, shared: Shared, length: int = 0
 ) -> Command:
     """Beam search over stdin (the test pieces) into `output` (pieces) from its stdout, the log
-    from stderr; its `-o` option fails in 2.3.0. The model and the beam are in `config`
+    beside it from stderr; its `-o` option fails in 2.3.0. The model and the beam are in `config`
     (`testing.load_model`, `testing.beam_size`). With `length` > 0 a copy of `config` makes
     the search run `length` + 1 steps, as mtapp's (`Shared.fixed_length`): eos blocked for the
     first `length`, the search ended after one more."""
@@ -134,7 +134,7 @@ def translate_command(
     else:
         args = [python, "-m", "joeynmt", "translate", str(config)]
     source = pieces.path("test", pieces.src_lang)
-    log = config.parent / (f"translate_{length}.log" if length else "translate.log")
+    log = output.with_suffix(".log")
     return Command(args, log, stdin=source, stdout=output, env=shared.thread_env(), cwd=config.parent)
 
 

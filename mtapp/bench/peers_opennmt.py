@@ -98,7 +98,7 @@ def checkpoint(folder: Path) -> Path:
 def translate_command(
     venv: Path, config: Path, model: Path, pieces: Pieces, output: Path, shared: Shared, length: int = 0
 ) -> Command:
-    """Beam search over the test pieces into `output` (pieces); the log beside `config`. With
+    """Beam search over the test pieces into `output` (pieces); the log beside it. With
     `length` > 0 the search runs `length` + 1 steps, as mtapp's (`Shared.fixed_length`): eos
     blocked for the first `length`, the search ended after one more."""
     if length:
@@ -120,8 +120,7 @@ def translate_command(
         "-report_time",
     ]  # fmt: skip
     env = {**TRANSLATE_ENV, **shared.thread_env()}
-    log = config.parent / (f"translate_{length}.log" if length else "translate.log")
-    return Command(args, log, env=env, cwd=config.parent)
+    return Command(args, output.with_suffix(".log"), env=env, cwd=config.parent)
 
 
 # "[2024-05-01 10:00:00,000 INFO] Step 50/1000000000; acc: 10.1; ppl: 2000.0; xent: 7.6; lr: 0.00006;
