@@ -19,7 +19,7 @@ from mtapp.bench import peers, peers_joeynmt, peers_launch, peers_opennmt, peers
 from mtapp.bench.peers_data import count_pieces, detokenise, prepare_pieces
 from mtapp.bench.peers_flops import forward_macs, training_flops_per_token
 from mtapp.bench.peers_launch import Budget
-from mtapp.bench.peers_run import Command, run
+from mtapp.bench.peers_run import Command, Finished, run
 from mtapp.bench.peers_settings import Shared
 from mtapp.config import ModelConfig, config_from_dict, load_config
 from mtapp.data.corpora import read_lines
@@ -146,6 +146,8 @@ def test_targets_compare_mtapp_with_the_best_peer_of_each_column():
     assert best + " 1.33× (joeynmt) |" in table
     assert "| 5.0; 350 | 20.0 (20.0) |" in table and "every output 20 subwords" in table
     assert "sockeye | not measured: not installed" in table and "**no**" in table
+    assert "Decoding: 3 rounds after all systems trained" in table  # Shared's default
+    assert "Decoding: one round" in peers_report.markdown(payload | {"settings": vars(Shared(decode_rounds=1))})
     skipped = peers_report.markdown(payload | {"settings": vars(Shared(minutes=10, fixed_length=0))})
     assert "equal work: not measured" in skipped and "every output 20 subwords" not in skipped
 
@@ -182,6 +184,47 @@ def test_pieces_are_the_tokenizers_segmentation_and_detokenise_back(pieces):
     assert count_pieces(pieces.spm_model, pieces.test_references) == sum(len(line.split()) for line in lines)
     assert detokenise(pieces.spm_model, [lines[0] + " <unk> </s>"]) == pieces.test_references[:1]
     assert pieces.src_lengths[0] == len(read_lines(pieces.path("train", "xx"))[0].split()) + 1  # + eos
+
+
+def _decoded(seconds, wall, rss, hyps, bleu=1.0):
+    command = Finished(status=0, wall_seconds=wall, peak_rss_mb=rss, tree_peak_mb=rss, timed_out=False)
+    return peers.Decoded(seconds, command, hyps, {"bleu": bleu})
+
+
+def test_decoding_summary_gives_the_median_rounds_figures(pieces):
+    hyps = pieces.test_references
+    rounds = [_decoded(3.0, 5.0, 100, hyps, 7.0), _decoded(1.0, 3.0, 300, hyps, 8.0), _decoded(2.0, 4.0, 200, hyps)]
+    summary = peers.decoding_summary(rounds, pieces)
+    assert summary["decode_seconds"] == 2.0 and summary["sentences_per_s"] == len(hyps) / 2.0
+    assert summary["translate_command_seconds"] == 4.0 and summary["bleu"] == 1.0  # all from the median round
+    assert summary["translate_peak_rss_mb"] == 300  # memory: the largest of any round
+    assert summary["decode_seconds_rounds"] == [3.0, 1.0, 2.0] and summary["same_translations_every_round"]
+    assert peers.decoding_summary(rounds[:2], pieces)["decode_seconds"] == 1.0  # even count: the lower middle
+    changed = [*rounds[:2], _decoded(2.0, 4.0, 200, ["x"] * len(hyps))]
+    fixed = peers.decoding_summary(changed, pieces, prefix="fixed_")
+    assert fixed["fixed_decode_seconds"] == 2.0 and not fixed["fixed_same_translations_every_round"]
+    assert fixed["fixed_output_pieces_per_sentence"] == count_pieces(pieces.spm_model, ["x"]) and "bleu" not in fixed
+
+
+def test_decoding_rounds_take_the_systems_in_turn(pieces):
+    calls, saved = [], []
+
+    def decoder(name, seconds, fail_in_round=0):
+        def decode(length):
+            calls.append((name, length))
+            if fail_in_round and sum(c == (name, 0) for c in calls) == fail_in_round:
+                raise peers.SystemFailed("translation failed (exit status 1): boom")
+            return _decoded(seconds.pop(0), 1.0, 10, pieces.test_references)
+
+        return decode
+
+    a, b = {"system": "a", "updates": 1}, {"system": "b", "updates": 2}
+    trained = [(a, decoder("a", [5.0, 20.0, 4.0, 30.0, 6.0, 10.0])), (b, decoder("b", [1.0, 2.0], fail_in_round=2))]
+    peers.decode_rounds(trained, Shared(fixed_length=4, decode_rounds=3), pieces, lambda: saved.append(1))
+    assert calls == [("a", 0), ("a", 4), ("b", 0), ("b", 4), ("a", 0), ("a", 4), ("b", 0), ("a", 0), ("a", 4)]
+    assert a["updates"] == 1 and a["decode_seconds"] == 5.0 and a["fixed_decode_seconds"] == 20.0
+    assert a["decode_seconds_rounds"] == [5.0, 4.0, 6.0] and a["fixed_decode_seconds_rounds"] == [20.0, 30.0, 10.0]
+    assert b == {"system": "b", "error": "translation failed (exit status 1): boom"} and saved
 
 
 def test_peer_configs_carry_the_shared_settings(pieces, tmp_path):

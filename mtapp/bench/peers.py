@@ -28,6 +28,10 @@ for every system:
   `--fixed-length` subwords (eos blocked until then, the search ended one step later), so that
   every system runs the same number of decoder steps for every beam of every sentence, whatever
   its model has learnt;
+- decoding rounds: every system is trained first; then the decodes run in `--decode-rounds`
+  rounds, each system in turn within a round (both decodes), so that a slower or faster spell of
+  a shared machine falls on every system alike. Each decoding figure is the median over the
+  rounds; peers.json keeps every round's seconds;
 - BLEU: sacreBLEU on detokenised output against the raw references, one signature for all;
 - model FLOP utilisation: useful training FLOPs per second (`peers_flops`) over the measured
   fp32 matmul peak of this machine (and over the bf16 peak, for context).
@@ -44,6 +48,8 @@ import json
 import os
 import platform
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -82,12 +88,22 @@ def main(argv: list[str] | None = None) -> int:
         default=Shared.fixed_length,
         help="subwords per sentence of the equal-work decoding (0 = skip it)",
     )
+    p.add_argument(
+        "--decode-rounds",
+        type=int,
+        default=Shared.decode_rounds,
+        help="decode everything this many times, the systems in turn; figures are medians",
+    )
     p.add_argument("--test-sentences", type=int, default=0, help="translate only this many (0 = all; for trials)")
     args = p.parse_args(argv)
     systems = args.systems.split(",")
     if unknown := set(systems) - set(SYSTEMS):
         p.error(f"unknown systems {sorted(unknown)}; choose from {', '.join(SYSTEMS)}")
-    shared = Shared(minutes=args.minutes, warmup=args.warmup, fixed_length=args.fixed_length)
+    if args.decode_rounds < 1:
+        p.error("--decode-rounds must be at least 1")
+    shared = Shared(
+        minutes=args.minutes, warmup=args.warmup, fixed_length=args.fixed_length, decode_rounds=args.decode_rounds
+    )
     cfg = load_config(args.config, shared.mtapp_overrides())
     args.out.mkdir(parents=True, exist_ok=True)
     pieces = prepare_pieces(cfg, args.out / "data", args.test_sentences)
@@ -95,18 +111,26 @@ def main(argv: list[str] | None = None) -> int:
     payload["flops_per_target_token"] = training_flops_per_token(
         pieces.src_lengths, pieces.tgt_lengths, shared.d_model, shared.ffn_dim, (shared.layers,) * 2, pieces.vocab_size
     )
+
+    def save() -> None:
+        (args.out / "peers.json").write_text(json.dumps(payload, indent=2) + "\n")
+
+    trained: list[tuple[dict, Decoder]] = []
     for name in systems:
-        print(f"== {name}: training {shared.minutes:g} min, then translating {len(pieces.test_sources)} sentences")
+        print(f"== {name}: training {shared.minutes:g} min", flush=True)
         try:
             if name.startswith("mtapp"):
-                result = run_mtapp(name, args.config, cfg, shared, pieces, args.out / name)
+                result, decoder = train_mtapp(name, args.config, cfg, shared, pieces, args.out / name)
             else:
-                result = run_peer(PEERS[name], shared, pieces, args.out / name, args.peers_dir.resolve() / name)
+                venv = args.peers_dir.resolve() / name
+                result, decoder = train_peer(PEERS[name], shared, pieces, args.out / name, venv)
+            trained.append((result, decoder))
         except SystemFailed as e:
             result = {"system": name, "error": str(e)}
-        print("   ", {k: v for k, v in result.items() if not isinstance(v, (dict, list))}, flush=True)
+        print("   ", result, flush=True)  # training figures; the decoding figures follow the rounds
         payload["systems"].append(result)
-        (args.out / "peers.json").write_text(json.dumps(payload, indent=2) + "\n")
+        save()
+    decode_rounds(trained, shared, pieces, save)
     table = markdown(payload)
     (args.out / "peers.md").write_text(table)
     print(table)
@@ -136,9 +160,23 @@ def cpu_name() -> str:
     return platform.processor()
 
 
+@dataclass(frozen=True)
+class Decoded:
+    """One decode of the test set by one system."""
+
+    seconds: float | None  # the system's own decoding time (model loaded); None if it printed none
+    command: Finished  # the whole translate command
+    hyps: list[str]  # detokenised translations
+    scores: dict  # BLEU, chrF, ... of `hyps` (natural decodes only)
+
+
+Decoder = Callable[[int], Decoded]  # length (0: as the model decodes; n: `Shared.fixed_length`) -> one decode
+
+
 # ---- mtapp ------------------------------------------------------------------------------------------
-def run_mtapp(name: str, config: Path, cfg: Config, shared: Shared, pieces: Pieces, folder: Path) -> dict:
-    """Train with `python -m mtapp.train`, translate with `python -m mtapp.evaluate` (last weights)."""
+def train_mtapp(name: str, config: Path, cfg: Config, shared: Shared, pieces: Pieces, folder: Path):
+    """Train with `python -m mtapp.train`; the decoder translates with `python -m mtapp.evaluate`
+    (last weights)."""
     folder.mkdir(parents=True, exist_ok=True)
     run_dir = folder / "run"
     amp = "off" if name == "mtapp-fp32" else cfg.train.amp
@@ -160,12 +198,13 @@ def run_mtapp(name: str, config: Path, cfg: Config, shared: Shared, pieces: Piec
         "tgt_tokens_per_s": sum(r["tgt_tokens"] for r in epochs) / seconds,
         **training_figures(trained),
     }
-    found, translated, hyps = mtapp_translate(run_dir, folder / "test.json", pieces, shared)
-    result |= translation_figures(found["translate_seconds"], translated, hyps, pieces) | pick_scores(found)
-    if shared.fixed_length:
-        found, _, hyps = mtapp_translate(run_dir, folder / "fixed.json", pieces, shared, shared.fixed_length)
-        result |= decoding_figures(found["translate_seconds"], hyps, pieces, prefix="fixed_")
-    return result
+
+    def decode(length: int) -> Decoded:
+        scores = folder / ("fixed.json" if length else "test.json")
+        found, translated, hyps = mtapp_translate(run_dir, scores, pieces, shared, length)
+        return Decoded(found["translate_seconds"], translated, hyps, pick_scores(found))
+
+    return result, decode
 
 
 def mtapp_translate(
@@ -186,8 +225,9 @@ def mtapp_translate(
 
 
 # ---- the peers ---------------------------------------------------------------------------------------
-def run_peer(peer, shared: Shared, pieces: Pieces, folder: Path, venv: Path) -> dict:
-    """Train through peers_launch.py in the peer's environment, then translate the test pieces."""
+def train_peer(peer, shared: Shared, pieces: Pieces, folder: Path, venv: Path):
+    """Train through peers_launch.py in the peer's environment; the decoder translates the test
+    pieces with the peer's own command."""
     python = venv / "bin" / "python"
     if not python.exists():
         status = venv.with_suffix(".status")
@@ -215,13 +255,13 @@ def run_peer(peer, shared: Shared, pieces: Pieces, folder: Path, venv: Path) -> 
         "reported_tokens_per_s": peer.reported_tokens_per_s(log.read_text(errors="replace")),
         **training_figures(trained),
     }
-    decoded, translated, hyps = peer_translate(peer, venv, config, folder / "test.hyp", pieces, shared)
-    result |= translation_figures(decoded, translated, hyps, pieces) | pick_scores(score(hyps, pieces.test_references))
-    if shared.fixed_length:
-        hyp = folder / "fixed.hyp"
-        decoded, _, hyps = peer_translate(peer, venv, config, hyp, pieces, shared, shared.fixed_length)
-        result |= decoding_figures(decoded, hyps, pieces, prefix="fixed_")
-    return result
+
+    def decode(length: int) -> Decoded:
+        hyp = folder / ("fixed.hyp" if length else "test.hyp")
+        seconds, translated, hyps = peer_translate(peer, venv, config, hyp, pieces, shared, length)
+        return Decoded(seconds, translated, hyps, {} if length else pick_scores(score(hyps, pieces.test_references)))
+
+    return result, decode
 
 
 def peer_translate(
@@ -241,6 +281,53 @@ def peer_translate(
     return decoded, translated, hyps
 
 
+# ---- decoding rounds ---------------------------------------------------------------------------------
+def decode_rounds(trained: list[tuple[dict, Decoder]], shared: Shared, pieces: Pieces, save: Callable[[], None]):
+    """`shared.decode_rounds` rounds; in each, every trained system decodes the test set (and at
+    equal work, unless `fixed_length` is 0), one system after another. Then each result gets the
+    median figures (`decoding_summary`); a system whose decode fails gets the error instead."""
+    lengths = [0, shared.fixed_length] if shared.fixed_length else [0]
+    runs = [{length: [] for length in lengths} for _ in trained]  # per system: length -> its decodes
+    for r in range(shared.decode_rounds):
+        for (result, decoder), done in zip(trained, runs):
+            if "error" in result:
+                continue
+            print(f"== decoding round {r + 1} of {shared.decode_rounds}: {result['system']}", flush=True)
+            try:
+                for length in lengths:
+                    done[length].append(decoder(length))
+            except SystemFailed as e:
+                name = result["system"]
+                result.clear()  # the table shows the error in place of the figures
+                result |= {"system": name, "error": str(e)}
+    for (result, _), done in zip(trained, runs):
+        if "error" not in result:
+            for length in lengths:
+                result |= decoding_summary(done[length], pieces, prefix="fixed_" if length else "")
+            print("   ", {k: v for k, v in result.items() if not isinstance(v, (dict, list))}, flush=True)
+    save()
+
+
+def decoding_summary(rounds: list[Decoded], pieces: Pieces, prefix: str = "") -> dict:
+    """The figures of the median round by the system's own decoding seconds (of an even count,
+    the lower middle one), every round's seconds, and whether every round wrote the same
+    translations (a deterministic search does)."""
+    timed = [d for d in rounds if d.seconds is not None] or rounds
+    median = sorted(timed, key=lambda d: d.seconds or 0.0)[(len(timed) - 1) // 2]
+    figures = decoding_figures(median.seconds, median.hyps, pieces, prefix)
+    if not prefix:  # the command's figures, and BLEU, of the usual decode
+        figures |= {
+            "translate_command_seconds": median.command.wall_seconds,
+            "sentences_per_s_command": len(median.hyps) / median.command.wall_seconds,
+            "translate_peak_rss_mb": max(d.command.peak_rss_mb for d in rounds),
+            **median.scores,
+        }
+    return figures | {
+        prefix + "decode_seconds_rounds": [d.seconds for d in rounds],
+        prefix + "same_translations_every_round": all(d.hyps == rounds[0].hyps for d in rounds),
+    }
+
+
 # ---- shared by both -----------------------------------------------------------------------------------
 def run_checked(command: Command, shared: Shared, what: str) -> Finished:
     """Run; a command that fails or hangs raises SystemFailed with the last line of its log."""
@@ -258,15 +345,6 @@ def training_figures(trained: Finished) -> dict:
         "peak_rss_mb": trained.peak_rss_mb,
         "tree_peak_mb": trained.tree_peak_mb,
         "train_command_seconds": trained.wall_seconds,
-    }
-
-
-def translation_figures(decode_seconds: float | None, translated: Finished, hyps: list[str], pieces: Pieces) -> dict:
-    """Decoding speed (`decoding_figures`), and that of the whole translate command."""
-    return decoding_figures(decode_seconds, hyps, pieces) | {
-        "translate_command_seconds": translated.wall_seconds,
-        "sentences_per_s_command": len(hyps) / translated.wall_seconds,
-        "translate_peak_rss_mb": translated.peak_rss_mb,
     }
 
 

@@ -79,7 +79,8 @@ def markdown(payload: dict) -> str:
         f"{m['processor']}, {m['cpus']} cores, torch {m['torch']} ({m['threads']} threads); measured matmul peak "
         f"{m['fp32_peak_flops'] / 1e9:.0f} GFLOP/s fp32, {m['bf16_peak_flops'] / 1e9:.0f} GFLOP/s bf16. "
         f"Transformer {s['layers']}+{s['layers']} layers, d_model {s['d_model']}, {s['heads']} heads, "
-        f"FFN {s['ffn_dim']}; {per_token / 1e6:.1f} MFLOP of useful training work per real target token.",
+        f"FFN {s['ffn_dim']}; {per_token / 1e6:.1f} MFLOP of useful training work per real target token. "
+        f"{rounds_text(s.get('decode_rounds', 1))}",
         "",
     ]
     columns = [
@@ -102,6 +103,15 @@ def markdown(payload: dict) -> str:
     if signature:
         lines.append(f"BLEU: `{signature}`\n")
     return "\n".join(lines)
+
+
+def rounds_text(rounds: int) -> str:
+    if rounds == 1:  # also a payload from before the rounds
+        return "Decoding: one round, each system right after its training."
+    return (
+        f"Decoding: {rounds} rounds after all systems trained, the systems in turn in each round; "
+        "each decoding figure is that of the median round."
+    )
 
 
 def equal_work_column(length: int) -> str:

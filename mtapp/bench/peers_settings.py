@@ -38,6 +38,9 @@ class Shared:
     # sentence blocked before, the search stopped after one more step), so that every beam of
     # every sentence runs fixed_length + 1 decoder steps in every system. 0 = not measured.
     fixed_length: int = 20
+    # Every system decodes this many times (the systems in turn, after all have trained); the
+    # decoding figures are those of the median round.
+    decode_rounds: int = 3
     seed: int = 1
     threads: int = field(default_factory=available_cores)  # intra-op threads of every system
 
