@@ -174,7 +174,9 @@ Decoder = Callable[[int], Decoded]  # length (0: as the model decodes; n: `Share
 
 
 # ---- mtapp ------------------------------------------------------------------------------------------
-def train_mtapp(name: str, config: Path, cfg: Config, shared: Shared, pieces: Pieces, folder: Path):
+def train_mtapp(
+    name: str, config: Path, cfg: Config, shared: Shared, pieces: Pieces, folder: Path
+) -> tuple[dict, Decoder]:
     """Train with `python -m mtapp.train`; the decoder translates with `python -m mtapp.evaluate`
     (last weights)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -202,7 +204,7 @@ def train_mtapp(name: str, config: Path, cfg: Config, shared: Shared, pieces: Pi
     def decode(length: int) -> Decoded:
         scores = folder / ("fixed.json" if length else "test.json")
         found, translated, hyps = mtapp_translate(run_dir, scores, pieces, shared, length)
-        return Decoded(found["translate_seconds"], translated, hyps, pick_scores(found))
+        return Decoded(found["translate_seconds"], translated, hyps, {} if length else pick_scores(found))
 
     return result, decode
 
@@ -225,7 +227,7 @@ def mtapp_translate(
 
 
 # ---- the peers ---------------------------------------------------------------------------------------
-def train_peer(peer, shared: Shared, pieces: Pieces, folder: Path, venv: Path):
+def train_peer(peer, shared: Shared, pieces: Pieces, folder: Path, venv: Path) -> tuple[dict, Decoder]:
     """Train through peers_launch.py in the peer's environment; the decoder translates the test
     pieces with the peer's own command."""
     python = venv / "bin" / "python"
