@@ -186,23 +186,23 @@ def test_pieces_are_the_tokenizers_segmentation_and_detokenise_back(pieces):
     assert pieces.src_lengths[0] == len(read_lines(pieces.path("train", "xx"))[0].split()) + 1  # + eos
 
 
-def _decoded(seconds, wall, rss, hyps, bleu=1.0):
+def _decoded(seconds, wall, rss, hyps):
     command = Finished(status=0, wall_seconds=wall, peak_rss_mb=rss, tree_peak_mb=rss, timed_out=False)
-    return peers.Decoded(seconds, command, hyps, {"bleu": bleu})
+    return peers.Decoded(seconds, command, hyps)
 
 
 def test_decoding_summary_gives_the_median_rounds_figures(pieces):
-    hyps = pieces.test_references
-    rounds = [_decoded(3.0, 5.0, 100, hyps, 7.0), _decoded(1.0, 3.0, 300, hyps, 8.0), _decoded(2.0, 4.0, 200, hyps)]
+    hyps, half = pieces.test_references, ["x"] * len(pieces.test_references)
+    rounds = [_decoded(3.0, 5.0, 100, half), _decoded(1.0, 3.0, 300, half), _decoded(2.0, 4.0, 200, hyps)]
     summary = peers.decoding_summary(rounds, pieces)
     assert summary["decode_seconds"] == 2.0 and summary["sentences_per_s"] == len(hyps) / 2.0
-    assert summary["translate_command_seconds"] == 4.0 and summary["bleu"] == 1.0  # all from the median round
+    assert summary["translate_command_seconds"] == 4.0  # from the median round, as its translations' scores:
+    assert summary["bleu"] == 100.0 and summary["bleu_signature"].startswith("nrefs:1")
     assert summary["translate_peak_rss_mb"] == 300  # memory: the largest of any round
-    assert summary["decode_seconds_rounds"] == [3.0, 1.0, 2.0] and summary["same_translations_every_round"]
+    assert summary["decode_seconds_rounds"] == [3.0, 1.0, 2.0] and not summary["same_translations_every_round"]
     assert peers.decoding_summary(rounds[:2], pieces)["decode_seconds"] == 1.0  # even count: the lower middle
-    changed = [*rounds[:2], _decoded(2.0, 4.0, 200, ["x"] * len(hyps))]
-    fixed = peers.decoding_summary(changed, pieces, prefix="fixed_")
-    assert fixed["fixed_decode_seconds"] == 2.0 and not fixed["fixed_same_translations_every_round"]
+    fixed = peers.decoding_summary(rounds[:2], pieces, prefix="fixed_")
+    assert fixed["fixed_decode_seconds"] == 1.0 and fixed["fixed_same_translations_every_round"]
     assert fixed["fixed_output_pieces_per_sentence"] == count_pieces(pieces.spm_model, ["x"]) and "bleu" not in fixed
 
 

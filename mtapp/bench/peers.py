@@ -30,8 +30,8 @@ for every system:
   its model has learnt;
 - decoding rounds: every system is trained first; then the decodes run in `--decode-rounds`
   rounds, each system in turn within a round (both decodes), so that a slower or faster spell of
-  a shared machine falls on every system alike. Each decoding figure is the median over the
-  rounds; peers.json keeps every round's seconds;
+  a shared machine falls on every system alike. Each decoding figure is that of the median
+  round; peers.json keeps every round's seconds;
 - BLEU: sacreBLEU on detokenised output against the raw references, one signature for all;
 - model FLOP utilisation: useful training FLOPs per second (`peers_flops`) over the measured
   fp32 matmul peak of this machine (and over the bf16 peak, for context).
@@ -167,7 +167,6 @@ class Decoded:
     seconds: float | None  # the system's own decoding time (model loaded); None if it printed none
     command: Finished  # the whole translate command
     hyps: list[str]  # detokenised translations
-    scores: dict  # BLEU, chrF, ... of `hyps` (natural decodes only)
 
 
 Decoder = Callable[[int], Decoded]  # length (0: as the model decodes; n: `Shared.fixed_length`) -> one decode
@@ -204,7 +203,7 @@ def train_mtapp(
     def decode(length: int) -> Decoded:
         scores = folder / ("fixed.json" if length else "test.json")
         found, translated, hyps = mtapp_translate(run_dir, scores, pieces, shared, length)
-        return Decoded(found["translate_seconds"], translated, hyps, {} if length else pick_scores(found))
+        return Decoded(found["translate_seconds"], translated, hyps)
 
     return result, decode
 
@@ -260,8 +259,7 @@ def train_peer(peer, shared: Shared, pieces: Pieces, folder: Path, venv: Path) -
 
     def decode(length: int) -> Decoded:
         hyp = folder / ("fixed.hyp" if length else "test.hyp")
-        seconds, translated, hyps = peer_translate(peer, venv, config, hyp, pieces, shared, length)
-        return Decoded(seconds, translated, hyps, {} if length else pick_scores(score(hyps, pieces.test_references)))
+        return Decoded(*peer_translate(peer, venv, config, hyp, pieces, shared, length))
 
     return result, decode
 
@@ -317,12 +315,12 @@ def decoding_summary(rounds: list[Decoded], pieces: Pieces, prefix: str = "") ->
     timed = [d for d in rounds if d.seconds is not None] or rounds
     median = sorted(timed, key=lambda d: d.seconds or 0.0)[(len(timed) - 1) // 2]
     figures = decoding_figures(median.seconds, median.hyps, pieces, prefix)
-    if not prefix:  # the command's figures, and BLEU, of the usual decode
+    if not prefix:  # the command's figures, and the scores, of the usual decode (the same for every system)
         figures |= {
             "translate_command_seconds": median.command.wall_seconds,
             "sentences_per_s_command": len(median.hyps) / median.command.wall_seconds,
             "translate_peak_rss_mb": max(d.command.peak_rss_mb for d in rounds),
-            **median.scores,
+            **pick_scores(score(median.hyps, pieces.test_references)),
         }
     return figures | {
         prefix + "decode_seconds_rounds": [d.seconds for d in rounds],
