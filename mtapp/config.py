@@ -114,7 +114,11 @@ class DecodeConfig:
     max_len_b: int = 10
     min_len: int = 0  # no output ends with fewer tokens (eos excluded), unless its limit is lower
     max_tokens: int = 4096  # inference batch budget (padded source slots)
-    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"  # decoding precision, chosen as for train.amp
+    nbest: int = 1  # hypotheses per input line (<= beam)
+    # Decoding precision. off (float32): a line's translation does not depend on its batch
+    # (README, "Batch-invariant translation"); bf16 / fp16 / auto (as train.amp) are faster on
+    # hardware with native support, within a measured tolerance.
+    amp: Literal["auto", "off", "bf16", "fp16"] = "off"
 
 
 @dataclass(frozen=True)
@@ -172,6 +176,7 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "decode.max_len_b": (0, None),
     "decode.min_len": (0, None),
     "decode.max_tokens": (1, None),
+    "decode.nbest": (1, None),
 }
 
 
@@ -200,6 +205,30 @@ def config_from_dict(raw: dict[str, Any], overrides: list[str] = ()) -> Config:
     cfg = _build(Config, raw, prefix="")
     _check_rules(cfg)
     return cfg
+
+
+def decode_with(decode: DecodeConfig, overrides: dict[str, Any], names: dict[str, str] | None = None) -> DecodeConfig:
+    """`decode` with the `overrides` that are not None, through the same checks as the decode.*
+    keys of a config file; an error names the override by `names[key]` (a command-line flag)
+    when given."""
+    names = names or {}
+    hints = typing.get_type_hints(DecodeConfig)
+    values = dataclasses.asdict(decode)
+    for key, value in overrides.items():
+        if value is not None:
+            try:
+                values[key] = _coerce(value, hints[key], f"decode.{key}")
+            except ConfigError as e:
+                raise ConfigError(f"{names[key]} {value}: {e}" if key in names else str(e)) from None
+    result = DecodeConfig(**values)
+    _check_decode(result, names)
+    return result
+
+
+def _check_decode(d: DecodeConfig, names: dict[str, str]) -> None:
+    if d.nbest > d.beam:
+        nbest, beam = names.get("nbest", "decode.nbest"), names.get("beam", "decode.beam")
+        raise ConfigError(f"{nbest} ({d.nbest}) must not exceed {beam} ({d.beam}): a beam keeps that many hypotheses")
 
 
 def _apply_override(raw: dict[str, Any], item: str) -> None:
@@ -239,6 +268,8 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     origin = typing.get_origin(hint)
     if origin is Literal:
         choices = typing.get_args(hint)
+        if value is False and "off" in choices:  # YAML 1.1 reads an unquoted `off` as false
+            value = "off"
         if value not in choices:
             raise ConfigError(f"{key} must be one of {', '.join(map(str, choices))}; got {value!r}")
         return value
@@ -272,6 +303,7 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
 
 
 def _check_rules(cfg: Config) -> None:
+    _check_decode(cfg.decode, {})
     m = cfg.model
     if m.d_model % m.heads:
         raise ConfigError(f"model.d_model ({m.d_model}) must be divisible by model.heads ({m.heads})")

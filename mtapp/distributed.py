@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import gc
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,9 +59,20 @@ class Distributed:
         dist.init_process_group("nccl" if kind.type == "cuda" else "gloo", timeout=timeout)
         return cls(rank, world, local, kind)
 
-    def close(self) -> None:
-        if self.active and dist.is_initialized():
-            dist.destroy_process_group()
+    def close(self, finished: bool = True) -> None:
+        """Leave the group. A finished job exited non-zero now and then (issue #17: rank 1
+        aborted at exit with "terminate called without an active exception", SIGABRT, after
+        training had ended), the sign of gloo work objects destroyed during interpreter
+        shutdown (pytorch/pytorch#179291). So the DDP wrapper and other garbage of the run are
+        collected while the interpreter is whole, and after a normal end (`finished`) the ranks
+        wait for each other before the group is taken down. After an error there is no wait:
+        that rank leaves at once and torchrun stops the others."""
+        if not (self.active and dist.is_initialized()):
+            return
+        gc.collect()
+        if finished:
+            dist.barrier()
+        dist.destroy_process_group()
 
     # ---- collectives (identity for one process) ------------------------------------------------
     def sum(self, values: list[float]) -> list[float]:

@@ -22,7 +22,7 @@ from mtapp.config import ConfigError, config_from_dict
 from mtapp.data import CorpusError, load_split
 from mtapp.data.corpora import read_lines
 from mtapp.evaluation import score
-from mtapp.translate import add_model_args, load_translator
+from mtapp.translate import add_model_args, check_output, load_translator
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,6 +65,7 @@ def checkpoint_path(args: argparse.Namespace) -> Path:
 
 
 def evaluate(args: argparse.Namespace) -> int:
+    check_output(args.json, "--json")
     name, sources, references = scored_set(args)
     result: dict = {"name": name}
     if args.hyp:
@@ -86,7 +87,11 @@ def evaluate(args: argparse.Namespace) -> int:
             "sentences_per_second": round(len(hyps) / seconds, 1),
         }
     if len(hyps) != len(references):
-        raise ValueError(f"{len(hyps)} hypotheses for {len(references)} references: the files must be line-aligned")
+        given = f"--hyp {args.hyp}" if args.hyp else f"--src {args.src}"
+        raise ValueError(
+            f"{given} has {len(hyps)} line(s) but {'--ref ' + str(args.ref) if args.ref else 'split ' + name} has "
+            f"{len(references)}: the files must be line-aligned (one line per sentence)"
+        )
     result |= score(hyps, references)
     report(result)
     write(args, name, hyps, result)

@@ -1,10 +1,12 @@
 """What a run has done so far and whether it should stop: `Progress` (saved in checkpoints),
-`EpochStats` (running sums for the logs) and `StopSignals` (SIGINT / SIGTERM).
+`EpochStats` (running sums for the logs), `StopSignals` (SIGINT / SIGTERM) and how progress
+bars draw (`bar_settings`).
 """
 
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from dataclasses import asdict, dataclass, fields
 
@@ -43,6 +45,18 @@ class StopSignals:
     def __exit__(self, *exc) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+
+
+LOG_BAR_SECONDS = 30.0  # a progress bar written into a file or pipe updates at most this often
+
+
+def bar_settings() -> dict[str, float]:
+    """tqdm keyword arguments for every progress bar: on a terminal tqdm's own redraws (10 a
+    second); when stderr is a file or a pipe (a piped `scripts/run.sh`), one update every
+    LOG_BAR_SECONDS, so a 22-minute run writes a few hundred lines of progress, not thousands."""
+    if sys.stderr.isatty():
+        return {}
+    return {"mininterval": LOG_BAR_SECONDS, "maxinterval": 2 * LOG_BAR_SECONDS}
 
 
 @dataclass

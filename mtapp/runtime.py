@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import os
 import platform
 import random
@@ -39,12 +40,19 @@ def amp_dtype(device: torch.device, amp: str) -> torch.dtype | None:
     return torch.bfloat16 if cpu_has_native_bf16() else None
 
 
+@functools.cache
 def cpu_has_native_bf16() -> bool:
+    """Whether this machine's processor has bf16 instructions (read once from /proc/cpuinfo)."""
     try:
-        flags = Path("/proc/cpuinfo").read_text()
+        return native_bf16_in(Path("/proc/cpuinfo").read_text())
     except OSError:
         return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def native_bf16_in(cpuinfo: str) -> bool:
+    """Whether a /proc/cpuinfo text lists AVX512-BF16 or AMX-BF16 among the flags."""
+    flags = {flag for line in cpuinfo.splitlines() if line.startswith("flags") for flag in line.split()}
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):

@@ -2,8 +2,10 @@
 
 Both return one `Hypothesis` per source row, in batch order. The output length of sentence i
 is limited to `max_len_a * len_i + max_len_b` tokens (len_i = source subwords, eos excluded);
-a hypothesis that reaches the limit ends there. A hypothesis cannot end with fewer than `min_len`
-tokens (eos is blocked at earlier steps) unless its limit is lower.
+a hypothesis that reaches the limit ends there. The limit never exceeds the model's
+`max_output_tokens` (a Transformer's position table), however long the source. A hypothesis
+cannot end with fewer than `min_len` tokens (eos is blocked at earlier steps) unless its limit
+is lower.
 """
 
 from __future__ import annotations
@@ -24,15 +26,16 @@ class Hypothesis:
     score: float  # log-probability; beam search divides it by length ** length_penalty (eos counted)
 
 
-def length_limits(batch: Batch, a: float, b: int) -> torch.Tensor:
-    """(B,) int64 most output tokens (eos excluded) per row."""
-    return (a * (batch.src_lengths - 1).float() + b).long()
+def length_limits(batch: Batch, a: float, b: int, most: int | None = None) -> torch.Tensor:
+    """(B,) int64 most output tokens (eos excluded) per row, at most `most` (None: no cap)."""
+    limits = (a * (batch.src_lengths - 1).float() + b).long()
+    return limits if most is None else limits.clamp(max=most)
 
 
 @torch.no_grad()
 def greedy(model: Seq2Seq, batch: Batch, max_len_a: float, max_len_b: int, min_len: int = 0) -> list[Hypothesis]:
     state = model.encode(batch)
-    limits = length_limits(batch, max_len_a, max_len_b)
+    limits = length_limits(batch, max_len_a, max_len_b, model.max_output_tokens)
     alive = torch.arange(batch.size, device=batch.src.device)  # rows still decoding
     out = torch.full((batch.size, int(limits.max()) + 1), PAD, dtype=torch.long, device=alive.device)
     scores = torch.zeros(batch.size, device=alive.device)
@@ -57,7 +60,6 @@ def greedy(model: Seq2Seq, batch: Batch, max_len_a: float, max_len_b: int, min_l
     return [_hypothesis(row, score) for row, score in zip(out.tolist(), scores.tolist())]
 
 
-@torch.no_grad()
 def beam_search(
     model: Seq2Seq,
     batch: Batch,
@@ -67,19 +69,35 @@ def beam_search(
     max_len_b: int,
     min_len: int = 0,
 ) -> list[Hypothesis]:
+    """The best hypothesis of each source row (see `beam_search_nbest`)."""
+    found = beam_search_nbest(model, batch, beam, 1, length_penalty, max_len_a, max_len_b, min_len)
+    return [hyps[0] for hyps in found]
+
+
+@torch.no_grad()
+def beam_search_nbest(
+    model: Seq2Seq,
+    batch: Batch,
+    beam: int,
+    nbest: int,
+    length_penalty: float,
+    max_len_a: float,
+    max_len_b: int,
+    min_len: int = 0,
+) -> list[list[Hypothesis]]:
     """Batched beam search. A sentence is done once `beam` hypotheses have ended (eos among
-    the best `beam` candidates of a step) and then leaves the batch; its best ended hypothesis
-    by normalised score is returned."""
+    the best `beam` candidates of a step) and then leaves the batch; its `nbest` (<= beam)
+    best ended hypotheses by normalised score are returned, best first."""
     n, k, device = batch.size, beam, batch.src.device
-    limits = length_limits(batch, max_len_a, max_len_b)
+    limits = length_limits(batch, max_len_a, max_len_b, model.max_output_tokens)
     max_steps = int(limits.max()) + 1
     state = model.encode(batch)  # the first step has one row per sentence: all K beams would be equal
     sent = torch.arange(n, device=device)  # original row of each sentence still searched
     scores = torch.zeros(n, 1, device=device)  # (n', beams): 1 before the first step, then K
     history = torch.zeros(n, 1, 0, dtype=torch.long, device=device)  # (n', beams, step)
     ended = torch.zeros(n, dtype=torch.long, device=device)
-    best = torch.full((n,), float("-inf"), device=device)
-    best_tokens = torch.full((n, max_steps), PAD, dtype=torch.long, device=device)
+    best = torch.full((n, nbest), float("-inf"), device=device)  # normalised scores, best first
+    best_tokens = torch.full((n, nbest, max_steps), PAD, dtype=torch.long, device=device)
     last = torch.full((n,), BOS, dtype=torch.long, device=device)
 
     for step in range(max_steps):
@@ -108,14 +126,7 @@ def beam_search(
         # Hypotheses ending now: eos among the K best candidates.
         ending = is_eos & (torch.arange(2 * k, device=device) < k) & (cand_scores > float("-inf"))
         normed = (cand_scores / float(step + 1) ** length_penalty).masked_fill(~ending, float("-inf"))
-        top_normed, top_pos = normed.max(dim=1)
-        better = (top_normed > best[sent]).nonzero().squeeze(1)
-        if len(better):
-            rows = sent[better]
-            best[rows] = top_normed[better]
-            origin = cand_beam[better, top_pos[better]]
-            best_tokens[rows, :step] = history[better, origin]
-            best_tokens[rows, step] = EOS
+        _keep_best(best, best_tokens, sent, normed, history, cand_beam, step)
         ended[sent] += ending.sum(dim=1)
 
         # The K best candidates that do not end continue (eos can take at most K of 2K).
@@ -134,7 +145,30 @@ def beam_search(
         state = state.reorder((idx[:, None] * lprobs.shape[1] + beams).view(-1))
         last = last2d.view(-1)
 
-    return [_hypothesis(row, score) for row, score in zip(best_tokens.tolist(), best.tolist())]
+    return [
+        [_hypothesis(row, score) for row, score in zip(rows, row_scores) if score > float("-inf")]
+        for rows, row_scores in zip(best_tokens.tolist(), best.tolist())
+    ]
+
+
+def _keep_best(best, best_tokens, sent, normed, history, cand_beam, step: int) -> None:
+    """Merge the hypotheses ending at `step` (normed (n', 2K), -inf = not ending) into each
+    sentence's N best so far (best (n, N), best_tokens (n, N, steps)), in place. Ties keep the
+    earlier: a hypothesis found before, then the better-ranked candidate."""
+    rows = (normed.amax(dim=1) > best[sent, -1]).nonzero().squeeze(1)  # sentences with a new N-best entry
+    if not len(rows):
+        return
+    nbest, steps = best.shape[1], best_tokens.shape[2]
+    tokens = torch.full((len(rows), normed.shape[1], steps), PAD, dtype=torch.long, device=best.device)
+    tokens[:, :, :step] = history[rows[:, None], cand_beam[rows]]  # (rows, 2K, step)
+    tokens[:, :, step] = EOS
+    origin = sent[rows]
+    merged = torch.cat([best[origin], normed[rows]], dim=1)  # (rows, N + 2K)
+    top = merged.sort(dim=1, descending=True, stable=True).indices[:, :nbest]  # (rows, N)
+    best[origin] = merged.gather(1, top)
+    best_tokens[origin] = torch.cat([best_tokens[origin], tokens], dim=1)[
+        torch.arange(len(rows), device=top.device)[:, None], top
+    ]
 
 
 def row_topk(x: torch.Tensor, k: int, groups: int = 100) -> tuple[torch.Tensor, torch.Tensor]:

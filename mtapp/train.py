@@ -94,10 +94,13 @@ def run(args: argparse.Namespace, run_dir: Path, overrides: list[str]) -> int:
         if last.exists():
             raise ConfigError(f"{run_dir} already holds a run: pass --resume to continue it, or another --run-dir")
     group = Distributed.from_env(cfg.train.device)
+    finished = False
     try:
-        return train(cfg, content, run_dir, group)
+        code = train(cfg, content, run_dir, group)
+        finished = True
+        return code
     finally:
-        group.close()
+        group.close(finished)
 
 
 def train(cfg: Config, content: dict | None, run_dir: Path, group: Distributed) -> int:

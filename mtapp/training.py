@@ -30,7 +30,7 @@ from mtapp.distributed import Distributed
 from mtapp.evaluation import score
 from mtapp.loss import batch_loss
 from mtapp.models import Seq2Seq
-from mtapp.progress import EpochStats, Progress, StopSignals
+from mtapp.progress import EpochStats, Progress, StopSignals, bar_settings
 from mtapp.runtime import amp_dtype, autocast
 from mtapp.translator import Translator
 
@@ -222,6 +222,7 @@ class Trainer:
             desc=f"epoch {epoch}",
             unit="batch",
             disable=not self.group.is_main,
+            **bar_settings(),
         )
         pending: list[Batch] = []
         for indices in self.batches.epoch_iter():
@@ -245,6 +246,7 @@ class Trainer:
                     loss=f"{step.loss / max(step.positions, 1):.3f}",
                     tok_s=f"{stats.tgt_tokens / max(stats.seconds, 1e-9):.0f}",
                     pad_eff=f"{(stats.src_tokens + stats.tgt_tokens) / max(stats.slots, 1):.3f}",
+                    refresh=False,  # drawn by the update below at the bar's rate: a redraw per batch floods logs
                 )
             bar.update(1)
             if not pending and self._stop_now(started, budget):

@@ -1,21 +1,58 @@
 """`python -m mtapp.translate`: translate text with a trained run, one output line per input line.
 
-python -m mtapp.translate --run DIR [--input FILE] [--output FILE] [--beam 5] ...
+python -m mtapp.translate --run DIR [--input FILE] [--output FILE] [--beam 5] [--nbest N] [--scores] ...
 echo "Ein Hund läuft." | python -m mtapp.translate --run runs/multi30k_de_en_transformer
+
+The input is read as a stream, in chunks of --buffer-lines lines: each chunk is batched,
+translated, written in input order and flushed before the next is read, so memory is bounded by
+the chunk, not the input. When the input pauses (a terminal, a pipe that stays open) the lines
+that have arrived are translated at once. SIGINT / SIGTERM stop after writing every finished
+chunk and say from which input line to continue.
+
+Output: one translation per input line; with --nbest N (N > 1) or --scores, one hypothesis per
+line instead, as `LINE<TAB>RANK<TAB>SCORE<TAB>TEXT` (input line number and rank from 1; score =
+log-probability / (subwords + 1) ** length_penalty; the text is the last field).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gzip
+import io
 import logging
+import os
+import queue
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
+
+from tqdm import tqdm
 
 from mtapp.checkpoint import CheckpointError
 from mtapp.config import ConfigError
-from mtapp.data.corpora import CorpusError, decode_lines, read_lines
+from mtapp.data.corpora import CorpusError, not_a_file
+from mtapp.progress import bar_settings
 from mtapp.runtime import keep_freed_memory, set_threads
-from mtapp.translator import Translator
+from mtapp.translator import Scored, Translator
+
+log = logging.getLogger("mtapp.translate")
+
+# decode.* key -> the flag that overrides it (the flags are checked as the keys are)
+DECODE_FLAGS = {
+    "beam": "--beam",
+    "length_penalty": "--length-penalty",
+    "max_len_a": "--max-len-a",
+    "max_len_b": "--max-len-b",
+    "min_len": "--min-len",
+    "max_tokens": "--max-tokens",
+    "nbest": "--nbest",
+    "amp": "--amp",
+}
+STALL_SECONDS = 0.05  # input that pauses this long is translated without waiting for a full chunk
 
 
 def add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -31,7 +68,9 @@ def add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--max-tokens", type=int, help="inference batch budget in padded source tokens")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument(
-        "--amp", choices=["auto", "off", "bf16", "fp16"], help="decoding precision (default: the run's decode.amp)"
+        "--amp",
+        choices=["auto", "off", "bf16", "fp16"],
+        help="decoding precision (default: the run's decode.amp; off = float32, the same output whatever the batch)",
     )
 
 
@@ -39,16 +78,115 @@ def load_translator(args: argparse.Namespace) -> Translator:
     set_threads()
     keep_freed_memory()
     path = args.checkpoint or args.run / "checkpoint_best.pt"
-    return Translator.from_checkpoint(
-        path,
-        device=args.device,
-        beam=args.beam,
-        length_penalty=args.length_penalty,
-        max_len_a=args.max_len_a,
-        max_len_b=args.max_len_b,
-        min_len=args.min_len,
-        max_tokens=args.max_tokens,
-        amp=args.amp,
+    overrides = {key: getattr(args, key, None) for key in DECODE_FLAGS}
+    return Translator.from_checkpoint(path, device=args.device, flags=DECODE_FLAGS, **overrides)
+
+
+def check_output(path: Path | None, flag: str = "--output") -> None:
+    """Refuse an output path that cannot be written, before any work."""
+    if path is None:
+        return
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise ConfigError(f"{flag} {path} is a folder: name a file to write")
+    if not folder.is_dir():
+        raise ConfigError(f"{flag} {path}: the folder {folder} does not exist; create it first")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ConfigError(f"{flag} {path} cannot be written (permission denied)")
+
+
+def open_input(path: Path | None) -> Iterator[bytes]:
+    """The input's lines as bytes (each with its \\n, but for a last line without one)."""
+    if path is None:
+        try:
+            return fd_lines(sys.stdin.fileno())
+        except (AttributeError, io.UnsupportedOperation):  # a stand-in stdin without a file descriptor
+            return iter(sys.stdin.buffer.readline, b"")
+    if not path.is_file():
+        raise CorpusError(f"--input: {not_a_file(path)}")
+    stream = gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")  # noqa: SIM115 (read to the end)
+    return iter(stream.readline, b"")
+
+
+def fd_lines(fd: int) -> Iterator[bytes]:
+    """Lines read from a file descriptor with os.read: no buffered stdin object is held by the
+    reading thread, whose lock would abort the interpreter's shutdown after a SIGINT
+    ("could not acquire lock for <stdin> at interpreter shutdown")."""
+    pending = b""
+    while data := os.read(fd, 1 << 16):
+        *lines, pending = (pending + data).split(b"\n")
+        for line in lines:
+            yield line + b"\n"
+    if pending:
+        yield pending
+
+
+class LineReader:
+    """Lines of bytes (`open_input`), read by a background thread into a bounded queue, handed
+    out in chunks. Lines split at \\n only, without it and a \\r just before it (as files are
+    read everywhere in mtapp). A line that is not UTF-8 is kept with U+FFFD in place of its bad
+    bytes, and counted (`bad_lines`): it costs no line its output."""
+
+    END = object()
+
+    def __init__(self, lines: Iterator[bytes], name: str, ahead: int):
+        self.name, self.bad_lines = name, []
+        self._queue: queue.Queue = queue.Queue(maxsize=ahead)  # read-ahead bounded: memory too
+        threading.Thread(target=self._read, args=(lines,), daemon=True).start()
+
+    def _read(self, lines: Iterator[bytes]) -> None:
+        try:
+            for number, raw in enumerate(lines, 1):
+                line = raw[:-1] if raw.endswith(b"\n") else raw
+                line = line[:-1] if line.endswith(b"\r") else line
+                try:
+                    self._queue.put(line.decode("utf-8"))
+                except UnicodeDecodeError:
+                    self.bad_lines.append(number)
+                    self._queue.put(line.decode("utf-8", errors="replace"))
+        except OSError as e:
+            self._queue.put(CorpusError(f"{self.name} could not be read ({e})"))
+        self._queue.put(self.END)
+
+    def chunks(self, size: int, stall: float = STALL_SECONDS) -> Iterator[list[str]]:
+        """Chunks of at most `size` lines; a chunk ends early when the input pauses `stall` seconds."""
+        done = False
+        while not done:
+            item = self._queue.get()  # wait as long as it takes for a first line
+            chunk: list[str] = []
+            while True:
+                if isinstance(item, Exception):
+                    raise item
+                if item is self.END:
+                    done = True
+                    break
+                chunk.append(item)
+                if len(chunk) == size:
+                    break
+                try:
+                    item = self._queue.get(timeout=stall)
+                except queue.Empty:
+                    break
+            if chunk:
+                yield chunk
+
+
+class Stopped(Exception):
+    """SIGTERM, raised where the main thread is, as SIGINT raises KeyboardInterrupt."""
+
+
+def _raise_stopped(signum, frame) -> None:
+    raise Stopped(signal.Signals(signum).name)
+
+
+def format_lines(found: list[list[Scored]], first_line: int, scored: bool) -> str:
+    """Output text for a chunk whose first input line is number `first_line` (from 1)."""
+    if not scored:
+        return "".join(hyps[0].text + "\n" for hyps in found)
+    return "".join(
+        f"{first_line + i}\t{rank}\t{h.score:.4f}\t{h.text}\n"
+        for i, hyps in enumerate(found)
+        for rank, h in enumerate(hyps, 1)
     )
 
 
@@ -57,23 +195,68 @@ def main(argv: list[str] | None = None) -> int:
     add_model_args(p)
     p.add_argument("--input", type=Path, help="input file, plain or .gz (default: standard input)")
     p.add_argument("--output", type=Path, help="output file (default: standard output)")
+    p.add_argument("--nbest", type=int, help="hypotheses per input line, <= beam (default: the run's decode.nbest)")
+    p.add_argument("--scores", action="store_true", help="write LINE, RANK, SCORE, TEXT per hypothesis")
+    p.add_argument("--buffer-lines", type=int, default=2000, help="lines read, sorted and batched at a time")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    if args.buffer_lines < 1:
+        p.error(f"--buffer-lines {args.buffer_lines}: give at least 1")
     try:
+        check_output(args.output)
         translator = load_translator(args)
-        # bytes, split like files: str.splitlines would also break at \r, \x0c, \x85, \u2028, ...
-        lines = read_lines(args.input) if args.input else decode_lines(sys.stdin.buffer.read(), "standard input")
+        stream = open_input(args.input)
     except (CheckpointError, ConfigError, CorpusError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    outputs = translator.translate(lines, progress=args.output is not None)
-    text = "".join(line + "\n" for line in outputs).encode("utf-8")  # UTF-8 out, as in, whatever the locale
-    if args.output:
-        args.output.write_bytes(text)
-    else:
-        sys.stdout.buffer.write(text)
-        sys.stdout.buffer.flush()
+    name = str(args.input) if args.input else "standard input"
+    reader = LineReader(stream, name, ahead=2 * args.buffer_lines)
+    target = args.output or "standard output"
+    previous = signal.signal(signal.SIGTERM, _raise_stopped)
+    written = [0]  # lines written so far, kept when a signal interrupts
+    try:
+        with open(args.output, "wb") if args.output else contextlib.nullcontext(sys.stdout.buffer) as out:
+            translate_stream(translator, reader, out, args, written)
+    except (KeyboardInterrupt, Stopped) as e:
+        why = e.args[0] if isinstance(e, Stopped) else "SIGINT"
+        n = written[0]
+        print(
+            f"\ninterrupted ({why}): {n} line(s) translated and written to {target}; continue from input line "
+            f"{n + 1} (e.g. tail -n +{n + 1} {args.input or 'INPUT'} | python -m mtapp.translate ...)",
+            file=sys.stderr,
+        )
+        return 130 if why == "SIGINT" else 143
+    except CorpusError as e:
+        print(f"error: {e}; {written[0]} line(s) were written to {target}", file=sys.stderr)
+        return 2
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if reader.bad_lines:
+        shown = ", ".join(map(str, reader.bad_lines[:10])) + (", ..." if len(reader.bad_lines) > 10 else "")
+        log.warning(
+            "%d line(s) of %s are not valid UTF-8 (line %s): their bad bytes were read as U+FFFD and translated",
+            len(reader.bad_lines),
+            name,
+            shown,
+        )
     return 0
+
+
+def translate_stream(translator: Translator, reader: LineReader, out: BinaryIO, args, written: list[int]) -> None:
+    """Chunk by chunk: translate, write in input order, flush; `written[0]` counts the lines written."""
+    scored = args.scores or translator.decode.nbest > 1
+    with tqdm(desc="translating", unit="line", disable=not (args.input or args.output), **bar_settings()) as bar:
+        for chunk in reader.chunks(args.buffer_lines):
+            text = format_lines(translator.translate_nbest(chunk), written[0] + 1, scored).encode("utf-8")
+            # A signal waits while a chunk is written and counted, so the count is what was written.
+            blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+            try:
+                out.write(text)  # UTF-8, whatever the locale
+                out.flush()
+                written[0] += len(chunk)
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+            bar.update(len(chunk))
 
 
 if __name__ == "__main__":

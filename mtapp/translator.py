@@ -1,14 +1,20 @@
 """Text in, text out: a trained model, its tokenizer and decoding settings.
 
 Lines are encoded, sorted into length-bucketed batches within a token budget, searched,
-detokenised and put back in input order. Every input line gives exactly one output line;
-an empty (or whitespace-only) line gives an empty line.
+detokenised and put back in input order. Every input line gives exactly one output line (or
+`decode.nbest` hypotheses); an empty (or whitespace-only) line gives an empty line.
+
+A line longer than the model's source limit (its position table) is not truncated: it is split
+at sentence ends (. ! ? and their full-width forms, followed by a space) into pieces that fit,
+a sentence that alone is too long into chunks of the limit's length in subwords; the pieces are
+translated like lines of their own and their translations joined with a space, in order.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,13 +24,22 @@ from tqdm import tqdm
 from mtapp.batching import collate
 from mtapp.batching.inference import inference_batches
 from mtapp.checkpoint import CheckpointError, load_checkpoint, tokenizer_from_tensor
-from mtapp.config import DecodeConfig, config_from_dict
+from mtapp.config import DecodeConfig, config_from_dict, decode_with
 from mtapp.models import Seq2Seq, build_model
+from mtapp.progress import bar_settings
 from mtapp.runtime import amp_dtype, autocast, select_device
-from mtapp.search import beam_search, greedy
+from mtapp.search import Hypothesis, beam_search_nbest, greedy
 from mtapp.tokenization import Tokenizer
 
 log = logging.getLogger(__name__)
+
+SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+")
+
+
+@dataclass(frozen=True)
+class Scored:
+    text: str
+    score: float  # log-probability / (output subwords + 1) ** decode.length_penalty (0.0 for an empty line)
 
 
 class Translator:
@@ -38,13 +53,18 @@ class Translator:
         self.dtype = amp_dtype(self.device, decode.amp)  # autocast dtype, None = float32
 
     @classmethod
-    def from_checkpoint(cls, path: Path, device: str = "auto", **decode_overrides) -> Translator:
+    def from_checkpoint(
+        cls, path: Path, device: str = "auto", flags: dict[str, str] | None = None, **decode_overrides
+    ) -> Translator:
+        """The run's model with its decode settings, `decode_overrides` (None = keep) applied and
+        checked as decode.* keys are; errors name an override by `flags[key]` when given."""
         device_ = select_device(device)
         content = load_checkpoint(path, map_location=device_)
         missing = [key for key in ("model", "config", "tokenizer") if key not in content]
         if missing:
             raise CheckpointError(f"{path} has no {', '.join(missing)}: it is not a complete mtapp checkpoint")
         cfg = config_from_dict(content["config"])
+        decode = decode_with(cfg.decode, decode_overrides, flags)
         tokenizer = Tokenizer(tokenizer_from_tensor(content["tokenizer"]))
         trained_vocab = content["model"]["embed.weight"].shape[0]
         if trained_vocab != tokenizer.vocab_size:
@@ -55,43 +75,95 @@ class Translator:
         model = build_model(cfg.model, tokenizer.vocab_size)
         model.load_state_dict(content["model"])
         model.to(device_)
-        decode = replace(cfg.decode, **{k: v for k, v in decode_overrides.items() if v is not None})
         return cls(model, tokenizer, decode, cfg.model.max_positions - 1, cfg.batching.pad_side)
 
     def translate(self, lines: list[str], beam: int | None = None, progress: bool = False) -> list[str]:
-        ids = self.tokenizer.encode(lines)
-        empty = [not line.strip() for line in lines]
-        too_long = sum(len(s) > self.max_source for s in ids)
-        if too_long:
+        """The best translation of each line, in input order."""
+        return [found[0].text for found in self.translate_nbest(lines, beam, 1, progress)]
+
+    def translate_nbest(
+        self, lines: list[str], beam: int | None = None, nbest: int | None = None, progress: bool = False
+    ) -> list[list[Scored]]:
+        """Each line's `nbest` (default decode.nbest) best translations with their scores, best first."""
+        beam, nbest = beam or self.decode.beam, nbest or self.decode.nbest
+        owner, pieces = self.pieces(lines)
+        found = self.search_ids(pieces, beam, nbest, progress)
+        results: list[list[list[Scored]]] = [[] for _ in lines]  # per line, per piece
+        for line, hyps in zip(owner, found):
+            texts = self.tokenizer.decode([h.tokens for h in hyps])
+            results[line].append(
+                [Scored(t, _normalised(h, beam, self.decode.length_penalty)) for t, h in zip(texts, hyps)]
+            )
+        return [join_pieces(p) if p else [Scored("", 0.0)] for p in results]
+
+    def pieces(self, lines: list[str]) -> tuple[list[int], list[list[int]]]:
+        """(line of each piece, subword ids of each piece): one piece per non-blank line that fits
+        the model, several for a longer one (module docstring); a blank line has none."""
+        owner, pieces, split = [], [], 0
+        for i, (line, ids) in enumerate(zip(lines, self.tokenizer.encode(lines))):
+            if not line.strip():
+                continue
+            parts = [ids] if len(ids) <= self.max_source else self.split(line)
+            split += len(parts) > 1
+            owner += [i] * len(parts)
+            pieces += parts
+        if split:
             log.warning(
-                "%d input line(s) longer than %d subwords were truncated to fit the model",
-                too_long,
+                "%d input line(s) longer than the model's limit of %d subwords were split at sentence ends "
+                "(or into %d-subword chunks), translated in pieces and joined",
+                split,
+                self.max_source,
                 self.max_source,
             )
-        ids = [s[: self.max_source] for s in ids]
-        todo = [i for i, e in enumerate(empty) if not e]
-        outputs = self.translate_ids([ids[i] for i in todo], beam, progress)
-        texts = [""] * len(lines)
-        for i, text in zip(todo, self.tokenizer.decode(outputs)):
-            texts[i] = text
-        return texts
+        return owner, pieces
+
+    def split(self, line: str) -> list[list[int]]:
+        """Pieces of at most `max_source` subwords: whole sentences where they fit, joined
+        greedily; a longer sentence in chunks of `max_source` subwords."""
+        out: list[list[int]] = []
+        for ids in self.tokenizer.encode(SENTENCE_END.split(line.strip())):
+            if out and len(out[-1]) + len(ids) <= self.max_source:
+                out[-1] = out[-1] + ids
+            else:
+                out += [ids[i : i + self.max_source] for i in range(0, len(ids), self.max_source)]
+        return out
 
     def translate_ids(self, src: list[list[int]], beam: int | None = None, progress: bool = False) -> list[list[int]]:
-        """Output ids for each source id list (no bos/eos), in input order."""
-        beam = beam or self.decode.beam
+        """Output ids for each source id list (no bos/eos; each within `max_source`), in input order."""
+        return [hyps[0].tokens for hyps in self.search_ids(src, beam or self.decode.beam, 1, progress)]
+
+    def search_ids(self, src: list[list[int]], beam: int, nbest: int, progress: bool) -> list[list[Hypothesis]]:
         lengths = np.array([len(s) for s in src], dtype=np.int64)
-        results: list[list[int]] = [[] for _ in src]
+        results: list[list[Hypothesis]] = [[] for _ in src]
         batches = inference_batches(lengths, self.decode.max_tokens) if len(src) else []
-        for idx in tqdm(batches, desc="translating", unit="batch", disable=not progress):
+        for idx in tqdm(batches, desc="translating", unit="batch", disable=not progress, **bar_settings()):
             batch = collate([np.asarray(src[i]) for i in idx], None, idx, self.pad_side).to(self.device)
-            for i, hyp in zip(idx.tolist(), self._search(batch, beam)):
-                results[i] = hyp.tokens
+            for i, hyps in zip(idx.tolist(), self._search(batch, beam, nbest)):
+                results[i] = hyps
         return results
 
     @torch.no_grad()
-    def _search(self, batch, beam: int):
+    def _search(self, batch, beam: int, nbest: int) -> list[list[Hypothesis]]:
         d = self.decode
         with autocast(self.device, self.dtype):
             if beam == 1:
-                return greedy(self.model, batch, d.max_len_a, d.max_len_b, d.min_len)
-            return beam_search(self.model, batch, beam, d.length_penalty, d.max_len_a, d.max_len_b, d.min_len)
+                return [[h] for h in greedy(self.model, batch, d.max_len_a, d.max_len_b, d.min_len)]
+            return beam_search_nbest(
+                self.model, batch, beam, nbest, d.length_penalty, d.max_len_a, d.max_len_b, d.min_len
+            )
+
+
+def _normalised(hyp: Hypothesis, beam: int, length_penalty: float) -> float:
+    """Beam search's score is normalised by length already; greedy's is a plain log-probability."""
+    return hyp.score if beam > 1 else hyp.score / (len(hyp.tokens) + 1) ** length_penalty
+
+
+def join_pieces(pieces: list[list[Scored]]) -> list[Scored]:
+    """The k-th hypotheses of a line's pieces joined, for every k all pieces have; the score of
+    a joined hypothesis is the mean of its pieces' scores."""
+    if len(pieces) == 1:
+        return pieces[0]
+    ranks = min(len(p) for p in pieces)
+    return [
+        Scored(" ".join(p[k].text for p in pieces), sum(p[k].score for p in pieces) / len(pieces)) for k in range(ranks)
+    ]

@@ -64,3 +64,24 @@ def test_resolved_config_round_trips():
     cfg = config_from_dict({"model": {"d_model": 128, "heads": 8}, "train": {"betas": [0.9, 0.99]}})
     assert config_from_dict(cfg.to_dict()) == cfg
     assert Config() == config_from_dict({})
+
+
+def test_an_unquoted_off_means_off_and_true_is_still_refused(tmp_path):
+    (tmp_path / "c.yaml").write_text("decode:\n  amp: off\ntrain:\n  amp: off\n")  # YAML 1.1 reads false
+    cfg = load_config(tmp_path / "c.yaml", ["decode.amp=off"])
+    assert (cfg.decode.amp, cfg.train.amp) == ("off", "off")
+    with pytest.raises(ConfigError, match=r"decode\.amp must be one of auto, off, bf16, fp16; got True"):
+        load_config(None, ["decode.amp=on"])
+
+
+def test_decode_overrides_are_checked_as_the_config_keys_are_and_name_the_flag():
+    from mtapp.config import DecodeConfig, decode_with
+
+    base = DecodeConfig(beam=4)
+    assert decode_with(base, {"beam": None, "nbest": 3}) == DecodeConfig(beam=4, nbest=3)
+    with pytest.raises(ConfigError, match=r"^--beam 0: decode\.beam must lie in"):
+        decode_with(base, {"beam": 0}, {"beam": "--beam"})
+    with pytest.raises(ConfigError, match=r"decode\.nbest \(5\) must not exceed decode\.beam \(4\)"):
+        decode_with(base, {"nbest": 5})
+    with pytest.raises(ConfigError, match=r"decode\.nbest \(2\) must not exceed decode\.beam \(1\)"):
+        config_from_dict({"decode": {"beam": 1, "nbest": 2}})

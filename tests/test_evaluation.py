@@ -58,4 +58,5 @@ def test_mismatched_hypothesis_and_reference_counts_are_an_error(tmp_path, capsy
     (tmp_path / "hyp.txt").write_text("one\ntwo\n")
     (tmp_path / "ref.txt").write_text("one\n")
     assert evaluate.main(["--hyp", str(tmp_path / "hyp.txt"), "--ref", str(tmp_path / "ref.txt")]) == 2
-    assert "2 hypotheses for 1 references" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"--hyp {tmp_path / 'hyp.txt'} has 2 line(s) but --ref {tmp_path / 'ref.txt'} has 1" in err

@@ -94,7 +94,7 @@ def one_thread():
 MODELS = {**EXACT_MODELS, "lstm-padded": replace(TINY, type="lstm", encoder_padding="padded")}
 
 
-def translator(tokenizer, name, pad_side="post", max_tokens=4096, beam=1) -> Translator:
+def translator(tokenizer, name, pad_side="post", max_tokens=4096, beam=1, amp="off") -> Translator:
     """A model of type `name` with random weights, the same for every call. At the usual init a
     random decoder repeats one token whatever the source; with larger weights (std 0.5, 0.3 in
     an LSTM encoder, which saturates beyond) each sentence gets an output of its own, so any
@@ -105,13 +105,15 @@ def translator(tokenizer, name, pad_side="post", max_tokens=4096, beam=1) -> Tra
         for param_name, param in model.named_parameters():
             if "norm" not in param_name:
                 param.normal_(0.0, 0.3 if "encoder.lstm" in param_name else 0.5)
-    decode = DecodeConfig(beam=beam, max_tokens=max_tokens, max_len_a=1.0, max_len_b=4)
+    decode = DecodeConfig(beam=beam, max_tokens=max_tokens, max_len_a=1.0, max_len_b=4, amp=amp)
     return Translator(model, tokenizer, decode, max_source=40, pad_side=pad_side)
 
 
 @pytest.mark.parametrize("beam", [1, 3])
 @pytest.mark.parametrize("name", EXACT_MODELS)
 def test_translation_does_not_depend_on_budget_composition_or_pad_side(tokenizer, name, beam):
+    """In float32 (decode.amp off, the default) a line's translation is exactly the same alone,
+    in any batch budget, among other neighbours, and pre- or post-padded."""
     lines = [s for s, _ in synthetic_pairs(16, seed=4, min_len=1, max_len=12)]
     lines[5] = "   "
     alone = translator(tokenizer, name, beam=beam)
@@ -124,6 +126,23 @@ def test_translation_does_not_depend_on_budget_composition_or_pad_side(tokenizer
     mixed = lines[::-1] + [s for s, _ in synthetic_pairs(6, seed=9)]  # other neighbours, other order
     got = translator(tokenizer, name, "pre", 60, beam).translate(mixed)
     assert got[: len(lines)] == expected[::-1]
+
+
+@pytest.mark.parametrize("name", ["transformer", "lstm-packed", "hybrid"])
+def test_forced_bf16_translation_stays_within_its_stated_tolerance_of_batch_invariance(tokenizer, name):
+    """bf16 (decode.amp bf16, opt-in) rounds matrix products whose order depends on the batch
+    shape, so near-ties may flip between budgets (issue #17 saw it for lstm-packed and hybrid on
+    an AMD EPYC with AVX512-BF16); the README states the tolerance measured on real models. On a
+    CPU without bf16 instructions forced bf16 runs too (the LSTM in float32, oneDNN has no bf16
+    LSTM there), so this runs on both kinds."""
+    lines = [s for s, _ in synthetic_pairs(16, seed=4, min_len=1, max_len=12)]
+    alone = translator(tokenizer, name, beam=3, amp="bf16")
+    expected = [alone.translate([line])[0] for line in lines]
+    assert len(set(expected)) >= 10
+    for side, budget in (("post", 8), ("pre", 60), ("post", 4096)):
+        got = translator(tokenizer, name, side, budget, 3, "bf16").translate(lines)
+        assert len(got) == len(lines)
+        assert sum(a == b for a, b in zip(got, expected)) >= 0.75 * len(lines), (side, budget)
 
 
 def test_the_pad_side_reaches_the_model(tokenizer):

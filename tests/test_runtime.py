@@ -4,6 +4,10 @@ import subprocess
 import sys
 
 import pytest
+import torch
+
+from mtapp import runtime
+from mtapp.config import DecodeConfig, TrainConfig
 
 ROUNDS = """
 import json, resource, sys, torch
@@ -34,3 +38,15 @@ def test_freed_activations_are_reused_without_page_faults_once_memory_is_kept():
     assert kept["kept"] is True
     assert sum(kept["faults"][1:]) < sum(default["faults"][1:]) / 3  # kept: later steps mostly reuse it
     assert kept["faults"][-1] < first / 100
+
+
+def test_auto_precision_is_bf16_exactly_on_cpus_with_bf16_instructions_and_decoding_is_float32(monkeypatch):
+    cpu = torch.device("cpu")
+    assert runtime.native_bf16_in("processor\t: 0\nflags\t\t: fpu sse2 avx512f avx512_bf16 avx512_vnni\n")
+    assert runtime.native_bf16_in("flags\t\t: fpu amx_tile amx_bf16\n")
+    assert not runtime.native_bf16_in("flags\t\t: fpu sse2 avx2 avx512f avx512_vnni\nbugs\t\t: avx512_bf16x\n")
+    for native in (True, False):  # what each kind of CI machine resolves, checked on either
+        monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda native=native: native)
+        assert runtime.amp_dtype(cpu, TrainConfig().amp) == (torch.bfloat16 if native else None)
+        assert runtime.amp_dtype(cpu, DecodeConfig().amp) is None  # decoding: float32 on both kinds
+        assert runtime.amp_dtype(cpu, "bf16") is torch.bfloat16  # forced bf16 runs anywhere (slowly)

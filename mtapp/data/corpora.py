@@ -201,7 +201,7 @@ def _read_bytes(path: Path, hint: str = "") -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         extra = f"; {hint}" if hint else ""
-        raise CorpusError(f"{_not_a_file(path)}{extra}")
+        raise CorpusError(f"{not_a_file(path)}{extra}")
     try:
         if path.suffix != ".gz":
             return np.fromfile(path, dtype=np.uint8)
@@ -218,7 +218,7 @@ def _split(split, raw: np.ndarray, name: str):
         raise CorpusError(str(e)) from None
 
 
-def _not_a_file(path: Path) -> str:
+def not_a_file(path: Path) -> str:
     if path.is_dir():
         return f"{path} is a folder, not a file"
     if not path.parent.is_dir():

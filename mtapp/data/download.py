@@ -10,6 +10,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from mtapp.data.corpora import CorpusError, RegisteredCorpus
+from mtapp.progress import bar_settings
 
 
 def verify(corpus: RegisteredCorpus, folder: Path) -> list[str]:
@@ -27,7 +28,7 @@ def download(corpus: RegisteredCorpus, root: Path, timeout: float = 30.0) -> Pat
     folder = root / corpus.name
     folder.mkdir(parents=True, exist_ok=True)
     todo = verify(corpus, folder)
-    for name in tqdm(todo, desc=f"downloading {corpus.name}", unit="file"):
+    for name in tqdm(todo, desc=f"downloading {corpus.name}", unit="file", **bar_settings()):
         split, lang, _ = name.split(".")
         url = corpus.url.format(split=split, lang=lang)
         tmp = folder / (name + ".part")

@@ -31,6 +31,8 @@ class DecoderState(Protocol):
 class Seq2Seq(nn.Module, ABC):
     """An encoder-decoder over one joint vocabulary."""
 
+    max_output_tokens: int | None = None  # most target tokens before eos it can decode (None: no limit)
+
     @abstractmethod
     def encode(self, batch: Batch) -> DecoderState:
         """Encode `batch.src`; returns the initial decoder state (no target token consumed yet)."""

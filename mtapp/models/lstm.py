@@ -23,7 +23,7 @@ from mtapp.batching import Batch
 from mtapp.config import ModelConfig
 from mtapp.models.base import Seq2Seq
 from mtapp.models.dropout import Dropout
-from mtapp.models.rnn_encoder import LSTMEncoder
+from mtapp.models.rnn_encoder import LSTM, LSTMEncoder
 from mtapp.tokenization import PAD
 
 
@@ -65,7 +65,7 @@ class LSTMSeq2Seq(Seq2Seq):
         self.encoder = LSTMEncoder(e, h, layers, cfg.dropout, cfg.encoder_padding)
         self.bridge_h, self.bridge_c = nn.Linear(d, d), nn.Linear(d, d)
         between = cfg.dropout if cfg.decoder_layers > 1 else 0.0  # applied between LSTM layers only
-        self.decoder = nn.LSTM(e + d, d, cfg.decoder_layers, batch_first=True, dropout=between)
+        self.decoder = LSTM(e + d, d, cfg.decoder_layers, batch_first=True, dropout=between)
         self.attn_key = nn.Linear(d, d, bias=False)  # W of the "general" score
         self.attn_out = nn.Linear(2 * d, d, bias=False)  # W_c
         self.out_proj = nn.Linear(d, e)  # to the (tied) embedding space

@@ -25,7 +25,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from mtapp.runtime import cpu_has_native_bf16
 
 PADDING_MODES = ("padded", "masked", "packed", "unrolled")
 
@@ -42,6 +44,22 @@ class EncoderOutput:
     final_c: torch.Tensor
 
 
+class LSTM(nn.LSTM):
+    """`nn.LSTM` that runs in float32 under CPU autocast on processors without native bf16:
+    oneDNN has no bf16 LSTM for them ("could not create a primitive descriptor for the LSTM
+    forward propagation primitive", seen on an AMD EPYC with AVX2 only), so forced bf16
+    (`amp: bf16`) runs there too, the LSTM in float32 and everything else in bf16."""
+
+    def forward(self, x, hx=None):
+        data = x.data if isinstance(x, PackedSequence) else x
+        if data.device.type != "cpu" or not torch.is_autocast_enabled("cpu") or cpu_has_native_bf16():
+            return super().forward(x, hx)
+        x = x._replace(data=data.float()) if isinstance(x, PackedSequence) else data.float()
+        hx = None if hx is None else tuple(h.float() for h in hx)
+        with torch.autocast("cpu", enabled=False):
+            return super().forward(x, hx)
+
+
 class LSTMEncoder(nn.Module):
     def __init__(self, input_size: int, hidden: int, layers: int, dropout: float, padding: str):
         super().__init__()
@@ -49,7 +67,7 @@ class LSTMEncoder(nn.Module):
             raise ValueError(f"unknown encoder padding mode {padding!r} (choose from {', '.join(PADDING_MODES)})")
         self.padding, self.layers, self.dropout = padding, layers, dropout
         between = dropout if layers > 1 else 0.0  # nn.LSTM applies it between layers only
-        self.lstm = nn.LSTM(input_size, hidden, layers, batch_first=True, bidirectional=True, dropout=between)
+        self.lstm = LSTM(input_size, hidden, layers, batch_first=True, bidirectional=True, dropout=between)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor, pad_mask: torch.Tensor) -> EncoderOutput:
         """x (B, S, E) embedded source, lengths (B,) real tokens, pad_mask (B, S) True at pads."""

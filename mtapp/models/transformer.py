@@ -211,6 +211,7 @@ class Transformer(Seq2Seq):
         with torch.no_grad():
             self.embed.weight[PAD].zero_()
         self.register_buffer("positions", sinusoids(cfg.max_positions, cfg.d_model), persistent=False)
+        self.max_output_tokens = cfg.max_positions - 1  # bos and outputs take positions 0 .. max - 1
         self.drop = Dropout(cfg.dropout)
         self.encoder = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.encoder_layers))
         self.decoder = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.decoder_layers))
