@@ -1,18 +1,21 @@
-"""`python -m mtapp.bench <benchmark> ...`; benchmarks: claims, kernels, nested, padding, peers, scale, train."""
+"""`python -m mtapp.bench <benchmark> ...`; benchmarks: claims, invariance, kernels, nested, padding, peers,
+scale, stream, train."""
 
 from __future__ import annotations
 
 import sys
 
-from mtapp.bench import claims, kernels, nested, padding, peers, scale, train
+from mtapp.bench import claims, invariance, kernels, nested, padding, peers, scale, stream, train
 
 BENCHMARKS = {
     "claims": claims.main,
+    "invariance": invariance.main,
     "kernels": kernels.main,
     "nested": nested.main,
     "padding": padding.main,
     "peers": peers.main,
     "scale": scale.main,
+    "stream": stream.main,
     "train": train.main,
 }
 
