@@ -128,10 +128,6 @@ class Translator:
                 out += [ids[i : i + self.max_source] for i in range(0, len(ids), self.max_source)]
         return out
 
-    def translate_ids(self, src: list[list[int]], beam: int | None = None, progress: bool = False) -> list[list[int]]:
-        """Output ids for each source id list (no bos/eos; each within `max_source`), in input order."""
-        return [hyps[0].tokens for hyps in self.search_ids(src, beam or self.decode.beam, 1, progress)]
-
     def search_ids(self, src: list[list[int]], beam: int, nbest: int, progress: bool) -> list[list[Hypothesis]]:
         lengths = np.array([len(s) for s in src], dtype=np.int64)
         results: list[list[Hypothesis]] = [[] for _ in src]

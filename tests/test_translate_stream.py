@@ -73,20 +73,21 @@ class Lines:
         return line.decode()
 
 
-def start_translate(run) -> subprocess.Popen:
+def start_translate(run, first_input: bytes) -> tuple[subprocess.Popen, Lines]:
+    """`python -m mtapp.translate` reading a pipe that stays open, `first_input` written to it."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "mtapp.translate", "--run", str(run), "--beam", "1"]
-    return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc.stdin.write(first_input)
+    proc.stdin.flush()
+    return proc, Lines(proc.stdout)
 
 
 def test_a_line_on_an_open_pipe_is_translated_before_the_input_ends(trained):
     _, run = trained
-    proc = start_translate(run)
+    started = time.monotonic()
+    proc, out = start_translate(run, b"w01 w02 w03\n")
     try:
-        out = Lines(proc.stdout)
-        proc.stdin.write(b"w01 w02 w03\n")
-        proc.stdin.flush()
-        started = time.monotonic()
         first = out.next(60)  # the input stays open: the old command waited for its end
         assert first is not None and first.strip(), "no translation while the input was open"
         print(f"first translation after {time.monotonic() - started:.2f} s (model loading included)")
@@ -101,11 +102,8 @@ def test_a_line_on_an_open_pipe_is_translated_before_the_input_ends(trained):
 
 def test_sigint_says_how_many_lines_were_written_and_where_to_continue(trained):
     _, run = trained
-    proc = start_translate(run)
+    proc, out = start_translate(run, b"w01 w02 w03\nw04\n")
     try:
-        out = Lines(proc.stdout)
-        proc.stdin.write(b"w01 w02 w03\nw04\n")
-        proc.stdin.flush()
         assert out.next(60) is not None and out.next(30) is not None
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 130
