@@ -60,7 +60,7 @@ def tokenizer_to_tensor(model_bytes: bytes) -> torch.Tensor:
 
 
 def tokenizer_from_tensor(tensor: torch.Tensor) -> bytes:
-    return tensor.numpy().tobytes()
+    return tensor.cpu().numpy().tobytes()
 
 
 def rng_state() -> dict[str, Any]:
@@ -71,8 +71,8 @@ def rng_state() -> dict[str, Any]:
         "numpy": (torch.from_numpy(np_keys.astype(np.int64)), int(np_pos), int(np_has_gauss), float(np_gauss)),
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():  # this process's GPU (a CPU run starts no CUDA)
+        state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
@@ -83,4 +83,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state(("MT19937", np_keys.numpy().astype(np.uint32), np_pos, np_has_gauss, np_gauss))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        cuda = state["cuda"]
+        if isinstance(cuda, (list, tuple)):  # saved by earlier versions: every visible GPU's state
+            cuda = cuda[torch.cuda.current_device()] if torch.cuda.current_device() < len(cuda) else None
+        if cuda is not None:
+            torch.cuda.set_rng_state(cuda)

@@ -94,10 +94,12 @@ class TrainConfig:
     accumulate: int = 1  # batches per optimizer update
     max_epochs: int = 30
     max_minutes: float = 0.0  # wall-clock training budget; 0 = no limit
+    max_updates: int = 0  # stop after this many optimizer updates; 0 = no limit
     patience: int = 5  # epochs without a better validation BLEU before stopping; 0 = never
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
     compile: bool = False  # torch.compile the model (in place; checkpoints are unchanged)
+    compile_backend: Literal["inductor", "aot_eager", "eager", "cudagraphs"] = "inductor"  # torch.compile's backend
     pin_memory: bool = True  # CUDA: copy batches from page-locked memory, asynchronously
     seed: int = 1
     valid_beam: int = 1  # validation BLEU uses greedy search by default
@@ -165,6 +167,7 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "train.accumulate": (1, None),
     "train.max_epochs": (1, None),
     "train.max_minutes": (0.0, None),
+    "train.max_updates": (0, None),
     "train.patience": (0, None),
     "train.valid_beam": (1, None),
     "train.valid_every_minutes": (0.0, None),

@@ -78,7 +78,9 @@ class Trainer:
         self.model.to(device)
         t = cfg.train
         if t.compile:
-            self.model.compile()  # in place: parameter names, and so checkpoints, stay the same
+            self.model.compile(
+                backend=t.compile_backend
+            )  # in place: parameter names, and so checkpoints, stay the same
         self.loss = self.group.wrap(TrainingLoss(model, cfg.loss))
         self.optimizer = torch.optim.Adam(
             model.parameters(), lr=t.lr, betas=t.betas, weight_decay=t.weight_decay, fused=True
@@ -194,8 +196,13 @@ class Trainer:
         return p
 
     def _stop_now(self, started: float, budget: float) -> bool:
-        """Out of time or asked to stop, on any rank (so that every rank stops after the same update)."""
-        return self.group.any(time.monotonic() - started >= budget or bool(self.signals.requested))
+        """Out of time or updates, or asked to stop, on any rank (so that every rank stops after the same update)."""
+        return self.group.any(
+            time.monotonic() - started >= budget or self._updates_done() or bool(self.signals.requested)
+        )
+
+    def _updates_done(self) -> bool:
+        return 0 < self.cfg.train.max_updates <= self.progress.updates
 
     def _fit_epoch(self, started: float, budget: float) -> None:
         t, p = self.cfg.train, self.progress
@@ -207,6 +214,8 @@ class Trainer:
             return
         if self.group.any(p.elapsed >= budget):
             p.stopped = f"time budget of {t.max_minutes:g} minutes reached"
+        elif self._updates_done():
+            p.stopped = f"max_updates={t.max_updates} reached"
         elif self.batches.epoch > t.max_epochs:
             p.stopped = f"max_epochs={t.max_epochs} reached"
         self._end_epoch(epoch, stats)
@@ -215,6 +224,8 @@ class Trainer:
     def _train_epoch(self, started: float, budget: float) -> EpochStats:
         stats, interval = EpochStats(), EpochStats()
         epoch = self.batches.epoch
+        if self.device.type == "cuda":  # the epoch record's peak_gpu_mb is this epoch's (its validation included)
+            torch.cuda.reset_peak_memory_stats(self.device)
         plan_length = len(self.batches.batches())
         bar = tqdm(
             total=plan_length,
@@ -332,7 +343,8 @@ class Trainer:
     def load_state_dict(self, content: dict) -> None:
         self.model.load_state_dict(content["model"])
         self.optimizer.load_state_dict(content["optimizer"])
-        self.scaler.load_state_dict(content["scaler"])
+        if content["scaler"]:  # empty when saved by a disabled scaler (bf16 or float32 training)
+            self.scaler.load_state_dict(content["scaler"])
         self.batches.load_state_dict(resharded(content["sampler"], content.get("world_size", 1), self.group))
         self.progress = Progress(**content["progress"])
         self.progress.stopped = ""

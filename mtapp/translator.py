@@ -59,7 +59,7 @@ class Translator:
         """The run's model with its decode settings, `decode_overrides` (None = keep) applied and
         checked as decode.* keys are; errors name an override by `flags[key]` when given."""
         device_ = select_device(device)
-        content = load_checkpoint(path, map_location=device_)
+        content = load_checkpoint(path)  # on the CPU: the tokenizer is read as bytes, the model moved below
         missing = [key for key in ("model", "config", "tokenizer") if key not in content]
         if missing:
             raise CheckpointError(f"{path} has no {', '.join(missing)}: it is not a complete mtapp checkpoint")

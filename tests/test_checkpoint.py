@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from mtapp import translator as translator_module
 from mtapp.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from mtapp.translator import Translator
 
@@ -78,3 +79,26 @@ def test_rng_state_round_trips_through_a_checkpoint(tmp_path):
     torch.manual_seed(9)
     set_rng_state(load_checkpoint(tmp_path / "r.pt")["rng"])
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
+
+
+def test_a_translator_reads_its_checkpoint_on_the_cpu_whatever_its_device(trained, monkeypatch):
+    """The tokenizer is stored as a uint8 tensor and read with .numpy(), which fails for a tensor
+    mapped onto a GPU: the checkpoint is loaded on the CPU and only the model is moved. (A device
+    other than the CPU is stood in for by "meta", which has no data either.)"""
+    _, run = trained
+    seen = []
+
+    def recording_load(path, map_location="cpu"):
+        seen.append(str(map_location))
+        return load_checkpoint(path, map_location)
+
+    monkeypatch.setattr(translator_module, "load_checkpoint", recording_load)
+    monkeypatch.setattr(translator_module, "select_device", lambda name: torch.device("meta"))
+    translator = Translator.from_checkpoint(run / "checkpoint_best.pt", device="cuda", amp="off")
+    assert seen == ["cpu"] and translator.device.type == "meta"
+
+
+def test_a_cuda_rng_state_of_every_gpu_from_earlier_checkpoints_is_read_without_cuda():
+    state = rng_state()
+    assert "cuda" not in state or torch.cuda.is_initialized()  # a CPU process starts no CUDA to save it
+    set_rng_state({**state, "cuda": [torch.zeros(8, dtype=torch.uint8)] * 3})  # no CUDA here: ignored

@@ -14,6 +14,7 @@ import yaml
 
 from mtapp import train, training
 from mtapp.checkpoint import load_checkpoint
+from mtapp.data.synthetic import write_synthetic_corpus
 from tests.synthetic import synthetic_pairs, tiny_config, write_text_corpus
 
 
@@ -91,3 +92,19 @@ def test_sigint_mid_update_saves_where_it_stopped_and_resumes_exactly(tmp_path, 
 
     assert train.main(["--run-dir", str(cut), "--resume"]) == 0
     assert_same_final_state(tmp_path / "whole", cut)
+
+
+def test_a_bf16_or_float32_run_resumes_in_fp16(tmp_path):
+    """A disabled gradient scaler saves an empty state; resuming with fp16 (scaler on) starts a
+    fresh scaler instead of failing on it (amp auto is fp16 on GPUs without bf16)."""
+    write_synthetic_corpus(tmp_path, train=300, valid=10, test=10)
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny_config(tmp_path, train={"max_epochs": 1}, batching={"max_tokens": 128})))
+    run = tmp_path / "run"
+    assert train.main(["--config", str(config), "--run-dir", str(run)]) == 0
+    assert load_checkpoint(run / "checkpoint_last.pt")["scaler"] == {}
+    assert (
+        train.main(["--run-dir", str(run), "--resume", "--set", "train.amp=fp16", "--set", "train.max_epochs=2"]) == 0
+    )
+    resumed = load_checkpoint(run / "checkpoint_last.pt")
+    assert resumed["progress"]["updates"] > 0 and resumed["scaler"]["scale"] > 0

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from mtapp.batching import collate
+from mtapp.models import rnn_encoder
 from mtapp.models.rnn_encoder import LSTMEncoder
 
 LENGTH_CASES = {
@@ -103,3 +104,13 @@ def test_padded_mode_drift_reaches_both_directions_from_the_second_layer_on():
     post, pre = padded_drift("post", layers=2), padded_drift("pre", layers=2)
     print(f"\npadded 2-layer LSTM drift vs. encoding alone: post-padding {post}, pre-padding {pre}")
     assert min(post.values()) > 1e-3 and min(pre.values()) > 1e-3
+
+
+def test_the_lstm_leaves_cudnn_bf16_autocast_for_float32_and_keeps_fp16(monkeypatch):
+    """cuDNN's autocast runs RNNs in fp16 whatever the autocast dtype; bf16 training has no loss
+    scaler, so the LSTM runs in float32 there. fp16 autocast (with its scaler) stays fp16."""
+    assert rnn_encoder.float32_under_autocast("cuda", torch.bfloat16)
+    assert not rnn_encoder.float32_under_autocast("cuda", torch.float16)
+    for native in (True, False):
+        monkeypatch.setattr(rnn_encoder, "cpu_has_native_bf16", lambda native=native: native)
+        assert rnn_encoder.float32_under_autocast("cpu", torch.bfloat16) is not native

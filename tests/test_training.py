@@ -6,6 +6,7 @@ import torch
 from mtapp import training
 from mtapp.config import TrainConfig, config_from_dict
 from mtapp.data.prepare import prepare
+from mtapp.data.synthetic import write_synthetic_corpus
 from mtapp.models import build_model
 from mtapp.training import Trainer, TrainingError, learning_rate
 from tests.synthetic import synthetic_pairs, tiny_config, write_text_corpus
@@ -77,3 +78,18 @@ def test_accumulated_batches_give_the_gradient_of_one_update_over_all_their_toke
     loss.backward()
     for got, want in zip(accumulated, (p.grad for p in trainer.model.parameters())):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_training_stops_after_max_updates(tmp_path):
+    cfg = config_from_dict(
+        tiny_config(tmp_path, train={"max_updates": 3, "max_epochs": 50}, batching={"max_tokens": 128})
+    )
+    write_synthetic_corpus(tmp_path, train=200, valid=10, test=10)
+    data = prepare(cfg)
+    (tmp_path / "run").mkdir()
+    trainer = Trainer(
+        cfg, tmp_path / "run", build_model(cfg.model, data.tokenizer.vocab_size), data, torch.device("cpu")
+    )
+    assert len(trainer.batches.batches()) > 3  # the first epoch alone has more
+    progress = trainer.fit()
+    assert progress.updates == 3 and progress.stopped == "max_updates=3 reached"

@@ -55,9 +55,9 @@ def machine_line(m: dict) -> str:
     return f"{m['cpu']} ({bf16}), torch {m['torch']}, {m['threads']} threads, device {m['device']}"
 
 
-def precision(amp: str) -> str:
-    """The dtype decoding with decode.amp=`amp` computes in here."""
-    dtype = amp_dtype(select_device("auto"), amp)
+def precision(amp: str, device: str = "auto") -> str:
+    """The dtype decoding with decode.amp=`amp` computes in on `device`."""
+    dtype = amp_dtype(select_device(device), amp)
     return "float32" if dtype is None else str(dtype).removeprefix("torch.")
 
 
@@ -72,8 +72,8 @@ def source_lines(cfg: Config, splits: list[str], limit: int | None) -> list[str]
 
 def count_changes(outputs: dict[int, list[str]]) -> dict:
     """`outputs`: budget -> one output per line. Lines whose budgets disagree (`changed`), and per
-    budget the lines that differ from the reference budget's output (`differ`)."""
-    reference = outputs[REFERENCE]
+    budget the lines that differ from the smallest budget's output (`differ`)."""
+    reference = outputs[min(outputs)]
     return {
         "lines": len(reference),
         "changed": sum(len(set(line)) > 1 for line in zip(*outputs.values())),
@@ -81,8 +81,10 @@ def count_changes(outputs: dict[int, list[str]]) -> dict:
     }
 
 
-def decode(checkpoint: Path, lines: list[str], amp: str, beam: int, budget: int) -> tuple[list[str], float]:
-    translator = Translator.from_checkpoint(checkpoint, amp=amp, beam=beam, max_tokens=budget)
+def decode(
+    checkpoint: Path, lines: list[str], amp: str, beam: int, budget: int, device: str = "auto"
+) -> tuple[list[str], float]:
+    translator = Translator.from_checkpoint(checkpoint, device, amp=amp, beam=beam, max_tokens=budget)
     started = time.monotonic()
     outputs = translator.translate(lines)
     return outputs, time.monotonic() - started
@@ -92,26 +94,29 @@ def run_config(run: Path) -> Config:
     return config_from_dict(load_checkpoint(run / "checkpoint_best.pt")["config"])
 
 
-def measure_run(run: Path, cfg: Config, lines: list[str], args: argparse.Namespace, bar: tqdm) -> list[dict]:
-    """One result per (amp, beam) for one run."""
+def measure_run(
+    run: Path, cfg: Config, lines: list[str], grid: dict[str, list], bar: tqdm, device: str = "auto"
+) -> list[dict]:
+    """One result per (amp, beam) of `grid` ({"amps": [...], "beams": [...], "budgets": [...]}) for one run."""
     checkpoint = run / "checkpoint_best.pt"
     results = []
-    for amp in args.amps:
-        for beam in args.beams:
+    for amp in grid["amps"]:
+        for beam in grid["beams"]:
             outputs, seconds = {}, {}
-            for budget in args.budgets:
+            for budget in grid["budgets"]:
                 bar.set_postfix_str(f"{run.name} {amp} beam {beam} budget {budget}")
-                outputs[budget], seconds[budget] = decode(checkpoint, lines, amp, beam, budget)
+                outputs[budget], seconds[budget] = decode(checkpoint, lines, amp, beam, budget, device)
                 bar.update()
-            row = {"run": str(run), "model": model_name(cfg), "amp": amp, "precision": precision(amp), "beam": beam}
-            results.append(row | count_changes(outputs) | {"seconds": seconds})
+            row = {"run": str(run), "model": model_name(cfg), "amp": amp, "precision": precision(amp, device)}
+            results.append(row | {"beam": beam} | count_changes(outputs) | {"seconds": seconds})
     return results
 
 
 def table(results: list[dict], budgets: list[int]) -> str:
-    others = [b for b in budgets if b != REFERENCE]
+    reference, *others = sorted(budgets)
+    against = "1/batch" if reference == REFERENCE else f"budget {reference}"
     columns = ["model", "precision", "beam", "lines changed (of N)"]
-    columns += [f"differ at {b} vs 1/batch" for b in others]
+    columns += [f"differ at {b} vs {against}" for b in others]
     columns += [f"decode s ({' / '.join(map(str, budgets))})"]
     rows = [
         [r["model"], r["precision"], r["beam"], f"{r['changed']} (of {r['lines']})"]
@@ -162,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     decodes = len(args.run) * len(args.amps) * len(args.beams) * len(args.budgets)
     with tqdm(total=decodes, desc="decoding", unit="decode", **bar_settings()) as bar:
-        results = [r for run in args.run for r in measure_run(run, configs[run], sources[run], args, bar)]
+        grid = {"amps": args.amps, "beams": args.beams, "budgets": args.budgets}
+        results = [r for run in args.run for r in measure_run(run, configs[run], sources[run], grid, bar)]
     text = f"{machine_line(m)}; splits {','.join(args.splits)}, limit {args.limit}\n\n" + table(results, args.budgets)
     text += f"\n{note}\n" if note else ""
     payload = {"command": [sys.executable, "-m", "mtapp.bench", "invariance", *argv]}

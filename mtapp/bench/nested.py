@@ -11,6 +11,8 @@ import traceback
 import torch
 import torch.nn.functional as F
 
+from mtapp.runtime import select_device
+
 HEADS, HEAD_DIM = 4, 8
 LENGTHS = (3, 7, 5)
 
@@ -21,10 +23,11 @@ def _heads(t: torch.Tensor) -> torch.Tensor:
 
 def _attention(q_seqs, kv_seqs, causal: bool, dtype: torch.dtype | None) -> str:
     d = HEADS * HEAD_DIM
-    lq, lk, lv = (torch.nn.Linear(d, d) for _ in range(3))
+    device = q_seqs[0].device
+    lq, lk, lv = (torch.nn.Linear(d, d, device=device) for _ in range(3))
     q_in = torch.nested.nested_tensor(q_seqs, layout=torch.jagged, requires_grad=True)
     kv_in = q_in if kv_seqs is q_seqs else torch.nested.nested_tensor(kv_seqs, layout=torch.jagged)
-    with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+    with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
         y = F.scaled_dot_product_attention(_heads(lq(q_in)), _heads(lk(kv_in)), _heads(lv(kv_in)), is_causal=causal)
         out = y.transpose(1, 2).flatten(-2)
     out.values().float().sum().backward()
@@ -36,10 +39,13 @@ def _attention(q_seqs, kv_seqs, causal: bool, dtype: torch.dtype | None) -> str:
     return f"works (forward + backward); largest difference from sentence-by-sentence {worst:.1e}"
 
 
-def probe() -> dict[str, str]:
+def probe(device: torch.device | None = None) -> dict[str, str]:
+    """Each operation the Transformer needs, on nested tensors on `device` (default the CPU): a
+    verdict per operation, starting "works" or "FAILS"."""
+    device = device or torch.device("cpu")
     torch.manual_seed(0)
-    src = [torch.randn(n, HEADS * HEAD_DIM) for n in LENGTHS]
-    tgt = [torch.randn(n + 1, HEADS * HEAD_DIM) for n in LENGTHS]
+    src = [torch.randn(n, HEADS * HEAD_DIM, device=device) for n in LENGTHS]
+    tgt = [torch.randn(n + 1, HEADS * HEAD_DIM, device=device) for n in LENGTHS]
     cases = {
         "encoder self-attention (float32)": lambda: _attention(src, src, False, None),
         "decoder causal self-attention (float32)": lambda: _attention(tgt, tgt, True, None),
@@ -58,9 +64,11 @@ def probe() -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argparse.ArgumentParser(prog="python -m mtapp.bench nested", description=__doc__.split("\n\n")[0]).parse_args(argv)
-    print(f"torch {torch.__version__}, nested jagged tensors on the CPU:")
-    results = probe()
+    p = argparse.ArgumentParser(prog="python -m mtapp.bench nested", description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    device = select_device(p.parse_args(argv).device)
+    print(f"torch {torch.__version__}, nested jagged tensors on {device}:")
+    results = probe(device)
     for name, verdict in results.items():
         print(f"  {name}: {verdict}")
     trainable = all(v.startswith("works") for v in results.values())

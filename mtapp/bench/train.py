@@ -49,13 +49,23 @@ def run_variant(config: Path, overrides: list[str], minutes: float, run_dir: Pat
         _, status, usage = os.wait4(child.pid, 0)
     if status != 0:
         raise SystemExit(f"variant {overrides} failed (exit status {status}); see {run_dir.with_suffix('.log')}")
+    return {
+        "overrides": overrides,
+        **summarize(run_dir),
+        "peak_rss_mb": usage.ru_maxrss / 1024,  # Linux reports KiB
+        "wall_seconds": time.monotonic() - started,
+    }
+
+
+def summarize(run_dir: Path) -> dict:
+    """A run's figures from its log.jsonl: over every epoch record, target tokens and sentences per
+    second of training, padding efficiency; the last epoch's losses and BLEU; the validation curve."""
     records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
     epochs = [r for r in records if r["event"] == "epoch"]
     trained = sum(r["tgt_tokens"] for r in epochs)
     seconds = sum(r["seconds"] for r in epochs)
     last = epochs[-1]
     return {
-        "overrides": overrides,
         "epochs": len(epochs),
         "tgt_tokens": trained,
         "tgt_tokens_per_s": trained / max(seconds, 1e-9),
@@ -64,9 +74,7 @@ def run_variant(config: Path, overrides: list[str], minutes: float, run_dir: Pat
         "train_loss": last["loss"],
         "valid_loss": last["valid_loss"],
         "valid_bleu": last["valid_bleu"],
-        "peak_rss_mb": usage.ru_maxrss / 1024,  # Linux reports KiB
         "peak_gpu_mb": max((r.get("peak_gpu_mb", 0.0) for r in epochs), default=0.0),  # 0 on the CPU
-        "wall_seconds": time.monotonic() - started,
         "valid_curve": [[r["elapsed"], r["valid_loss"]] for r in records if r["event"] in ("valid", "epoch")],
     }
 

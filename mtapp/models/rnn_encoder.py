@@ -45,19 +45,32 @@ class EncoderOutput:
 
 
 class LSTM(nn.LSTM):
-    """`nn.LSTM` that runs in float32 under CPU autocast on processors without native bf16:
-    oneDNN has no bf16 LSTM for them ("could not create a primitive descriptor for the LSTM
-    forward propagation primitive", seen on an AMD EPYC with AVX2 only), so forced bf16
-    (`amp: bf16`) runs there too, the LSTM in float32 and everything else in bf16."""
+    """`nn.LSTM` that runs in float32 under autocast where autocast would run it wrong:
+    - on CPUs without native bf16, oneDNN has no bf16 LSTM ("could not create a primitive
+      descriptor for the LSTM forward propagation primitive", seen on an AMD EPYC with AVX2
+      only), so forced bf16 (`amp: bf16`) runs there too, the LSTM in float32;
+    - on CUDA under bf16 autocast, PyTorch's autocast wrapper of cuDNN RNNs casts to fp16
+      whatever the autocast dtype (aten/src/ATen/cudnn/AutocastRNN.cpp), and bf16 training has
+      no gradient scaler: small fp16 gradients would flush to zero. float32 cuDNN (TF32 on
+      GPUs that have it) instead. fp16 autocast keeps cuDNN's fp16, with its scaler.
+    Everything around the LSTM stays in the autocast dtype."""
 
     def forward(self, x, hx=None):
         data = x.data if isinstance(x, PackedSequence) else x
-        if data.device.type != "cpu" or not torch.is_autocast_enabled("cpu") or cpu_has_native_bf16():
+        kind = data.device.type
+        if not torch.is_autocast_enabled(kind) or not float32_under_autocast(kind, torch.get_autocast_dtype(kind)):
             return super().forward(x, hx)
         x = x._replace(data=data.float()) if isinstance(x, PackedSequence) else data.float()
         hx = None if hx is None else tuple(h.float() for h in hx)
-        with torch.autocast("cpu", enabled=False):
+        with torch.autocast(kind, enabled=False):
             return super().forward(x, hx)
+
+
+def float32_under_autocast(device_type: str, dtype: torch.dtype) -> bool:
+    """Whether `LSTM` leaves autocast (`dtype`) on `device_type` and runs in float32."""
+    if device_type == "cpu":
+        return not cpu_has_native_bf16()
+    return device_type == "cuda" and dtype == torch.bfloat16
 
 
 class LSTMEncoder(nn.Module):
