@@ -17,12 +17,13 @@ import sys
 import time
 from pathlib import Path
 
-from mtapp.checkpoint import CheckpointError, load_checkpoint
-from mtapp.config import ConfigError, config_from_dict
+from mtapp.checkpoint import CheckpointError
+from mtapp.config import ConfigError
+from mtapp.ct2 import ExportError
 from mtapp.data import CorpusError, load_split
 from mtapp.data.corpora import read_lines
 from mtapp.evaluation import score
-from mtapp.translate import add_model_args, check_output, load_translator
+from mtapp.translate import add_model_args, check_output, checkpoint_path, engine_of, load_translator, run_config
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--src and --ref go together")
     try:
         return evaluate(args)
-    except (CheckpointError, CorpusError, ConfigError, ValueError) as e:
+    except (CheckpointError, CorpusError, ConfigError, ExportError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
@@ -54,14 +55,10 @@ def scored_set(args: argparse.Namespace) -> tuple[str, list[str], list[str]]:
     if args.ref:
         sources = read_lines(args.src) if args.src else []
         return (args.src or args.ref).name, sources, read_lines(args.ref)
-    cfg = config_from_dict(load_checkpoint(checkpoint_path(args))["config"])
+    cfg = run_config(args)
     split = args.split or cfg.data.test_split
     text = load_split(cfg.data, split)
     return split, text.src, text.tgt
-
-
-def checkpoint_path(args: argparse.Namespace) -> Path:
-    return args.checkpoint or args.run / "checkpoint_best.pt"
 
 
 def evaluate(args: argparse.Namespace) -> int:
@@ -77,7 +74,9 @@ def evaluate(args: argparse.Namespace) -> int:
         hyps = translator.translate(sources, progress=True)
         seconds = time.monotonic() - started
         result |= {
-            "checkpoint": str(checkpoint_path(args)),
+            "checkpoint": str(args.run if engine_of(args) == "ctranslate2" else checkpoint_path(args)),
+            "engine": engine_of(args),
+            "quantize": args.quantize,
             "beam": translator.decode.beam,
             "length_penalty": translator.decode.length_penalty,
             "max_len_a": translator.decode.max_len_a,

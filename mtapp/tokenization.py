@@ -72,6 +72,10 @@ class Tokenizer:
         """Subword ids without bos/eos; `threads` 0 = one per core."""
         return self._sp.encode(sentences, out_type=int, num_threads=threads or os.cpu_count() or 1)
 
+    def piece(self, i: int) -> str:
+        """The vocabulary entry of id `i` (as SentencePiece writes it)."""
+        return self._sp.id_to_piece(i)
+
     def decode(self, ids: list[list[int]]) -> list[str]:
         """Detokenised text; special ids are ignored."""
         return [self._sp.decode([i for i in seq if i > EOS]) for seq in ids]

@@ -32,12 +32,15 @@ from typing import BinaryIO
 
 from tqdm import tqdm
 
-from mtapp.checkpoint import CheckpointError
-from mtapp.config import ConfigError
+from mtapp.checkpoint import CheckpointError, load_checkpoint
+from mtapp.config import Config, ConfigError, config_from_dict
+from mtapp.ct2 import CTranslate2Translator, ExportError, export_config, is_export
 from mtapp.data.corpora import CorpusError, not_a_file
 from mtapp.progress import bar_settings
 from mtapp.runtime import keep_freed_memory, set_threads
 from mtapp.translator import Scored, Translator
+
+ENGINES = ("torch", "ctranslate2")
 
 log = logging.getLogger("mtapp.translate")
 
@@ -58,7 +61,9 @@ STALL_SECONDS = 0.05  # input that pauses this long is translated without waitin
 def add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     """Options shared by translate and evaluate: which model, and how to decode."""
     which = p.add_mutually_exclusive_group(required=required)
-    which.add_argument("--run", type=Path, help="run directory (uses its checkpoint_best.pt)")
+    which.add_argument(
+        "--run", type=Path, help="run directory (its checkpoint_best.pt), or a folder `python -m mtapp.export` wrote"
+    )
     which.add_argument("--checkpoint", type=Path, help="a checkpoint file")
     p.add_argument("--beam", type=int, help="beam size; 1 = greedy (default: the run's decode.beam)")
     p.add_argument("--length-penalty", type=float, help="score = log-prob / length ** this")
@@ -68,18 +73,56 @@ def add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--max-tokens", type=int, help="inference batch budget in padded source tokens")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument(
+        "--engine",
+        choices=ENGINES,
+        help="torch (a run or checkpoint) or ctranslate2 (an exported folder); default: what --run holds",
+    )
+    p.add_argument(
+        "--quantize",
+        help="torch: int8 (dynamic quantization, CPU); ctranslate2: a compute type (int8, int8_float32, "
+        "float32, ...; default: as exported)",
+    )
+    p.add_argument(
         "--amp",
         choices=["auto", "off", "bf16", "fp16"],
         help="decoding precision (default: the run's decode.amp; off = float32, the same output whatever the batch)",
     )
 
 
+def engine_of(args: argparse.Namespace) -> str:
+    """The engine what --run/--checkpoint holds needs; --engine, when given, must agree."""
+    held = "ctranslate2" if args.run is not None and is_export(args.run) else "torch"
+    if args.engine and args.engine != held:
+        if held == "torch":
+            raise ConfigError(
+                f"--engine ctranslate2 needs an exported folder; {args.run or args.checkpoint} is a training run: "
+                f"export it first (python -m mtapp.export --run {args.run or 'RUN'} --out EXPORT_DIR) and pass "
+                "--run EXPORT_DIR"
+            )
+        raise ConfigError(f"--engine torch needs a training run; {args.run} is a CTranslate2 export (drop --engine)")
+    return held
+
+
+def run_config(args: argparse.Namespace) -> Config:
+    """The config of the run that --run/--checkpoint names (an exported folder keeps its run's)."""
+    if engine_of(args) == "ctranslate2":
+        return export_config(args.run)
+    return config_from_dict(load_checkpoint(checkpoint_path(args))["config"])
+
+
+def checkpoint_path(args: argparse.Namespace) -> Path:
+    return args.checkpoint or args.run / "checkpoint_best.pt"
+
+
 def load_translator(args: argparse.Namespace) -> Translator:
     set_threads()
     keep_freed_memory()
-    path = args.checkpoint or args.run / "checkpoint_best.pt"
     overrides = {key: getattr(args, key, None) for key in DECODE_FLAGS}
-    return Translator.from_checkpoint(path, device=args.device, flags=DECODE_FLAGS, **overrides)
+    if engine_of(args) == "ctranslate2":
+        compute_type = args.quantize or "default"
+        return CTranslate2Translator.from_export(args.run, args.device, compute_type, DECODE_FLAGS, **overrides)
+    path = checkpoint_path(args)
+    return Translator.from_checkpoint(path, device=args.device, flags=DECODE_FLAGS, quantize=args.quantize, **overrides)
 
 
 def check_output(path: Path | None, flag: str = "--output") -> None:
@@ -206,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         check_output(args.output)
         translator = load_translator(args)
         stream = open_input(args.input)
-    except (CheckpointError, ConfigError, CorpusError) as e:
+    except (CheckpointError, ConfigError, CorpusError, ExportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     name = str(args.input) if args.input else "standard input"

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +24,9 @@ from tqdm import tqdm
 from mtapp.batching import collate
 from mtapp.batching.inference import inference_batches
 from mtapp.checkpoint import CheckpointError, load_checkpoint, tokenizer_from_tensor
-from mtapp.config import DecodeConfig, config_from_dict, decode_with
+from mtapp.config import ConfigError, DecodeConfig, config_from_dict, decode_with
 from mtapp.models import Seq2Seq, build_model
+from mtapp.models.quantize import int8 as quantize_int8
 from mtapp.progress import bar_settings
 from mtapp.runtime import amp_dtype, autocast, select_device
 from mtapp.search import Hypothesis, beam_search_nbest, greedy
@@ -54,11 +55,21 @@ class Translator:
 
     @classmethod
     def from_checkpoint(
-        cls, path: Path, device: str = "auto", flags: dict[str, str] | None = None, **decode_overrides
+        cls,
+        path: Path,
+        device: str = "auto",
+        flags: dict[str, str] | None = None,
+        quantize: str | None = None,
+        **decode_overrides,
     ) -> Translator:
         """The run's model with its decode settings, `decode_overrides` (None = keep) applied and
-        checked as decode.* keys are; errors name an override by `flags[key]` when given."""
+        checked as decode.* keys are; errors name an override by `flags[key]` when given.
+        `quantize` "int8": dynamic int8 quantization (`models.quantize`; CPU, float32 activations)."""
         device_ = select_device(device)
+        if quantize not in (None, "int8"):
+            raise ConfigError(f"--quantize {quantize}: the torch engine has int8 (dynamic quantization) only")
+        if quantize and device_.type != "cpu":
+            raise ConfigError("--quantize int8 runs on the CPU (PyTorch's dynamic int8 kernels): add --device cpu")
         content = load_checkpoint(path)  # on the CPU: the tokenizer is read as bytes, the model moved below
         missing = [key for key in ("model", "config", "tokenizer") if key not in content]
         if missing:
@@ -74,6 +85,9 @@ class Translator:
             )
         model = build_model(cfg.model, tokenizer.vocab_size)
         model.load_state_dict(content["model"])
+        if quantize:
+            quantize_int8(model)
+            decode = replace(decode, amp="off")  # int8 weights, float32 activations: no autocast
         model.to(device_)
         return cls(model, tokenizer, decode, cfg.model.max_positions - 1, cfg.batching.pad_side)
 

@@ -33,6 +33,10 @@ class Seq2Seq(nn.Module, ABC):
 
     max_output_tokens: int | None = None  # most target tokens before eos it can decode (None: no limit)
 
+    def __init__(self):
+        super().__init__()
+        self.projection: nn.Module | None = None  # set by `quantize.int8`: the output projection as a layer
+
     @abstractmethod
     def encode(self, batch: Batch) -> DecoderState:
         """Encode `batch.src`; returns the initial decoder state (no target token consumed yet)."""
@@ -52,4 +56,6 @@ class Seq2Seq(nn.Module, ABC):
 
     def project(self, hidden: torch.Tensor) -> torch.Tensor:
         """Decoder output (..., D) -> vocabulary logits (..., V)."""
+        if self.projection is not None:
+            return self.projection(hidden)
         return F.linear(hidden, self.output_embedding())

@@ -1,0 +1,227 @@
+"""CTranslate2: a trained Transformer converted into the inference engine's format, and translation
+with the converted model under the same contract and decode settings as the torch engine.
+
+An exported folder holds the CTranslate2 model (model.bin, config.json, shared_vocabulary.json),
+the run's SentencePiece model (spm.model) and `mtapp.json` (the run's config, hence its decode
+settings, and how the folder was made): the folder alone can translate.
+
+The conversion maps mtapp's pre-norm Transformer onto `ctranslate2.specs.TransformerSpec`:
+self-attention [q; kv] fused into CTranslate2's [q; k; v], cross-attention q and kv as they are,
+one embedding table for source, target and output projection, mtapp's own sinusoid table (sin
+and cos interleaved, positions from 0; CTranslate2's built-in table differs), source eos added,
+`<s>` as the decoder start, PyTorch's layer-norm epsilon (1e-5). LSTM and hybrid models have no
+CTranslate2 form (it has no recurrent layers).
+
+Decoding matches mtapp's search: the length penalty counts the end token (`return_end_token`),
+the output limit a * source length + b is per sentence (CTranslate2's `max_decoding_length` is
+per call, so each token-budget batch is split into runs of sources with one limit), `min_len`
+counts subwords without the end token, and CTranslate2's silent truncation of long inputs is off
+(lines that do not fit are split before, as `Translator` does).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from itertools import groupby
+from pathlib import Path
+
+import numpy as np
+
+from mtapp.batching.inference import inference_batches
+from mtapp.checkpoint import CheckpointError, load_checkpoint, tokenizer_from_tensor
+from mtapp.config import Config, DecodeConfig, config_from_dict, decode_with
+from mtapp.models.transformer import sinusoids
+from mtapp.search import Hypothesis
+from mtapp.tokenization import EOS, Tokenizer
+from mtapp.translator import Translator
+
+EXPORT_FILE = "mtapp.json"
+QUANTIZATIONS = ("int8", "int8_float32", "int16", "float16", "bfloat16", "float32")
+LAYER_NORM_EPSILON = 1e-5  # torch.nn.LayerNorm's default, which mtapp's layers use
+
+
+class ExportError(ValueError):
+    """A run cannot be exported, or a folder is not an export."""
+
+
+def _layer_norm(spec, norm) -> None:
+    spec.gamma, spec.beta = _array(norm.weight), _array(norm.bias)
+
+
+def _linear(spec, *layers) -> None:
+    """`spec` = the rows of `layers` stacked (one layer: itself)."""
+    spec.weight = np.concatenate([_array(layer.weight) for layer in layers])
+    spec.bias = np.concatenate([_array(layer.bias) for layer in layers])
+
+
+def _array(parameter) -> np.ndarray:
+    return parameter.detach().cpu().float().numpy()
+
+
+def transformer_spec(model, cfg: Config, tokenizer: Tokenizer):
+    """The CTranslate2 spec of an mtapp Transformer (float32 weights; quantized when saved)."""
+    import ctranslate2
+
+    m = cfg.model
+    spec = ctranslate2.specs.TransformerSpec.from_config((m.encoder_layers, m.decoder_layers), m.heads, pre_norm=True)
+    model = model.float().eval()
+    embed, table = _array(model.embed.weight), sinusoids(m.max_positions, m.d_model).numpy()
+    spec.encoder.embeddings[0].weight = embed
+    spec.decoder.embeddings.weight = embed
+    spec.decoder.projection.weight = embed  # tied output embedding, no bias
+    for side in (spec.encoder, spec.decoder):
+        side.scale_embeddings = True  # embeddings * sqrt(d_model), as mtapp
+        side.position_encodings.encodings = table
+    for layer_spec, layer in zip(spec.encoder.layer, model.encoder):
+        _layer_norm(layer_spec.self_attention.layer_norm, layer.norm1)
+        _linear(layer_spec.self_attention.linear[0], layer.attn.q, layer.attn.kv)
+        _linear(layer_spec.self_attention.linear[1], layer.attn.out)
+        _ffn(layer_spec.ffn, layer.norm2, layer.ffn)
+    for layer_spec, layer in zip(spec.decoder.layer, model.decoder):
+        _layer_norm(layer_spec.self_attention.layer_norm, layer.norm1)
+        _linear(layer_spec.self_attention.linear[0], layer.self_attn.q, layer.self_attn.kv)
+        _linear(layer_spec.self_attention.linear[1], layer.self_attn.out)
+        _layer_norm(layer_spec.attention.layer_norm, layer.norm2)
+        _linear(layer_spec.attention.linear[0], layer.cross_attn.q)
+        _linear(layer_spec.attention.linear[1], layer.cross_attn.kv)
+        _linear(layer_spec.attention.linear[2], layer.cross_attn.out)
+        _ffn(layer_spec.ffn, layer.norm3, layer.ffn)
+    _layer_norm(spec.encoder.layer_norm, model.encoder_norm)
+    _layer_norm(spec.decoder.layer_norm, model.decoder_norm)
+    vocabulary = [tokenizer.piece(i) for i in range(tokenizer.vocab_size)]
+    spec.register_source_vocabulary(vocabulary)
+    spec.register_target_vocabulary(vocabulary)
+    spec.config.add_source_eos = True
+    spec.config.decoder_start_token = "<s>"
+    spec.config.layer_norm_epsilon = LAYER_NORM_EPSILON
+    return spec
+
+
+def _ffn(spec, norm, ffn) -> None:
+    _layer_norm(spec.layer_norm, norm)
+    _linear(spec.linear_0, ffn[0])
+    _linear(spec.linear_1, ffn[3])
+
+
+def export(checkpoint: Path, out: Path, quantization: str = "float32", force: bool = False) -> Path:
+    """Convert a Transformer checkpoint into an exported folder `out` (module docstring)."""
+    import ctranslate2
+
+    from mtapp.models import build_model
+
+    content = load_checkpoint(checkpoint)
+    for key in ("model", "config", "tokenizer"):
+        if key not in content:
+            raise CheckpointError(f"{checkpoint} has no {key}: it is not a complete mtapp checkpoint")
+    cfg = config_from_dict(content["config"])
+    if cfg.model.type != "transformer":
+        raise ExportError(
+            f"{checkpoint}: model.type is {cfg.model.type}; CTranslate2 has no recurrent layers, so only Transformer "
+            "runs can be exported. Translate it with the torch engine instead, int8 included: "
+            "python -m mtapp.translate --run RUN --quantize int8"
+        )
+    if quantization not in QUANTIZATIONS:
+        raise ExportError(f"--quantize {quantization}: choose one of {', '.join(QUANTIZATIONS)}")
+    if out.exists() and any(out.iterdir()) and not force:
+        raise ExportError(f"{out} exists and is not empty: choose another --out, or pass --force to replace it")
+    tokenizer = Tokenizer(tokenizer_from_tensor(content["tokenizer"]))
+    model = build_model(cfg.model, tokenizer.vocab_size)
+    model.load_state_dict(content["model"])
+    spec = transformer_spec(model, cfg, tokenizer)
+
+    class _FromMtapp(ctranslate2.converters.Converter):
+        def _load(self):
+            return spec
+
+    _FromMtapp().convert(str(out), quantization=quantization, force=True)
+    tokenizer.save(out / "spm.model")
+    about = {"format": "ctranslate2", "quantization": quantization, "ctranslate2": ctranslate2.__version__}
+    about |= {"checkpoint": str(checkpoint), "config": cfg.to_dict()}
+    (out / EXPORT_FILE).write_text(json.dumps(about, indent=2) + "\n", encoding="utf-8")
+    return out
+
+
+def is_export(folder: Path) -> bool:
+    return (folder / EXPORT_FILE).is_file()
+
+
+def export_config(folder: Path) -> Config:
+    """The run's config, as the exported folder keeps it."""
+    try:
+        about = json.loads((folder / EXPORT_FILE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise ExportError(f"{folder / EXPORT_FILE} cannot be read ({e}): export the run again") from None
+    return config_from_dict(about["config"])
+
+
+class CTranslate2Translator(Translator):
+    """`Translator` whose search runs in CTranslate2 (text handling, long lines, n-best and
+    scores are the torch engine's)."""
+
+    def __init__(self, engine, tokenizer: Tokenizer, decode: DecodeConfig, max_source: int):
+        self.engine, self.tokenizer, self.decode, self.max_source = engine, tokenizer, decode, max_source
+        self.pieces_of = [tokenizer.piece(i) for i in range(tokenizer.vocab_size)]
+        self.ids_of = {piece: i for i, piece in enumerate(self.pieces_of)}
+
+    @classmethod
+    def from_export(
+        cls,
+        folder: Path,
+        device: str = "auto",
+        compute_type: str = "default",
+        flags: dict[str, str] | None = None,
+        **decode_overrides,
+    ) -> CTranslate2Translator:
+        """The exported model with its run's decode settings (`decode_overrides` applied, checked
+        as decode.* keys); `compute_type` as CTranslate2 takes it (default: as exported)."""
+        import ctranslate2
+
+        cfg = export_config(folder)
+        decode = decode_with(cfg.decode, decode_overrides, flags)
+        if device == "auto":
+            device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        engine = ctranslate2.Translator(
+            str(folder), device=device, compute_type=compute_type, inter_threads=1, intra_threads=threads
+        )
+        return cls(engine, Tokenizer.load(folder / "spm.model"), decode, cfg.model.max_positions - 1)
+
+    def search_ids(self, src: list[list[int]], beam: int, nbest: int, progress: bool) -> list[list[Hypothesis]]:
+        d = self.decode
+        lengths = np.array([len(s) for s in src], dtype=np.int64)
+        results: list[list[Hypothesis]] = [[] for _ in src]
+        batches = inference_batches(lengths, d.max_tokens) if len(src) else []  # as the torch engine's
+        for idx in batches:
+            # one limit per call: runs of sources with the same limit (the batch is sorted by length)
+            for limit, run in groupby(idx.tolist(), key=lambda i: self.limit(len(src[i]))):
+                run = list(run)
+                found = self.engine.translate_batch(
+                    [[self.pieces_of[t] for t in src[i]] for i in run],
+                    beam_size=beam,
+                    num_hypotheses=nbest,
+                    length_penalty=d.length_penalty if beam > 1 else 0.0,
+                    return_end_token=True,  # the length penalty counts it, as mtapp's does
+                    max_decoding_length=limit + 1,  # + 1: the end token
+                    min_decoding_length=d.min_len + 1 if d.min_len < limit else 0,
+                    max_input_length=0,  # no truncation: long lines were split before
+                    return_scores=True,
+                )
+                for i, result in zip(run, found):
+                    results[i] = [self.hypothesis(h, s) for h, s in zip(result.hypotheses, result.scores)]
+        return results
+
+    def limit(self, length: int) -> int:
+        """Most output subwords (end token excluded) for a source of `length` subwords (eos excluded)."""
+        return min(int(self.decode.max_len_a * length + self.decode.max_len_b), self.max_source)
+
+    def hypothesis(self, pieces: list[str], score: float) -> Hypothesis:
+        ids = [self.ids_of[p] for p in pieces]
+        return Hypothesis(ids[: ids.index(EOS)] if EOS in ids else ids, score)
+
+    def score_ids(self, src: list[list[int]], tgt: list[list[int]]) -> list[list[float]]:
+        """Teacher-forced log-probabilities of each target subword and of the end token."""
+        found = self.engine.score_batch(
+            [[self.pieces_of[t] for t in s] for s in src], [[self.pieces_of[t] for t in t_] for t_ in tgt]
+        )
+        return [list(r.log_probs) for r in found]

@@ -1,0 +1,52 @@
+"""`python -m mtapp.export`: a trained Transformer run as a folder an inference engine loads alone.
+
+python -m mtapp.export --run DIR [--checkpoint FILE] --out DIR [--format ctranslate2]
+                       [--quantize int8|int8_float32|int16|float16|bfloat16|float32] [--force]
+
+The folder holds the CTranslate2 model, its vocabulary, the SentencePiece model and the run's
+config (its decode settings): `python -m mtapp.translate --run DIR` and `mtapp.evaluate` then
+decode with CTranslate2 (see mtapp/ct2.py). LSTM and hybrid runs have no CTranslate2 form;
+their fast CPU path is the torch engine's `--quantize int8`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from mtapp.checkpoint import CheckpointError
+from mtapp.config import ConfigError
+from mtapp.ct2 import QUANTIZATIONS, ExportError, export
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m mtapp.export", description=__doc__.split("\n\n")[0])
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--run", type=Path, help="run directory (its checkpoint_best.pt)")
+    which.add_argument("--checkpoint", type=Path, help="a checkpoint file")
+    p.add_argument("--out", type=Path, required=True, help="the folder to write")
+    p.add_argument("--format", default="ctranslate2", choices=["ctranslate2"])
+    p.add_argument("--quantize", default="float32", choices=QUANTIZATIONS, help="weight type (default: %(default)s)")
+    p.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    checkpoint = args.checkpoint or args.run / "checkpoint_best.pt"
+    started = time.monotonic()
+    try:
+        out = export(checkpoint, args.out, args.quantize, args.force)
+    except (CheckpointError, ConfigError, ExportError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    size = sum(f.stat().st_size for f in out.iterdir() if f.is_file())
+    print(
+        f"exported {checkpoint} as CTranslate2 ({args.quantize}) to {out} ({size / 1e6:.1f} MB, "
+        f"{time.monotonic() - started:.1f} s); translate with: python -m mtapp.translate --run {out}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""Export to CTranslate2 and the engines: the converted model scores as mtapp's does, decodes the
+same way (greedy: the same lines; beam: the same scoring, with CTranslate2's own beam rule), int8
+stays near float32 on both engines, and the folder alone translates through the same commands."""
+
+import numpy as np
+import pytest
+import torch
+
+from mtapp import ct2, evaluate, export, translate
+from mtapp.batching import collate
+from mtapp.checkpoint import save_checkpoint
+from mtapp.config import Config
+from mtapp.data import load_split
+from mtapp.evaluation import score
+from mtapp.models import build_model
+from mtapp.models.quantize import int8
+from mtapp.translator import Translator
+from tests.synthetic import EXACT_MODELS, random_ids
+
+
+@pytest.fixture(scope="module")
+def exported(trained, tmp_path_factory):
+    tmp, run = trained
+    out = tmp_path_factory.mktemp("export")
+    folders = {q: out / q for q in ("float32", "int8")}
+    for quantization, folder in folders.items():
+        assert export.main(["--run", str(run), "--out", str(folder), "--quantize", quantization]) == 0
+    test = load_split(ct2.export_config(folders["float32"]).data, "test")
+    return run, folders, test
+
+
+def torch_translator(run, **overrides):
+    return Translator.from_checkpoint(run / "checkpoint_best.pt", device="cpu", amp="off", **overrides)
+
+
+def teacher_forced(translator, src, tgt):
+    """mtapp's log-probability of each target subword and the end token, per pair."""
+    batch = collate([np.asarray(s) for s in src], [np.asarray(t) for t in tgt], np.arange(len(src)), "post")
+    with torch.no_grad():
+        lprobs = torch.log_softmax(translator.model.project(translator.model(batch)).float(), dim=-1)
+    picked = lprobs.gather(2, batch.tgt_out[:, :, None]).squeeze(2)
+    return [picked[i, : len(t) + 1].tolist() for i, t in enumerate(tgt)]
+
+
+def test_ctranslate2_scores_references_as_mtapp_does(exported):
+    run, folders, test = exported
+    mine, theirs = torch_translator(run), ct2.CTranslate2Translator.from_export(folders["float32"], "cpu")
+    src, tgt = mine.tokenizer.encode(test.src), mine.tokenizer.encode(test.tgt)
+    for expected, got in zip(teacher_forced(mine, src, tgt), theirs.score_ids(src, tgt)):
+        assert len(got) == len(expected)
+        np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+
+
+def test_greedy_decoding_gives_the_same_lines_and_beam_search_scores_alike(exported):
+    run, folders, test = exported
+    greedy = [torch_translator(run, beam=1), ct2.CTranslate2Translator.from_export(folders["float32"], "cpu", beam=1)]
+    assert greedy[0].translate(test.src) == greedy[1].translate(test.src)
+
+    mine = torch_translator(run, beam=3)
+    theirs = ct2.CTranslate2Translator.from_export(folders["float32"], "cpu", beam=3)
+    _, src = mine.pieces(test.src)
+    found = theirs.search_ids(src, 3, 1, False)
+    same = sum(a[0].tokens == b[0].tokens for a, b in zip(mine.search_ids(src, 3, 1, False), found))
+    assert same >= 0.75 * len(src)  # the rest: CTranslate2 ends a sentence when its best beam ends (README)
+    # its score is mtapp's: log-probability / (subwords + end token) ** length_penalty
+    tokens = [h[0].tokens for h in found]
+    for hyp, lprobs in zip(found, teacher_forced(mine, src, tokens)):
+        assert hyp[0].score == pytest.approx(sum(lprobs) / len(lprobs), abs=0.02)
+
+
+def test_int8_stays_within_its_bleu_tolerance_on_both_engines(exported):
+    run, folders, test = exported
+    bleu = {
+        "torch float32": torch_translator(run),
+        "torch int8": torch_translator(run, quantize="int8"),
+        "ctranslate2 float32": ct2.CTranslate2Translator.from_export(folders["float32"], "cpu"),
+        "ctranslate2 int8": ct2.CTranslate2Translator.from_export(folders["int8"], "cpu"),
+    }
+    bleu = {name: score(t.translate(test.src), test.tgt)["bleu"] for name, t in bleu.items()}
+    assert bleu["torch float32"] > 50, bleu  # a model worth comparing
+    for name in ("torch int8", "ctranslate2 int8", "ctranslate2 float32"):
+        assert abs(bleu[name] - bleu["torch float32"]) <= 5.0, bleu
+
+
+def test_the_exported_folder_alone_translates_through_the_commands(exported, tmp_path, capsysbinary):
+    run, folders, test = exported
+    lines = ["", test.src[0], "   ", test.src[1]]
+    (tmp_path / "in.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert translate.main(["--run", str(folders["float32"]), "--input", str(tmp_path / "in.txt"), "--beam", "1"]) == 0
+    out = capsysbinary.readouterr().out.decode().split("\n")
+    assert out[:4] == ["", greedy_line(run, test.src[0]), "", greedy_line(run, test.src[1])]
+    nbest = ["--run", str(folders["float32"]), "--input", str(tmp_path / "in.txt"), "--nbest", "2", "--scores"]
+    assert translate.main(nbest) == 0
+    rows = [r.split("\t") for r in capsysbinary.readouterr().out.decode().splitlines()]
+    assert [(r[0], r[1]) for r in rows] == [("1", "1"), ("2", "1"), ("2", "2"), ("3", "1"), ("4", "1"), ("4", "2")]
+    report = tmp_path / "eval.json"
+    assert evaluate.main(["--run", str(folders["int8"]), "--split", "test", "--json", str(report)]) == 0
+    assert '"engine": "ctranslate2"' in report.read_text()
+
+
+def greedy_line(run, line):
+    return torch_translator(run, beam=1).translate([line])[0]
+
+
+def test_engines_and_runs_that_do_not_match_are_clear_errors(exported, capsys):
+    run, folders, _ = exported
+    assert translate.main(["--run", str(run), "--engine", "ctranslate2"]) == 2
+    assert "export it first (python -m mtapp.export" in capsys.readouterr().err
+    assert translate.main(["--run", str(folders["int8"]), "--engine", "torch"]) == 2
+    assert "is a CTranslate2 export" in capsys.readouterr().err
+    assert translate.main(["--run", str(run), "--quantize", "float16"]) == 2
+    assert "the torch engine has int8" in capsys.readouterr().err
+
+
+def test_an_lstm_run_cannot_be_exported_and_is_told_what_to_do(tmp_path):
+    model = build_model(EXACT_MODELS["lstm-packed"], 40)
+    path = tmp_path / "lstm.pt"
+    content = {"model": model.state_dict(), "config": Config(model=EXACT_MODELS["lstm-packed"]).to_dict()}
+    save_checkpoint(path, content | {"tokenizer": torch.zeros(1)})
+    with pytest.raises(ct2.ExportError, match="--quantize int8"):
+        ct2.export(path, tmp_path / "out")
+
+
+@pytest.mark.parametrize("name", list(EXACT_MODELS))
+def test_torch_int8_quantizes_every_model_type_and_stays_near_float32(name):
+    torch.manual_seed(0)
+    model = build_model(EXACT_MODELS[name], 40).eval()
+    batch = collate(random_ids(0, [5, 3, 7]), random_ids(1, [4, 6, 2]), np.arange(3), "post")
+    with torch.no_grad():
+        reference = model.project(model(batch))
+        quantized = int8(model)
+        got = quantized.project(quantized(batch))
+    kinds = {type(m).__module__ for m in quantized.modules()}
+    assert "torch.ao.nn.quantized.dynamic.modules.linear" in kinds
+    assert type(quantized.projection).__module__ == "torch.ao.nn.quantized.dynamic.modules.linear"
+    assert (got - reference).abs().max() <= 0.05 * reference.abs().max()
