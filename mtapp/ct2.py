@@ -14,8 +14,8 @@ CTranslate2 form (it has no recurrent layers).
 
 Decoding matches mtapp's search: the length penalty counts the end token (`return_end_token`),
 the output limit a * source length + b is per sentence (CTranslate2's `max_decoding_length` is
-per call, so each token-budget batch is split into runs of sources with one limit), `min_len`
-counts subwords without the end token, and CTranslate2's silent truncation of long inputs is off
+per call and counts the end token, so each token-budget batch is split into runs of sources with
+one limit), `min_len` counts subwords without the end token (so does `min_decoding_length`), and CTranslate2's silent truncation of long inputs is off
 (lines that do not fit are split before, as `Translator` does).
 """
 
@@ -203,21 +203,23 @@ class CTranslate2Translator(Translator):
                     length_penalty=d.length_penalty if beam > 1 else 0.0,
                     return_end_token=True,  # the length penalty counts it, as mtapp's does
                     max_decoding_length=limit + 1,  # + 1: the end token
-                    min_decoding_length=d.min_len + 1 if d.min_len < limit else 0,
+                    min_decoding_length=min(d.min_len, limit),  # subwords before the end token may come
                     max_input_length=0,  # no truncation: long lines were split before
                     return_scores=True,
                 )
                 for i, result in zip(run, found):
-                    results[i] = [self.hypothesis(h, s) for h, s in zip(result.hypotheses, result.scores)]
+                    results[i] = [self.hypothesis(h, s, limit) for h, s in zip(result.hypotheses, result.scores)]
         return results
 
     def limit(self, length: int) -> int:
         """Most output subwords (end token excluded) for a source of `length` subwords (eos excluded)."""
         return min(int(self.decode.max_len_a * length + self.decode.max_len_b), self.max_source)
 
-    def hypothesis(self, pieces: list[str], score: float) -> Hypothesis:
+    def hypothesis(self, pieces: list[str], score: float, limit: int) -> Hypothesis:
+        """Without the end token; one that reached its limit without it (CTranslate2 stops there,
+        where mtapp's search makes it end) keeps `limit` subwords."""
         ids = [self.ids_of[p] for p in pieces]
-        return Hypothesis(ids[: ids.index(EOS)] if EOS in ids else ids, score)
+        return Hypothesis(ids[: ids.index(EOS)] if EOS in ids else ids[:limit], score)
 
     def score_ids(self, src: list[list[int]], tgt: list[list[int]]) -> list[list[float]]:
         """Teacher-forced log-probabilities of each target subword and of the end token."""

@@ -1,6 +1,6 @@
-"""Export to CTranslate2 and the engines: the converted model scores as mtapp's does, decodes the
-same way (greedy: the same lines; beam: the same scoring, with CTranslate2's own beam rule), int8
-stays near float32 on both engines, and the folder alone translates through the same commands."""
+"""Export to CTranslate2 and the engines: the converted model scores as mtapp's does and decodes
+the same hypotheses in float32 (greedy and beam), int8 stays near float32 on both engines, and
+the folder alone translates through the same commands."""
 
 import numpy as np
 import pytest
@@ -51,21 +51,29 @@ def test_ctranslate2_scores_references_as_mtapp_does(exported):
         np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
 
 
-def test_greedy_decoding_gives_the_same_lines_and_beam_search_scores_alike(exported):
+@pytest.mark.parametrize("beam", [1, 3])
+def test_float32_decoding_gives_the_same_hypotheses_with_the_same_scores(exported, beam):
+    """Greedy and beam search: the same subwords for every line of the test set, the scores
+    within 1e-4 (length penalty counting the end token, min and max length as mtapp's)."""
     run, folders, test = exported
-    greedy = [torch_translator(run, beam=1), ct2.CTranslate2Translator.from_export(folders["float32"], "cpu", beam=1)]
-    assert greedy[0].translate(test.src) == greedy[1].translate(test.src)
-
-    mine = torch_translator(run, beam=3)
-    theirs = ct2.CTranslate2Translator.from_export(folders["float32"], "cpu", beam=3)
+    mine = torch_translator(run, beam=beam, nbest=beam)
+    theirs = ct2.CTranslate2Translator.from_export(folders["float32"], "cpu", beam=beam, nbest=beam)
     _, src = mine.pieces(test.src)
-    found = theirs.search_ids(src, 3, 1, False)
-    same = sum(a[0].tokens == b[0].tokens for a, b in zip(mine.search_ids(src, 3, 1, False), found))
-    assert same >= 0.75 * len(src)  # the rest: CTranslate2 ends a sentence when its best beam ends (README)
-    # its score is mtapp's: log-probability / (subwords + end token) ** length_penalty
-    tokens = [h[0].tokens for h in found]
-    for hyp, lprobs in zip(found, teacher_forced(mine, src, tokens)):
-        assert hyp[0].score == pytest.approx(sum(lprobs) / len(lprobs), abs=0.02)
+    for a, b in zip(mine.search_ids(src, beam, beam, False), theirs.search_ids(src, beam, beam, False)):
+        assert [h.tokens for h in a] == [h.tokens for h in b]
+        np.testing.assert_allclose([h.score for h in a], [h.score for h in b], atol=1e-4, rtol=0)
+
+
+def test_equal_work_decoding_writes_exactly_the_asked_length(exported):
+    """--min-len N --max-len-a 0 --max-len-b N (bench peers' equal work): N subwords, every line."""
+    run, folders, test = exported
+    fixed = {"beam": 3, "min_len": 7, "max_len_a": 0.0, "max_len_b": 7}
+    for translator in (
+        torch_translator(run, **fixed),
+        ct2.CTranslate2Translator.from_export(folders["float32"], "cpu", **fixed),
+    ):
+        _, src = translator.pieces(test.src[:20])
+        assert {len(h[0].tokens) for h in translator.search_ids(src, 3, 1, False)} == {7}
 
 
 def test_int8_stays_within_its_bleu_tolerance_on_both_engines(exported):
