@@ -8,10 +8,11 @@ import pytest
 import yaml
 
 from mtapp import train
-from mtapp.bench import invariance, stream
+from mtapp.bench import decode, invariance, stream
 from mtapp.checkpoint import load_checkpoint
 from mtapp.config import config_from_dict
 from mtapp.data import load_split
+from mtapp.runtime import cpu_has_native_bf16
 from tests.synthetic import synthetic_pairs, tiny_config, write_text_corpus
 
 
@@ -110,3 +111,20 @@ def test_invariance_bench_stops_before_decoding_when_a_split_is_missing(runs, tm
     args = ["--run", str(runs["packed"]), "--splits", "test,nosuch", "--amps", "off", "--out", str(tmp_path)]
     assert invariance.main(args) == 2
     assert "no entry for split 'nosuch'" in capsys.readouterr().err and not list(tmp_path.iterdir())
+
+
+def test_bench_decode_times_every_engine_and_precision_in_rounds(trained, tmp_path):
+    _, run = trained
+    out = tmp_path / "decode"
+    assert decode.main(["--run", str(run), "--split", "test", "--rounds", "2", "--beam", "3", "--out", str(out)]) == 0
+    results = {r["variant"]: r for r in json.loads((out / "decode.json").read_text())["results"]}
+    expected = {"torch float32", "torch int8", "ctranslate2 float32", "ctranslate2 int8"}
+    assert expected <= set(results) and ("torch bf16" in results) == cpu_has_native_bf16()
+    for r in results.values():
+        assert len(r["seconds_rounds"]) == 2 and r["same_every_round"] and r["lines"] == 80 and r["peak_rss_mb"] > 0
+    assert results["torch float32"]["identical_to_float32"] == 80
+    assert results["ctranslate2 float32"]["identical_to_float32"] == 80  # the same search in float32
+    assert results["torch int8"]["model_mb"] < results["torch float32"]["model_mb"]
+    assert results["ctranslate2 int8"]["model_mb"] < results["ctranslate2 float32"]["model_mb"]
+    table = (out / "decode.md").read_text()
+    assert all(f"| {name} |" in table for name in results)

@@ -341,3 +341,21 @@ def test_bench_peers_reports_a_missing_peer_with_the_reason(tmp_path, monkeypatc
     table = (out / "peers.md").read_text()
     assert "JoeyNMT 2.3.0 is not installed: installation failed: no wheel" in table
     assert math.isfinite(yaml.safe_load((out / "peers.json").read_text())["flops_per_target_token"])
+
+
+def test_mtapp_decoded_by_ctranslate2_gets_its_own_ratios_to_each_peer():
+    systems = [
+        _result("mtapp", 3300, 80, 36.0, fixed=50),
+        _result("mtapp-ct2-int8", 3300, 160, 35.9, fixed=150),  # the same training, decoded by CTranslate2
+        _result("opennmt", 2000, 70, 36.5, fixed=30),
+    ]
+    table = peers_report.ratio_table(systems)
+    assert "| opennmt | 1.65× | 1.14× |" in table and "| best peer | 1.65× (opennmt) |" in table
+    assert "| opennmt (mtapp-ct2-int8) | 1.65× | 2.29× | 2.29× | 5.00× | -0.60 |" in table
+    assert "| best peer (mtapp-ct2-int8) |" in table
+    assert [r["mtapp"] for r in peers_report.targets(systems)][:2] == [3300, 80]  # the targets stay mtapp's
+
+
+def test_an_engine_system_needs_mtapp_trained_before_it(tmp_path):
+    with pytest.raises(SystemExit):
+        peers.main(["--systems", "mtapp-ct2-int8,opennmt", "--out", str(tmp_path)])

@@ -1,14 +1,15 @@
-"""`python -m mtapp.bench <benchmark> ...`; benchmarks: claims, gpu, invariance, kernels, nested, padding, peers,
-scale, stream, train."""
+"""`python -m mtapp.bench <benchmark> ...`; benchmarks: claims, decode, gpu, invariance, kernels, nested, padding,
+peers, scale, stream, train."""
 
 from __future__ import annotations
 
 import sys
 
-from mtapp.bench import claims, gpu, invariance, kernels, nested, padding, peers, scale, stream, train
+from mtapp.bench import claims, decode, gpu, invariance, kernels, nested, padding, peers, scale, stream, train
 
 BENCHMARKS = {
     "claims": claims.main,
+    "decode": decode.main,
     "gpu": gpu.main,
     "invariance": invariance.main,
     "kernels": kernels.main,

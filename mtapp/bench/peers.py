@@ -54,6 +54,7 @@ from pathlib import Path
 
 import torch
 
+from mtapp import ct2
 from mtapp.bench import peers_joeynmt, peers_opennmt
 from mtapp.bench.peers_data import Pieces, count_pieces, detokenise, prepare_pieces, write_lines
 from mtapp.bench.peers_flops import matmul_peak, training_flops_per_token
@@ -66,7 +67,8 @@ from mtapp.evaluation import score
 from mtapp.runtime import amp_dtype
 
 PEERS = {m.KEY: m for m in (peers_opennmt, peers_joeynmt)}
-SYSTEMS = ("mtapp", "mtapp-fp32", *PEERS)
+ENGINE_SYSTEMS = {"mtapp-ct2": "float32", "mtapp-ct2-int8": "int8"}  # mtapp's model, decoded by CTranslate2
+SYSTEMS = ("mtapp", "mtapp-fp32", *ENGINE_SYSTEMS, *PEERS)
 LAUNCHER = Path(__file__).with_name("peers_launch.py")
 
 
@@ -101,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown systems {sorted(unknown)}; choose from {', '.join(SYSTEMS)}")
     if args.decode_rounds < 1:
         p.error("--decode-rounds must be at least 1")
+    for name in set(systems) & set(ENGINE_SYSTEMS):
+        if "mtapp" not in systems[: systems.index(name)]:
+            p.error(f"{name} decodes the model system mtapp trained: list mtapp before it in --systems")
     shared = Shared(
         minutes=args.minutes, warmup=args.warmup, fixed_length=args.fixed_length, decode_rounds=args.decode_rounds
     )
@@ -119,7 +124,12 @@ def main(argv: list[str] | None = None) -> int:
     for name in systems:
         print(f"== {name}: training {shared.minutes:g} min", flush=True)
         try:
-            if name.startswith("mtapp"):
+            if name in ENGINE_SYSTEMS:
+                mtapp = next((r for r, _ in trained if r["system"] == "mtapp"), None)
+                if mtapp is None:
+                    raise SystemFailed("mtapp did not train, so there is no model to export")
+                result, decoder = export_mtapp(name, mtapp, shared, pieces, args.out)
+            elif name.startswith("mtapp"):
                 result, decoder = train_mtapp(name, args.config, cfg, shared, pieces, args.out / name)
             else:
                 venv = args.peers_dir.resolve() / name
@@ -200,22 +210,39 @@ def train_mtapp(
         **training_figures(trained),
     }
 
+    model = ["--checkpoint", str(run_dir / "checkpoint_last.pt")]
+    return result | {"run_dir": str(run_dir)}, mtapp_decoder(model, folder, shared, pieces)
+
+
+def mtapp_decoder(model: list[str], folder: Path, shared: Shared, pieces: Pieces) -> Decoder:
     def decode(length: int) -> Decoded:
         scores = folder / ("fixed.json" if length else "test.json")
-        found, translated, hyps = mtapp_translate(run_dir, scores, pieces, shared, length)
+        found, translated, hyps = mtapp_translate(model, scores, pieces, shared, length)
         return Decoded(found["translate_seconds"], translated, hyps)
 
-    return result, decode
+    return decode
+
+
+def export_mtapp(name: str, mtapp: dict, shared: Shared, pieces: Pieces, out: Path) -> tuple[dict, Decoder]:
+    """mtapp's trained model (its last weights) exported to CTranslate2 (`ENGINE_SYSTEMS[name]`
+    weights): the training figures are mtapp's, the decoder `mtapp.evaluate` on the export."""
+    import ctranslate2
+
+    quantization, folder = ENGINE_SYSTEMS[name], out / name
+    export = ct2.export(Path(mtapp["run_dir"]) / "checkpoint_last.pt", folder / "export", quantization, force=True)
+    result = mtapp | {"system": name, "version": f"mtapp on CTranslate2 {ctranslate2.__version__} {quantization}"}
+    result["precision"] = f"{mtapp['precision']}; decoding {quantization}"
+    return result, mtapp_decoder(["--run", str(export)], folder, shared, pieces)
 
 
 def mtapp_translate(
-    run_dir: Path, scores: Path, pieces: Pieces, shared: Shared, length: int = 0
+    model: list[str], scores: Path, pieces: Pieces, shared: Shared, length: int = 0
 ) -> tuple[dict, Finished, list[str]]:
-    """`python -m mtapp.evaluate` of the test sources with the last weights: its scores (JSON file
-    `scores`, with the translations and the log beside it), the command's measurements, the
-    translations. `length` > 0: every output `length` subwords, `length` + 1 decoder steps per
-    beam (`Shared.fixed_length`)."""
-    args = [sys.executable, "-m", "mtapp.evaluate", "--checkpoint", str(run_dir / "checkpoint_last.pt")]
+    """`python -m mtapp.evaluate` of the test sources with `model` (its --checkpoint or --run):
+    its scores (JSON file `scores`, with the translations and the log beside it), the command's
+    measurements, the translations. `length` > 0: every output `length` subwords, `length` + 1
+    decoder steps per beam (`Shared.fixed_length`)."""
+    args = [sys.executable, "-m", "mtapp.evaluate", *model]
     args += ["--src", str(pieces.text("test", pieces.src_lang)), "--ref", str(pieces.text("test", pieces.tgt_lang))]
     args += ["--beam", str(shared.beam), "--max-tokens", str(shared.max_tokens), "--json", str(scores)]
     if length:

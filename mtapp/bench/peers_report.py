@@ -145,17 +145,23 @@ def system_row(r: dict, per_token: float, machine: dict) -> list[str]:
 
 
 def ratio_table(systems: list[dict]) -> str:
-    mtapp = next((s for s in systems if s["system"] == "mtapp" and "error" not in s), None)
+    mtapps = [
+        s for s in systems if s["system"] != "mtapp-fp32" and s["system"].startswith("mtapp") and "error" not in s
+    ]
     peers = [s for s in systems if not s["system"].startswith("mtapp") and "error" not in s]
-    if mtapp is None or not peers:
+    if not mtapps or not peers:
         return "(no ratios: mtapp or every peer is missing)\n"
     speeds = ("tgt_tokens_per_s", "sentences_per_s", "output_pieces_per_s", "fixed_sentences_per_s")
     keys = (*speeds, "bleu", "peak_rss_mb")
-    rows = [[peer["system"], *(ratio_cell(mtapp, peer, k) for k in keys)] for peer in peers]
-    cells = []
-    for key in keys:
-        best = best_peer(peers, key)
-        cells.append("–" if best is None else f"{ratio_cell(mtapp, best, key)} ({best['system']})")
+    rows = []
+    for mtapp in mtapps:  # mtapp, and its model decoded by CTranslate2 (same training)
+        label = "" if mtapp["system"] == "mtapp" else f" ({mtapp['system']})"
+        rows += [[peer["system"] + label, *(ratio_cell(mtapp, peer, k) for k in keys)] for peer in peers]
+        cells = []
+        for key in keys:
+            best = best_peer(peers, key)
+            cells.append("–" if best is None else f"{ratio_cell(mtapp, best, key)} ({best['system']})")
+        rows.append(["best peer" + label, *cells])
     columns = [
         "mtapp ÷",
         "training tokens/s",
@@ -165,7 +171,7 @@ def ratio_table(systems: list[dict]) -> str:
         "BLEU (difference)",
         "peak RSS (process)",
     ]
-    return markdown_table(columns, [*rows, ["best peer", *cells]])
+    return markdown_table(columns, rows)
 
 
 def ratio_cell(mtapp: dict, peer: dict, key: str) -> str:
