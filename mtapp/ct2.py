@@ -19,7 +19,8 @@ whose hypotheses break its own limit is decoded again alone with it (a call per 
 halve the speed: 12.1 against 6.0 s for test_2016_flickr, int8). One case is not caught: mtapp
 makes a beam that reaches its limit end there, and that ended beam may win, where CTranslate2,
 running to the batch's larger limit, continues it and may return another hypothesis within the
-limit; it needs a beam still alive after a * source + b subwords. `min_len` counts subwords before the end token, as `min_decoding_length` does;
+limit; it needs a beam still alive after a * source + b subwords. `min_len` counts subwords
+before the end token, as `min_decoding_length` does;
 CTranslate2's silent truncation of long inputs is off (lines that do not fit are split before,
 as `Translator` does). In float32 both engines give the same hypotheses (tests/test_export.py).
 """
@@ -37,6 +38,7 @@ from tqdm import tqdm
 from mtapp.batching.inference import inference_batches
 from mtapp.checkpoint import CheckpointError, load_checkpoint, tokenizer_from_tensor
 from mtapp.config import Config, DecodeConfig, config_from_dict, decode_with
+from mtapp.models import build_model
 from mtapp.models.transformer import sinusoids
 from mtapp.progress import bar_settings
 from mtapp.search import Hypothesis
@@ -114,8 +116,6 @@ def _ffn(spec, norm, ffn) -> None:
 def export(checkpoint: Path, out: Path, quantization: str = "float32", force: bool = False) -> Path:
     """Convert a Transformer checkpoint into an exported folder `out` (module docstring)."""
     import ctranslate2
-
-    from mtapp.models import build_model
 
     content = load_checkpoint(checkpoint)
     for key in ("model", "config", "tokenizer"):

@@ -1,11 +1,11 @@
 """`python -m mtapp.bench <benchmark> ...`; benchmarks: claims, decode, gpu, invariance, kernels, nested, padding,
-peers, scale, stream, train."""
+peers, scale, serve, stream, train."""
 
 from __future__ import annotations
 
 import sys
 
-from mtapp.bench import claims, decode, gpu, invariance, kernels, nested, padding, peers, scale, stream, train
+from mtapp.bench import claims, decode, gpu, invariance, kernels, nested, padding, peers, scale, serve, stream, train
 
 BENCHMARKS = {
     "claims": claims.main,
@@ -17,6 +17,7 @@ BENCHMARKS = {
     "padding": padding.main,
     "peers": peers.main,
     "scale": scale.main,
+    "serve": serve.main,
     "stream": stream.main,
     "train": train.main,
 }

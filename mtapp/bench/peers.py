@@ -122,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
 
     trained: list[tuple[dict, Decoder]] = []
     for name in systems:
-        print(f"== {name}: training {shared.minutes:g} min", flush=True)
+        doing = "exporting mtapp's model" if name in ENGINE_SYSTEMS else f"training {shared.minutes:g} min"
+        print(f"== {name}: {doing}", flush=True)
         try:
             if name in ENGINE_SYSTEMS:
                 mtapp = next((r for r, _ in trained if r["system"] == "mtapp"), None)

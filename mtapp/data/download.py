@@ -18,7 +18,7 @@ def verify(corpus: RegisteredCorpus, folder: Path) -> list[str]:
     bad = []
     for name in corpus.files():
         path = folder / name
-        if not path.is_file() or path.stat().st_size != corpus.size[name] or _sha256(path) != corpus.sha256[name]:
+        if not path.is_file() or path.stat().st_size != corpus.size[name] or file_sha256(path) != corpus.sha256[name]:
             bad.append(name)
     return bad
 
@@ -42,7 +42,7 @@ def download(corpus: RegisteredCorpus, root: Path, timeout: float = 30.0) -> Pat
                 f"{', '.join(corpus.files())} into {folder} by hand, or point $MTAPP_DATA_DIR at a "
                 "folder that holds them"
             ) from None
-        size, digest = tmp.stat().st_size, _sha256(tmp)
+        size, digest = tmp.stat().st_size, file_sha256(tmp)
         if size != corpus.size[name] or digest != corpus.sha256[name]:
             tmp.unlink()
             raise CorpusError(
@@ -53,7 +53,8 @@ def download(corpus: RegisteredCorpus, root: Path, timeout: float = 30.0) -> Pat
     return folder
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file, read in 1 MB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

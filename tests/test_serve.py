@@ -1,0 +1,187 @@
+"""`python -m mtapp.serve` as users meet it: a real server on a free loopback port (started here,
+stopped after), every endpoint and limit, 32 concurrent clients whose translations equal the
+offline ones (batch invariance across requests), a client that hangs up, SIGTERM draining, and the
+page driven in headless Chromium."""
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from mtapp.bench.serve import Server
+from mtapp.translator import Translator
+
+
+@pytest.fixture(scope="module")
+def served(trained, tmp_path_factory):
+    tmp, run = trained
+    log = tmp_path_factory.mktemp("serve") / "server.log"
+    server = Server(run, log, ["--max-sentences", "16", "--max-chars", "300", "--max-body-bytes", "20000"])
+    yield server, run
+    assert server.stop(), log.read_text()
+
+
+@pytest.fixture(scope="module")
+def offline(trained):
+    _, run = trained
+    translator = Translator.from_checkpoint(run / "checkpoint_best.pt", device="cpu", amp="off")
+    return translator
+
+
+def sources(trained, n=60):
+    tmp, _ = trained
+    return (tmp / "corpus" / "test.xx").read_text(encoding="utf-8").splitlines()[:n]
+
+
+def test_every_endpoint_answers(served, trained, offline):
+    server, run = served
+    assert httpx.get(server.url + "/health").json() == {"status": "alive"}
+    assert httpx.get(server.url + "/ready").json() == {"ready": True}
+    model = httpx.get(server.url + "/model").json()
+    checkpoint = run / "checkpoint_best.pt"
+    assert model["weights_sha256"] == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    assert (model["source_language"], model["target_language"], model["engine"]) == ("xx", "yy", "torch")
+    assert model["decode"]["beam"] == offline.decode.beam
+    lines = sources(trained, 3)
+    answer = server.post({"text": ["", lines[0], "  ", lines[1], lines[2]]})
+    assert answer.status_code == 200
+    assert answer.json()["translations"] == offline.translate(["", lines[0], "  ", lines[1], lines[2]])
+    nbest = server.post({"text": lines[:2], "beam": 3, "nbest": 2}).json()
+    expected = offline.translate_nbest(lines[:2], 3, 2)
+    assert nbest["translations"] == [[h.text for h in hyps] for hyps in expected]
+    assert [[round(s, 4) for s in row] for row in nbest["scores"]] == [
+        [round(h.score, 4) for h in hyps] for hyps in expected
+    ]
+    metrics = httpx.get(server.url + "/metrics").text
+    assert 'mtapp_requests_total{status="200"}' in metrics and "mtapp_batch_sentences_bucket" in metrics
+    assert "mtapp_queue_sentences" in metrics and "mtapp_request_seconds_count" in metrics
+    page = httpx.get(server.url + "/").text
+    assert "<textarea" in page and "Translate" in page and "http" not in page.split("<script>")[0].lower()
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "says"),
+    [
+        ("{not json", 400, "not valid JSON"),
+        ({"txt": ["a"]}, 422, '"text"'),
+        ({"text": [1, 2]}, 422, "list of strings"),
+        ({"text": ["w01"] * 17}, 413, "--max-sentences 16"),
+        ({"text": ["w01 " * 100]}, 413, "--max-chars 300"),
+        ({"text": ["w01\nw02"]}, 422, "line break"),
+        ({"text": ["w01"], "beam": 0}, 422, '"beam" must be a positive integer'),
+        ({"text": ["w01"], "beam": 2, "nbest": 3}, 422, "must not exceed"),
+        ("x" * 20001, 413, "--max-body-bytes 20000"),
+    ],
+)
+def test_every_limit_is_a_clear_json_error(served, body, status, says):
+    server, _ = served
+    answer = server.post(body)
+    assert answer.status_code == status and says in answer.json()["error"]
+
+
+def test_a_full_queue_and_a_late_answer_are_503_and_504(trained, tmp_path):
+    _, run = trained
+    server = Server(run, tmp_path / "server.log", ["--queue-limit", "2", "--timeout", "0.001"])
+    try:
+        full = server.post({"text": ["w01", "w02", "w03"]})
+        assert (
+            full.status_code == 503 and full.headers["Retry-After"] == "1" and "--queue-limit 2" in full.json()["error"]
+        )
+        late = server.post({"text": ["w01 w02"]})
+        assert late.status_code == 504 and "--timeout" in late.json()["error"]
+        assert httpx.get(server.url + "/health").status_code == 200  # still serving
+    finally:
+        assert server.stop()
+
+
+def test_concurrent_clients_get_the_offline_translations_of_their_own_text(served, trained, offline):
+    """32 clients x 8 requests of 1-4 sentences of mixed lengths: every response is the offline
+    translation of its own request (so nothing is lost or swapped), whoever shared its batch."""
+    server, _ = served
+    pool = sources(trained, 80)
+    rng = random.Random(0)
+    requests = [[rng.choice(pool) for _ in range(rng.randint(1, 4))] for _ in range(32 * 8)]
+    expected = dict(zip(pool, offline.translate(pool)))
+
+    def client(k: int) -> list[bool]:
+        with httpx.Client(timeout=120) as http:
+            return [
+                http.post(server.url + "/translate", json={"text": text}).json()["translations"]
+                == [expected[t] for t in text]
+                for text in requests[k * 8 : (k + 1) * 8]
+            ]
+
+    with ThreadPoolExecutor(32) as clients:
+        results = [ok for oks in clients.map(client, range(32)) for ok in oks]
+    assert len(results) == 256 and all(results)
+    metrics = httpx.get(server.url + "/metrics").text
+    shared = [line for line in metrics.splitlines() if line.startswith('mtapp_batch_requests_bucket{le="1.0"}')]
+    total = [line for line in metrics.splitlines() if line.startswith("mtapp_batch_requests_count")]
+    assert float(shared[0].split()[-1]) < float(total[0].split()[-1])  # some batches held several requests
+
+
+def test_a_client_that_hangs_up_does_not_break_the_batch_for_others(served, trained, offline):
+    server, _ = served
+    line = sources(trained, 1)[0]
+    body = json.dumps({"text": [line] * 8}).encode()
+    with socket.create_connection(("127.0.0.1", server.port)) as s:
+        head = "POST /translate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        s.sendall(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    answer = server.post({"text": [line]})  # sent while the abandoned request may still be translated
+    assert answer.status_code == 200 and answer.json()["translations"] == offline.translate([line])
+
+
+def test_sigterm_answers_the_requests_in_flight_then_exits(trained, tmp_path, offline):
+    _, run = trained
+    server = Server(run, tmp_path / "server.log", ["--batch-window-ms", "300"])
+    lines = sources(trained, 20)
+    answers = []
+    sender = threading.Thread(target=lambda: answers.append(server.post({"text": lines})))
+    sender.start()
+    time.sleep(0.1)  # the request waits in its batch window
+    assert server.stop()
+    sender.join()
+    assert answers[0].status_code == 200 and answers[0].json()["translations"] == offline.translate(lines)
+
+
+def chromium() -> tuple[str, str] | None:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    driver = shutil.which("chromedriver") or (
+        os.path.exists("/usr/lib/chromium/chromedriver") and "/usr/lib/chromium/chromedriver"
+    )
+    return (browser, driver) if browser and driver else None
+
+
+@pytest.mark.skipif(chromium() is None and not os.environ.get("MTAPP_REQUIRE_BROWSER"), reason="no chromium here")
+def test_the_page_translates_what_is_typed_in_a_headless_browser(served, trained, offline, tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    server, _ = served
+    browser, driver = chromium()
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+        options.add_argument(flag)
+    page = webdriver.Chrome(service=Service(driver), options=options)
+    try:
+        page.get(server.url + "/")
+        line = sources(trained, 1)[0]
+        page.find_element(By.ID, "source").send_keys(line)
+        page.find_element(By.ID, "go").click()
+        WebDriverWait(page, 60).until(lambda p: "translated in" in p.find_element(By.ID, "info").text)
+        assert page.find_element(By.ID, "output").text == offline.translate([line])[0]
+        assert "\u2192" in page.find_element(By.ID, "model").text  # xx -> yy, from /model
+        page.save_screenshot(str(tmp_path / "page.png"))
+    finally:
+        page.quit()
