@@ -145,3 +145,15 @@ def test_kernel_bench_times_cases_that_compute_the_same_thing():
     assert torch.equal(values, my_values) and torch.equal(indices, my_indices)
     for grad in (run() for run in kernels.dropout_cases().values()):  # both drop a tenth of the units
         assert abs((grad == 0).float().mean().item() - 0.1) < 0.005
+
+
+def test_the_serving_claim_follows_the_bench_serve_numbers():
+    def cell(window, clients, rate, p99):
+        return {"window": window, "size": 1, "concurrency": clients, "sentences_per_s": rate, "p99_ms": p99}
+
+    serve = {"cells": [cell("serialized", 1, 8, 200), cell("serialized", 16, 7, 2000), cell("0", 1, 9, 180)]}
+    serve["cells"] += [cell("0", 16, 28, 500), cell("5", 1, 7, 300), cell("5", 16, 20, 600)]
+    row = claims.serve_verdict(serve)
+    assert row["verdict"] == "holds" and "4.00x" in row["numbers"] and "window 0 ms" in row["numbers"]
+    serve["cells"][2]["p99_ms"] = 400  # window 0 doubles the lone latency
+    assert claims.serve_verdict(serve)["verdict"] == "does not hold"

@@ -6,6 +6,8 @@ with measurements on Multi30k de->en, each experiment trained for the same wall-
   (c) "packing is faster than padding"
   (d) "bucketing / token batching speeds training up"
   (e) "masking the loss matters"
+  (f) "batching concurrent requests raises throughput without hurting latency at low load"
+      (from a `python -m mtapp.bench serve` result, given with --serve-json)
 
 Two grids of `bench train` variants: the LSTM config over encoder padding mode x pad side, and
 the Transformer config over batching strategies (plus the loss without its pad mask). Writes
@@ -160,6 +162,27 @@ def verdicts(lstm: list[dict], transformer: list[dict], drift: dict[str, float])
     return rows
 
 
+def serve_verdict(serve: dict) -> dict:
+    """(f), from a `bench serve` payload: at 16 single-sentence clients the best batch window's
+    throughput against the serialized server's, and that window's p99 latency at one client
+    against the serialized server's (the same requests, one at a time)."""
+
+    def cell(window: str, clients: int) -> dict:
+        return next(c for c in serve["cells"] if (c["window"], c["size"], c["concurrency"]) == (window, 1, clients))
+
+    windows = {c["window"] for c in serve["cells"]} - {"serialized"}
+    best = max(windows, key=lambda w: cell(w, 16)["sentences_per_s"])
+    gain = cell(best, 16)["sentences_per_s"] / cell("serialized", 16)["sentences_per_s"]
+    latency = cell(best, 1)["p99_ms"] / cell("serialized", 1)["p99_ms"]
+    return {
+        "claim": "(f) batching concurrent requests raises throughput without hurting latency at low load",
+        "verdict": "holds" if gain >= 2 and latency <= 1.3 else "does not hold",
+        "numbers": f"16 single-sentence clients: {gain:.2f}x the serialized server's sentences/s (window {best} ms); "
+        f"one client: p99 {cell(best, 1)['p99_ms']:.0f} ms against {cell('serialized', 1)['p99_ms']:.0f} ms "
+        f"({latency:.2f}x)",
+    }
+
+
 def plot(lstm: list[dict], transformer: list[dict], folder: Path) -> list[str]:
     return [
         plot_results(results, folder / f"{name}.png", f"{name}: same wall-clock budget per variant")
@@ -189,12 +212,15 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m mtapp.bench claims", description=__doc__.split("\n\n")[0])
     p.add_argument("--minutes", type=float, required=True, help="training budget of each variant")
     p.add_argument("--report", type=Path, required=True, help="folder for the runs, report.md and plots")
+    p.add_argument("--serve-json", type=Path, help="a `bench serve` serve.json: adds claim (f)")
     args = p.parse_args(argv)
     args.report.mkdir(parents=True, exist_ok=True)
     lstm = run_grid(CONFIGS / "multi30k_de_en_lstm.yaml", variants(LSTM_GRID), args.minutes, args.report / "lstm")
     transformer = run_grid(DEFAULT_CONFIG, TRANSFORMER_VARIANTS, args.minutes, args.report / "transformer")
     drift = state_drift(Path(find(lstm, "model.encoder_padding=padded", "batching.pad_side=post")["run_dir"]))
     rows = verdicts(lstm, transformer, drift)
+    if args.serve_json:
+        rows.append(serve_verdict(json.loads(args.serve_json.read_text())))
     plots = plot(lstm, transformer, args.report)
     payload = {"minutes": args.minutes, "lstm": lstm, "transformer": transformer, "drift": drift, "verdicts": rows}
     (args.report / "claims.json").write_text(json.dumps(payload, indent=2) + "\n")
