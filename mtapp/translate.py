@@ -291,15 +291,28 @@ def translate_stream(translator: Translator, reader: LineReader, out: BinaryIO, 
     with tqdm(desc="translating", unit="line", disable=not (args.input or args.output), **bar_settings()) as bar:
         for chunk in reader.chunks(args.buffer_lines):
             text = format_lines(translator.translate_nbest(chunk), written[0] + 1, scored).encode("utf-8")
-            # A signal waits while a chunk is written and counted, so the count is what was written.
-            blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-            try:
+            with deferred_signals():  # the count is what was written
                 out.write(text)  # UTF-8, whatever the locale
                 out.flush()
                 written[0] += len(chunk)
-            finally:
-                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
             bar.update(len(chunk))
+
+
+@contextlib.contextmanager
+def deferred_signals():
+    """SIGINT and SIGTERM that arrive inside the block act when it ends. (Blocking them with
+    pthread_sigmask held only for the main thread: the kernel then handed a signal to the reader
+    thread or one of torch's, and Python raised it in the main thread inside the block anyway.)"""
+    caught: list[int] = []
+    kinds = (signal.SIGINT, signal.SIGTERM)
+    previous = {kind: signal.signal(kind, lambda signum, frame: caught.append(signum)) for kind in kinds}
+    try:
+        yield
+    finally:
+        for kind, handler in previous.items():
+            signal.signal(kind, handler)
+        for signum in caught:
+            signal.raise_signal(signum)  # now its own handler: KeyboardInterrupt, or Stopped
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -190,3 +191,15 @@ def test_an_output_folder_that_does_not_exist_is_refused_before_the_model_loads(
     missing = tmp_path / "no-run"  # not even a run: the output is checked first
     assert translate.main(["--run", str(missing), "--output", str(tmp_path / "x" / "out.txt")]) == 2
     assert "the folder" in capsys.readouterr().err
+
+
+def test_a_signal_during_a_chunks_write_acts_once_the_chunk_is_counted():
+    """SIGINT/SIGTERM sent while a chunk is written (from any thread of the process) wait for
+    the block's end, so the reported count is what was written."""
+    done = []
+    with pytest.raises(KeyboardInterrupt), translate.deferred_signals():
+        threading.Thread(target=os.kill, args=(os.getpid(), signal.SIGINT)).start()
+        time.sleep(0.2)  # the signal has arrived: it must not interrupt the block
+        done.append("written and counted")
+    assert done == ["written and counted"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is back
