@@ -9,6 +9,7 @@ import functools
 import os
 import platform
 import random
+import resource
 from pathlib import Path
 
 import numpy as np
@@ -97,3 +98,15 @@ def keep_freed_memory() -> bool:
         return False
     libc = ctypes.CDLL(ctypes.util.find_library("c"))
     return bool(libc.mallopt(M_TRIM_THRESHOLD, 1 << 30)) and bool(libc.mallopt(M_MMAP_MAX, 0))
+
+
+def memory_mb() -> dict[str, float]:
+    """This process's resident memory now and at its peak, in MB (Linux: /proc/self/statm;
+    elsewhere only the peak)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        now = pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        now = float("nan")
+    return {"rss_mb": now, "peak_rss_mb": max(peak, now)}  # the kernel's high-water mark lags a little

@@ -31,7 +31,7 @@ from mtapp.evaluation import score
 from mtapp.loss import batch_loss
 from mtapp.models import Seq2Seq
 from mtapp.progress import EpochStats, Progress, StopSignals, bar_settings
-from mtapp.runtime import amp_dtype, autocast
+from mtapp.runtime import amp_dtype, autocast, memory_mb
 from mtapp.translator import Translator
 
 __all__ = ["EpochStats", "Progress", "StopSignals", "Trainer", "TrainingError", "learning_rate"]
@@ -284,6 +284,7 @@ class Trainer:
         record = {"event": "epoch", "epoch": epoch, "update": p.updates, **summary, **metrics}
         record["valid_seconds"] = time.monotonic() - tick
         record["elapsed"] = p.elapsed
+        record |= memory_mb()  # this process's RSS now and at its peak (issue #21: where training memory goes)
         if self.device.type == "cuda":
             record["peak_gpu_mb"] = torch.cuda.max_memory_allocated(self.device) / 2**20
         if metrics["valid_bleu"] > p.best_bleu:

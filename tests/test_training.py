@@ -1,3 +1,4 @@
+import json
 import math
 
 import pytest
@@ -93,3 +94,5 @@ def test_training_stops_after_max_updates(tmp_path):
     assert len(trainer.batches.batches()) > 3  # the first epoch alone has more
     progress = trainer.fit()
     assert progress.updates == 3 and progress.stopped == "max_updates=3 reached"
+    epoch = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()][-1]
+    assert epoch["event"] == "epoch" and 0 < epoch["rss_mb"] <= epoch["peak_rss_mb"]  # memory, per epoch

@@ -95,7 +95,7 @@ def markdown(payload: dict) -> str:
         equal_work_column(s.get("fixed_length", 0)),
         "BLEU",
         "chrF",
-        "MFU: of the fp32 peak (bf16 rows: of the bf16 peak)",
+        "MFU: of the peak of the precision that trained (fp32 unless it says bf16)",
     ]
     lines.append(markdown_table(columns, [system_row(r, per_token, m) for r in systems]))
     lines += [ratio_table(systems), target_table(systems)]
@@ -125,9 +125,10 @@ def system_row(r: dict, per_token: float, machine: dict) -> list[str]:
     name = r["system"] if name == "this checkout" else name
     if "error" in r:
         return [name, f"not measured: {r['error']}"] + [""] * 10
-    mfu = f"{utilisation(r, per_token, machine['fp32_peak_flops']):.1%}"
-    if r["precision"].startswith("bf16"):  # a bf16 peak is no yardstick for fp32 work (nor the reverse)
-        mfu += f" ({utilisation(r, per_token, machine['bf16_peak_flops']):.1%})"
+    if r["precision"].startswith("bf16"):  # against the peak of the precision that ran
+        mfu = f"{utilisation(r, per_token, machine['bf16_peak_flops']):.1%} of the bf16 peak"
+    else:
+        mfu = f"{utilisation(r, per_token, machine['fp32_peak_flops']):.1%}"
     return [
         name,
         f"{r['precision']}, {fmt(r.get('threads'), '{:d}')} threads",
