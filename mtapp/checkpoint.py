@@ -83,8 +83,14 @@ def set_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state(("MT19937", np_keys.numpy().astype(np.uint32), np_pos, np_has_gauss, np_gauss))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
-        cuda = state["cuda"]
-        if isinstance(cuda, (list, tuple)):  # saved by earlier versions: every visible GPU's state
-            cuda = cuda[torch.cuda.current_device()] if torch.cuda.current_device() < len(cuda) else None
+        cuda = cuda_state_for(state["cuda"], torch.cuda.current_device())
         if cuda is not None:
             torch.cuda.set_rng_state(cuda)
+
+
+def cuda_state_for(saved, device: int) -> torch.Tensor | None:
+    """The CUDA RNG state to restore on GPU `device`: the saved one, or from a list (earlier
+    versions saved every visible GPU's) its entry for `device`, None when it has none."""
+    if isinstance(saved, (list, tuple)):
+        return saved[device] if device < len(saved) else None
+    return saved

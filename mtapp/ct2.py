@@ -15,8 +15,8 @@ CTranslate2 form (it has no recurrent layers).
 Decoding matches mtapp's search: the length penalty counts the end token (`return_end_token`);
 the output limit a * source length + b is per sentence, while CTranslate2's `max_decoding_length`
 is per call and counts the end token: a batch is decoded with its largest limit, and a sentence
-whose hypotheses break its own limit is decoded again alone with it (a call per limit would
-halve the speed: 12.1 against 6.0 s for test_2016_flickr, int8). One case is not caught: mtapp
+whose hypotheses break its own limit is decoded again alone with it (a call per limit halved the
+speed in a one-off measurement, session 9: 12.1 against 6.0 s for test_2016_flickr, int8). One case is not caught: mtapp
 makes a beam that reaches its limit end there, and that ended beam may win, where CTranslate2,
 running to the batch's larger limit, continues it and may return another hypothesis within the
 limit; it needs a beam still alive after a * source + b subwords. `min_len` counts subwords

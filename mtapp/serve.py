@@ -38,7 +38,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from mtapp.checkpoint import CheckpointError
-from mtapp.config import ConfigError
+from mtapp.config import ConfigError, decode_with
 from mtapp.ct2 import ExportError
 from mtapp.data.corpora import CorpusError
 from mtapp.data.download import file_sha256
@@ -60,6 +60,9 @@ class Limits:
     timeout: float = 60.0  # seconds a request may wait for its translation
 
 
+REQUEST_FIELDS = {"beam": '"beam"', "nbest": '"nbest"'}  # how errors name the request's fields
+
+
 class Refused(Exception):
     """A request the server does not take: HTTP `status`, and what to change."""
 
@@ -73,9 +76,14 @@ class Job:
     lines: list[str]
     beam: int
     nbest: int
-    tokens: int  # subwords of its lines (eos included), counted against the batch budget
+    ids: list[list[int]]  # its lines' subwords: counted against the batch budget, then translated
     future: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
     arrived: float = field(default_factory=time.monotonic)
+
+    @property
+    def tokens(self) -> int:
+        """Its subwords (eos included), counted against the batch budget."""
+        return sum(len(ids) + 1 for ids in self.ids)
 
 
 class Metrics:
@@ -110,7 +118,7 @@ class Batcher:
         self.thread.start()
 
     def submit(self, lines: list[str], beam: int, nbest: int) -> concurrent.futures.Future:
-        tokens = sum(len(ids) + 1 for ids in self.translator.tokenizer.encode(lines))
+        ids = self.translator.tokenizer.encode(lines)  # once: the worker translates these
         with self.lock:
             if self.waiting + len(lines) > self.limits.queue_limit:
                 raise Refused(
@@ -121,7 +129,7 @@ class Batcher:
                 )
             self.waiting += len(lines)
             self.metrics.queue.set(self.waiting)
-        job = Job(lines, beam, nbest, tokens)
+        job = Job(lines, beam, nbest, ids)
         self.jobs.put(job)
         return job.future
 
@@ -183,7 +191,7 @@ class Batcher:
             jobs = [j for j in batch if (j.beam, j.nbest) == (beam, nbest)]
             lines = [line for j in jobs for line in j.lines]
             try:
-                found = self.translator.translate_nbest(lines, beam, nbest)
+                found = self.translator.translate_nbest(lines, beam, nbest, ids=[i for j in jobs for i in j.ids])
             except Exception as e:  # every request of the batch learns of it; the worker goes on
                 log.exception("translation failed")
                 for j in jobs:
@@ -217,13 +225,11 @@ def parse_request(body: bytes, limits: Limits, decode) -> tuple[list[str], int, 
             raise Refused(413, f"text[{i}] has {len(t)} characters, more than --max-chars {limits.max_chars}")
         if "\n" in t or "\r" in t:
             raise Refused(422, f"text[{i}] holds a line break: send each line as its own string")
-    beam, nbest = data.get("beam", decode.beam), data.get("nbest")
-    for name, value in (("beam", beam), ("nbest", nbest)):
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            raise Refused(422, f'"{name}" must be a positive integer; got {value!r}')
-    if nbest is not None and nbest > beam:
-        raise Refused(422, f'"nbest" ({nbest}) must not exceed "beam" ({beam})')
-    return text, beam, nbest or 1, nbest is not None
+    try:  # the rules of the decode.* keys, the request's field named
+        checked = decode_with(decode, {"beam": data.get("beam"), "nbest": data.get("nbest", 1)}, REQUEST_FIELDS)
+    except ConfigError as e:
+        raise Refused(422, str(e)) from None
+    return text, checked.beam, checked.nbest, "nbest" in data
 
 
 def describe(args: argparse.Namespace, translator: Translator) -> dict:

@@ -96,11 +96,17 @@ class Translator:
         return [found[0].text for found in self.translate_nbest(lines, beam, 1, progress)]
 
     def translate_nbest(
-        self, lines: list[str], beam: int | None = None, nbest: int | None = None, progress: bool = False
+        self,
+        lines: list[str],
+        beam: int | None = None,
+        nbest: int | None = None,
+        progress: bool = False,
+        ids: list[list[int]] | None = None,
     ) -> list[list[Scored]]:
-        """Each line's `nbest` (default decode.nbest) best translations with their scores, best first."""
+        """Each line's `nbest` (default decode.nbest) best translations with their scores, best
+        first; `ids`: the lines' subwords when the caller encoded them already."""
         beam, nbest = beam or self.decode.beam, nbest or self.decode.nbest
-        owner, pieces = self.pieces(lines)
+        owner, pieces = self.pieces(lines, ids)
         found = self.search_ids(pieces, beam, nbest, progress)
         results: list[list[list[Scored]]] = [[] for _ in lines]  # per line, per piece
         for line, hyps in zip(owner, found):
@@ -110,14 +116,16 @@ class Translator:
             )
         return [join_pieces(p) if p else [Scored("", 0.0)] for p in results]
 
-    def pieces(self, lines: list[str]) -> tuple[list[int], list[list[int]]]:
+    def pieces(self, lines: list[str], ids: list[list[int]] | None = None) -> tuple[list[int], list[list[int]]]:
         """(line of each piece, subword ids of each piece): one piece per non-blank line that fits
-        the model, several for a longer one (module docstring); a blank line has none."""
+        the model, several for a longer one (module docstring); a blank line has none. `ids`: the
+        lines' subwords, when encoded already."""
         owner, pieces, split = [], [], 0
-        for i, (line, ids) in enumerate(zip(lines, self.tokenizer.encode(lines))):
+        encoded = ids if ids is not None else self.tokenizer.encode(lines)
+        for i, (line, line_ids) in enumerate(zip(lines, encoded)):
             if not line.strip():
                 continue
-            parts = [ids] if len(ids) <= self.max_source else self.split(line)
+            parts = [line_ids] if len(line_ids) <= self.max_source else self.split(line)
             split += len(parts) > 1
             owner += [i] * len(parts)
             pieces += parts

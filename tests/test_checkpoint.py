@@ -5,7 +5,14 @@ import pytest
 import torch
 
 from mtapp import translator as translator_module
-from mtapp.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from mtapp.checkpoint import (
+    CheckpointError,
+    cuda_state_for,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from mtapp.translator import Translator
 
 
@@ -98,7 +105,11 @@ def test_a_translator_reads_its_checkpoint_on_the_cpu_whatever_its_device(traine
     assert seen == ["cpu"] and translator.device.type == "meta"
 
 
-def test_a_cuda_rng_state_of_every_gpu_from_earlier_checkpoints_is_read_without_cuda():
-    state = rng_state()
-    assert "cuda" not in state or torch.cuda.is_initialized()  # a CPU process starts no CUDA to save it
-    set_rng_state({**state, "cuda": [torch.zeros(8, dtype=torch.uint8)] * 3})  # no CUDA here: ignored
+def test_a_cuda_rng_state_is_restored_on_this_gpu_even_from_a_list_of_every_gpus():
+    """Earlier checkpoints saved every visible GPU's state; resuming with fewer GPUs takes this
+    process's entry, or none, instead of failing on the others."""
+    states = [torch.full((8,), k, dtype=torch.uint8) for k in range(3)]
+    assert torch.equal(cuda_state_for(states, 1), states[1])
+    assert cuda_state_for(states, 5) is None
+    assert cuda_state_for(states[2], 0) is states[2]
+    assert "cuda" not in rng_state() or torch.cuda.is_initialized()  # a CPU process starts no CUDA to save it

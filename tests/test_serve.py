@@ -76,8 +76,9 @@ def test_every_endpoint_answers(served, trained, offline):
         ({"text": ["w01"] * 17}, 413, "--max-sentences 16"),
         ({"text": ["w01 " * 100]}, 413, "--max-chars 300"),
         ({"text": ["w01\nw02"]}, 422, "line break"),
-        ({"text": ["w01"], "beam": 0}, 422, '"beam" must be a positive integer'),
-        ({"text": ["w01"], "beam": 2, "nbest": 3}, 422, "must not exceed"),
+        ({"text": ["w01"], "beam": 0}, 422, '"beam" 0: decode.beam must lie in [1, inf]'),
+        ({"text": ["w01"], "beam": "5"}, 422, "decode.beam must be of type int"),
+        ({"text": ["w01"], "beam": 2, "nbest": 3}, 422, '"nbest" (3) must not exceed "beam" (2)'),
         ("x" * 20001, 413, "--max-body-bytes 20000"),
     ],
 )

@@ -9,8 +9,9 @@ Against each: closed-loop clients (each sends its next request when the last is 
 each concurrency, with requests of each size (sentences drawn from the run's test split), at most
 `--requests` requests (4 per client at least) or `--seconds` per cell. Per cell: throughput
 (sentences/s), p50/p95/p99 latency, mean sentences and requests per batch (from /metrics).
-Also the offline throughput of `Translator.translate` on the same sentences in this process,
-and a lone request's latency. Writes OUT/serve.json, OUT/report.md and .html (tables, a PNG of
+Also the offline throughput of `Translator.translate` on the same sentences in this process, in
+one call and in calls of `--per-call` sentences (what batches of that size allow), and a lone
+request's latency. Writes OUT/serve.json, OUT/report.md and .html (tables, a PNG of
 throughput and p99 latency against concurrency per window).
 """
 
@@ -151,13 +152,20 @@ def workload(pool: list[str], size: int, count: int, seed: int) -> list[list[str
     return [[rng.choice(pool) for _ in range(size)] for _ in range(count)]
 
 
-def offline_throughput(run: Path, lines: list[str]) -> float:
-    """Sentences/s of `Translator.translate` over `lines` in one call (model loaded)."""
+def offline_throughput(run: Path, lines: list[str], per_call: list[int]) -> tuple[float, dict[int, float]]:
+    """Sentences/s of `Translator.translate` over `lines` in one call (model loaded), and over
+    their first 400 in calls of each `per_call` size: the ceiling of a server whose batches hold
+    that many sentences."""
     translator = Translator.from_checkpoint(run / "checkpoint_best.pt", device="cpu", amp="off")
     translator.translate(lines[:8])  # warm-up
-    started = time.monotonic()
-    translator.translate(lines)
-    return len(lines) / (time.monotonic() - started)
+
+    def rate(some: list[str], n: int) -> float:
+        started = time.monotonic()
+        for i in range(0, len(some), n):
+            translator.translate(some[i : i + n])
+        return len(some) / (time.monotonic() - started)
+
+    return rate(lines, len(lines)), {n: rate(lines[:400], n) for n in per_call}
 
 
 def tables(cells: list[dict], offline: float, lone_ms: float) -> list[Table]:
@@ -202,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", type=ints, default=[1, 10], help="sentences per request")
     p.add_argument("--requests", type=int, default=64, help="requests per cell at most (4 per client at least)")
     p.add_argument("--seconds", type=float, default=20.0, help="seconds per cell at most")
+    p.add_argument("--per-call", type=ints, default=[1, 8, 16, 32], help="offline calls of these sizes")
     p.add_argument("--out", type=Path, default=Path("results/serve"))
     argv = sys.argv[1:] if argv is None else argv
     args = p.parse_args(argv)
@@ -210,8 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     cfg = run_config(args.run)
     pool = [line for line in load_split(cfg.data, cfg.data.test_split).src if line.strip()]
-    offline = offline_throughput(args.run, pool)
-    print(f"offline translate: {offline:.1f} sentences/s", flush=True)
+    offline, by_call = offline_throughput(args.run, pool, args.per_call)
+    calls = " / ".join(f"{by_call[n]:.1f}" for n in args.per_call)
+    print(f"offline translate: {offline:.1f} sentences/s; in calls of {args.per_call}: {calls}", flush=True)
     servers = [(BASELINE, ["--max-batch-requests", "1", "--batch-window-ms", "0"])]
     servers += [(f"{w:g}", ["--batch-window-ms", str(w)]) for w in args.windows]
     servers = [(name, [*flags, "--queue-limit", "100000"]) for name, flags in servers]
@@ -235,11 +245,12 @@ def main(argv: list[str] | None = None) -> int:
             server.stop()
     m = machine()
     payload = {"command": [sys.executable, "-m", "mtapp.bench", "serve", *argv], "machine": m, "run": str(args.run)}
-    payload |= {"offline_sentences_per_s": offline, "lone_request_ms": lone, "cells": cells}
+    payload |= {"offline_sentences_per_s": offline, "offline_by_call": by_call, "lone_request_ms": lone, "cells": cells}
     payload["seconds"] = time.monotonic() - started
     (args.out / "serve.json").write_text(json.dumps(payload, indent=2) + "\n")
     title = f"bench serve: {args.run.name}, {machine_line(m)}"
-    intro = f"Offline `translate` of the same sentences: {offline:.1f} sentences/s; a lone request: {lone:.0f} ms."
+    intro = f"Offline `translate` of the same sentences: {offline:.1f} sentences/s (in calls of "
+    intro += f"{' / '.join(map(str, args.per_call))} sentences: {calls}); a lone request: {lone:.0f} ms."
     doc = Document(title, [Paragraph(intro), *tables(cells, offline, lone)])
     for size in args.sizes:
         doc.figure(plot(cells, args.out / f"serve-{size}.png", size), f"serve-{size}")
