@@ -106,6 +106,7 @@ class TrainConfig:
     valid_every_minutes: float = 0.0  # also log the validation loss this often (0 = at epoch ends only)
     log_every: int = 50  # updates between JSON-lines log records
     max_nonfinite: int = 10  # updates in a row with a NaN/inf loss before training stops
+    average_last: int = 0  # keep the last N epoch checkpoints and write their average, checkpoint_avg.pt; 0 = off
 
 
 @dataclass(frozen=True)
@@ -173,6 +174,7 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "train.valid_every_minutes": (0.0, None),
     "train.log_every": (1, None),
     "train.max_nonfinite": (1, None),
+    "train.average_last": (0, None),
     "decode.beam": (1, None),
     "decode.length_penalty": (0.0, None),
     "decode.max_len_a": (0.0, None),

@@ -1,7 +1,8 @@
 """Corpus-level sacreBLEU metrics on detokenised text, each with its signature.
 
-BLEU (cased, 13a), chrF and TER as sacrebleu computes them by default; also BLEU on lowercased
-text, labelled as such, because published Multi30k figures are often lowercased.
+BLEU (cased, 13a), chrF and TER as sacrebleu computes them by default; also `bleu_lowercase`,
+sacreBLEU with `lowercase=True, tokenize="13a"` (signature `case:lc`), labelled as such, to set
+beside published Multi30k figures, which are often lowercased and tokenized.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from sacrebleu.metrics import BLEU, CHRF, TER
 def score(hypotheses: list[str], references: list[str]) -> dict[str, float | str | int]:
     if len(hypotheses) != len(references):
         raise ValueError(f"{len(hypotheses)} hypotheses for {len(references)} references")
-    metrics = {"bleu": BLEU(), "chrf": CHRF(), "ter": TER(), "bleu_lowercase": BLEU(lowercase=True)}
+    metrics = {"bleu": BLEU(), "chrf": CHRF(), "ter": TER(), "bleu_lowercase": BLEU(lowercase=True, tokenize="13a")}
     result: dict[str, float | str | int] = {"num_sentences": len(hypotheses)}
     for name, metric in metrics.items():
         value = metric.corpus_score(hypotheses, [references])

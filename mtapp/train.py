@@ -23,7 +23,7 @@ from mtapp.data import CorpusError
 from mtapp.data.prepare import prepare
 from mtapp.distributed import Distributed
 from mtapp.models import build_model
-from mtapp.runtime import keep_freed_memory, seed_everything, set_threads
+from mtapp.runtime import memory_policy, seed_everything, set_threads
 from mtapp.tokenization import Tokenizer
 from mtapp.training import Trainer, TrainingError
 
@@ -109,7 +109,7 @@ def train(cfg: Config, content: dict | None, run_dir: Path, group: Distributed) 
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
     set_threads()
-    keep_freed_memory()
+    memory_policy()
     seed_everything(cfg.train.seed)  # the same initial parameters on every rank
     tokenizer = Tokenizer(tokenizer_from_tensor(content["tokenizer"])) if content else None
     data = group.main_first(lambda: prepare(cfg, tokenizer))  # rank 0 fills the caches the others read

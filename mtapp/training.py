@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from mtapp.averaging import average_last, epoch_checkpoints, epoch_tag, keep_newest
 from mtapp.batching import Batch, EpochBatches, build_strategy, collate
 from mtapp.batching.inference import inference_batches
 from mtapp.batching.sharded import shard
@@ -193,6 +194,8 @@ class Trainer:
             while not p.stopped:
                 self._fit_epoch(started, budget)
         self.save("last")
+        if t.average_last and self.group.is_main and not p.stopped.startswith("interrupted"):
+            self._write_average()
         return p
 
     def _stop_now(self, started: float, budget: float) -> bool:
@@ -251,7 +254,9 @@ class Trainer:
                 self._maybe_validate(started, epoch)
                 if self.progress.updates % self.cfg.train.log_every == 0:
                     summary = interval.reduced(self.group).summary()
-                    self._log({"event": "train", "epoch": epoch, "update": self.progress.updates, **summary})
+                    self._log(
+                        {"event": "train", "epoch": epoch, "update": self.progress.updates, **summary, **memory_mb()}
+                    )
                     interval = EpochStats()
                 bar.set_postfix(
                     loss=f"{step.loss / max(step.positions, 1):.3f}",
@@ -298,6 +303,10 @@ class Trainer:
         if self.group.is_main:
             self._log_epoch(epoch, record)
         self.save("last")
+        if self.cfg.train.average_last:  # this epoch's checkpoint, and the newest average_last of them
+            self.save(epoch_tag(epoch))
+            if self.group.is_main:
+                keep_newest(self.run_dir, self.cfg.train.average_last)
 
     def _log_epoch(self, epoch: int, record: dict) -> None:
         log.info(
@@ -319,6 +328,16 @@ class Trainer:
             f.write(json.dumps(record) + "\n")
 
     # ---- checkpoints --------------------------------------------------------------------------
+    def _write_average(self) -> None:
+        """checkpoint_avg.pt: the mean of the newest `train.average_last` epoch checkpoints (of
+        fewer, when training ended sooner)."""
+        wanted = self.cfg.train.average_last
+        n = min(wanted, len(epoch_checkpoints(self.run_dir)))
+        if n < wanted:
+            log.warning("train.average_last=%d but training kept %d epoch checkpoint(s): averaging those", wanted, n)
+        path, _ = average_last(self.run_dir, n)
+        log.info("%s: the mean of the last %d epoch checkpoint(s)", path, n)
+
     def save(self, which: str) -> Path | None:
         """Every rank calls this (their RNG states are gathered); rank 0 writes the file."""
         rngs = self.group.gather(rng_state())

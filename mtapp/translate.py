@@ -37,7 +37,7 @@ from mtapp.config import Config, ConfigError, config_from_dict
 from mtapp.ct2 import CTranslate2Translator, ExportError, export_config, is_export
 from mtapp.data.corpora import CorpusError, not_a_file
 from mtapp.progress import bar_settings
-from mtapp.runtime import keep_freed_memory, set_threads
+from mtapp.runtime import memory_policy, set_threads
 from mtapp.translator import Scored, Translator
 
 ENGINES = ("torch", "ctranslate2")
@@ -64,7 +64,9 @@ def add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     which.add_argument(
         "--run", type=Path, help="run directory (its checkpoint_best.pt), or a folder `python -m mtapp.export` wrote"
     )
-    which.add_argument("--checkpoint", type=Path, help="a checkpoint file")
+    which.add_argument(
+        "--checkpoint", type=Path, help="a checkpoint file (e.g. RUN/checkpoint_avg.pt, `python -m mtapp.average`)"
+    )
     p.add_argument("--beam", type=int, help="beam size; 1 = greedy (default: the run's decode.beam)")
     p.add_argument("--length-penalty", type=float, help="score = log-prob / length ** this")
     p.add_argument("--max-len-a", type=float, help="output length limit = a * source length + b")
@@ -116,7 +118,7 @@ def checkpoint_path(args: argparse.Namespace) -> Path:
 
 def load_translator(args: argparse.Namespace) -> Translator:
     set_threads()
-    keep_freed_memory()
+    memory_policy()
     overrides = {key: getattr(args, key, None) for key in DECODE_FLAGS}
     if engine_of(args) == "ctranslate2":
         compute_type = args.quantize or "default"

@@ -2,16 +2,20 @@
 
 import base64
 import json
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import yaml
 
-from mtapp.bench import claims, kernels, nested, padding, scale
+from mtapp import train
+from mtapp.bench import claims, kernels, nested, padding, padding_probes, profile, scale, verdicts
 from mtapp.bench import train as bench_train
 from mtapp.config import BatchingConfig
-from tests.synthetic import synthetic_pairs, tiny_config, write_text_corpus
+from mtapp.data.synthetic import write_synthetic_corpus
+from tests.synthetic import tiny_config
 
 
 def test_padding_bench_reports_every_strategy_with_consistent_figures():
@@ -42,12 +46,16 @@ def test_scale_bench_writes_lines_that_read_back_exactly():
     assert data.count(b"\n") == 5
 
 
-def test_train_bench_trains_each_variant_and_writes_json_and_table(tmp_path):
-    corpus = tmp_path / "corpus"
-    for split, n, seed in (("train", 300, 1), ("val", 20, 2), ("test", 20, 3)):
-        write_text_corpus(corpus, split, synthetic_pairs(n, seed=seed))
+def tiny_config_file(tmp_path: Path, **sections) -> Path:
+    """A tiny model's config file over a small synthetic corpus (300 training pairs) in tmp_path."""
+    write_synthetic_corpus(tmp_path, train=300, valid=20, test=20)
     config = tmp_path / "tiny.yaml"
-    config.write_text(yaml.safe_dump(tiny_config(tmp_path)))
+    config.write_text(yaml.safe_dump(tiny_config(tmp_path, **sections)))
+    return config
+
+
+def test_train_bench_trains_each_variant_and_writes_json_and_table(tmp_path):
+    config = tiny_config_file(tmp_path)
     out = tmp_path / "bench.json"
     args = ["--config", str(config), "--vary", "batching.strategy=random,tokens", "--minutes", "0.05"]
     assert bench_train.main([*args, "--json", str(out), "--report", str(tmp_path / "report")]) == 0
@@ -65,52 +73,94 @@ def test_train_bench_trains_each_variant_and_writes_json_and_table(tmp_path):
     assert all(len(r["valid_curve"]) >= 2 for r in results)  # mid-run validation points and the final one
 
 
-def _result(overrides, speed, loss=3.0, bleu=20.0, efficiency=0.97):
+# The machine's speed in each repeat, shared by every variant (interleaved runs): paired ratios cancel it.
+SLOW_SPELLS = (1.0, 0.8, 1.1)
+
+
+def _result(overrides, speed, loss=3.0, bleu=20.0, efficiency=0.97, **probes):
+    """One run record shaped like `bench train`'s, with chosen numbers (for the verdict logic)."""
     return {
         "overrides": overrides,
         "tgt_tokens_per_s": speed,
         "valid_loss": loss,
         "valid_bleu": bleu,
         "padding_efficiency": efficiency,
+        "epochs": 2,
+        "sentences_per_s": 10.0,
+        "train_loss": 3.0,
+        "peak_rss_mb": 900.0,
+        "valid_curve": [[30, 4.0], [60, 3.5]],
+        **probes,
     }
 
 
-def fake_grids():
-    """Result records shaped like `bench train`'s, with chosen numbers (for the verdict logic)."""
+def _variant(overrides, speed, loss=3.0, bleu=20.0, efficiency=0.97, noise=(0, 0, 0), repeats=3, **probes):
+    """A variant's pooled record over `repeats` runs: each run's speed scaled by its repeat's slow
+    spell (and its own `noise`), the loss and BLEU drifting alike in every variant."""
+    runs = [
+        _result(overrides, speed * spell * (1 + n), loss + 0.01 * r, bleu - 0.1 * r, efficiency, **probes)
+        for r, (spell, n) in enumerate(zip(SLOW_SPELLS[:repeats], noise))
+    ]
+    return bench_train.pool(runs)
+
+
+def fake_grids(repeats=3):
+    """Both grids' pooled records, as `bench claims` builds them, with chosen numbers."""
+    drift = {"post": 0.2, "pre": 0.1}
     lstm = [
-        _result([f"model.encoder_padding={m}", f"batching.pad_side={s}"], speed, loss)
-        for m, s, speed, loss in [
-            ("padded", "post", 1000, 3.3),
-            ("padded", "pre", 990, 3.2),
-            ("masked", "post", 700, 3.0),
-            ("masked", "pre", 690, 3.0),
-            ("packed", "post", 1300, 3.0),
-            ("packed", "pre", 1290, 3.0),
-            ("unrolled", "post", 600, 3.0),
-            ("unrolled", "pre", 600, 3.0),
+        _variant(
+            [f"model.encoder_padding={m}", f"batching.pad_side={s}"],
+            speed,
+            loss,
+            repeats=repeats,
+            first_position_gradient=gradient,
+            **({"state_drift": drift} if (m, s) == ("padded", "post") else {}),
+        )
+        for m, s, speed, loss, gradient in [
+            ("padded", "post", 1000, 3.3, 0.95),
+            ("padded", "pre", 990, 3.2, 0.5),
+            ("masked", "post", 700, 3.0, 0.97),
+            ("masked", "pre", 690, 3.0, 0.96),
+            ("packed", "post", 1300, 3.0, 1.0),
+            ("packed", "pre", 1287, 3.0, 1.0),
         ]
     ]
     transformer = [
-        _result(claims.RANDOM, 1500, 3.5, 20.0, 0.45),
-        _result(claims.SORTED, 3000, 3.2, 22.0, 0.89),
-        _result(claims.TOKENS, 3500, 3.0, 25.0),
-        _result(claims.PACKED, 3600, 3.0, 25.0, 0.99),
-        _result(claims.TOKENS + claims.UNMASKED, 3500, 3.1, 24.8),
-        _result(claims.RANDOM + claims.UNMASKED, 1500, 4.0, 15.0),
+        _variant(verdicts.RANDOM, 1500, 3.5, 20.0, 0.45, repeats=repeats),
+        _variant(verdicts.SORTED, 3000, 3.2, 22.0, 0.89, repeats=repeats),
+        _variant(verdicts.TOKENS, 3500, 3.0, 25.0, repeats=repeats),
+        _variant(verdicts.PACKED, 3600, 3.0, 25.0, 0.99, noise=PACKED_NOISE, repeats=repeats),
+        _variant(verdicts.TOKENS + verdicts.UNMASKED, 3500, 3.1, 24.8, repeats=repeats),
+        _variant(verdicts.RANDOM + verdicts.UNMASKED, 1500, 4.0, 15.0, repeats=repeats),
     ]
-    for r in lstm + transformer:
-        r.update(epochs=1, sentences_per_s=10.0, train_loss=3.0, peak_rss_mb=900.0, valid_curve=[[30, 4.0], [60, 3.5]])
     return lstm, transformer
 
 
-def test_claim_verdicts_follow_the_numbers():
+PACKED_NOISE = (0.10, -0.08, 0.0)  # packed_rows' own run-to-run noise: its speed ratio straddles 1.05
+
+
+def test_claim_verdicts_follow_the_intervals_of_the_paired_repeats():
     lstm, transformer = fake_grids()
-    rows = {r["claim"][:3]: r for r in claims.verdicts(lstm, transformer, {"post": 0.2, "pre": 0.1})}
-    assert rows["(a)"]["verdict"] == "does not hold here" and "+1.0%" in rows["(a)"]["numbers"]
-    assert rows["(b)"]["verdict"] == "does not hold"
-    assert rows["(c)"]["verdict"] == "holds" and "1.30x" in rows["(c)"]["numbers"]
-    assert rows["(d)"]["verdict"] == "holds" and "2.33x" in rows["(d)"]["numbers"]
-    assert rows["(e)"]["verdict"] == "holds" and "+5.00 with random" in rows["(e)"]["numbers"]
+    rows = {r["claim"][:3]: r for r in verdicts.verdicts(lstm, transformer, "Test CPU")}
+    assert list(rows) == ["(a)", "(b)", "(c)", "(d)", "(e)", "(f)", "(g)"]
+    assert rows["(a)"]["verdict"] == "does not hold" and "padded: 1.01x [1.01x, 1.01x] (n=3)" in rows["(a)"]["measured"]
+    assert rows["(b)"]["verdict"] == "does not hold"  # padded loses 0.3 / 0.2 and its states drift 20% / 10%
+    assert rows["(c)"]["verdict"] == "holds" and rows["(c)"]["threshold"] == "packed/padded speed >= 1.05x"
+    assert rows["(c)"]["comparisons"][0]["values"] == pytest.approx([1.3] * 3)  # packed post / padded post, per repeat
+    assert rows["(d)"]["verdict"] == "holds" and "2.33x" in rows["(d)"]["measured"]
+    assert rows["(e)"]["verdict"] == "holds" and "+5.00" in rows["(e)"]["measured"]
+    assert rows["(f)"]["verdict"] == "post: does not hold; pre: holds"  # 0.95 vs 0.50 of packed's, claimed <= 0.8
+    g = rows["(g)"]["comparisons"][0]
+    assert rows["(g)"]["verdict"] == "undecided" and g["low"] < 1.05 < g["high"]
+    assert g["values"] == pytest.approx([3600 * (1 + n) / 3500 for n in PACKED_NOISE])
+    assert all(r["hardware"] == "Test CPU" for r in rows.values())
+
+
+def test_one_repeat_leaves_every_trained_claim_undecided():
+    lstm, transformer = fake_grids(repeats=1)
+    for row in verdicts.verdicts(lstm, transformer, "Test CPU"):
+        assert {c["verdict"] for c in row["comparisons"]} == {"undecided"}
+        assert "(n=1: no interval)" in row["measured"]
 
 
 def test_nested_probe_reports_each_operation():
@@ -122,14 +172,17 @@ def test_nested_probe_reports_each_operation():
 
 def test_claims_report_has_every_verdict_table_and_plot(tmp_path):
     lstm, transformer = fake_grids()
-    drift = {"post": 0.2, "pre": 0.1}
-    rows = claims.verdicts(lstm, transformer, drift)
+    rows = verdicts.verdicts(lstm, transformer, "Test CPU")
     plots = claims.plot(lstm, transformer, tmp_path)
-    claims.write_report(tmp_path, 2.0, lstm, transformer, drift, rows, plots)
+    settings = {"repeats": 3, "lstm_updates": 350, "transformer_updates": 350}
+    claims.write_report(tmp_path, settings, lstm, transformer, rows, plots)
     report = (tmp_path / "report.md").read_text()
     for r in rows:
-        assert r["claim"] in report and r["numbers"] in report
-    assert report.count("| encoder_padding=") == 8 and report.count("| strategy=") == 6
+        assert all(r[key] in report for key in ("claim", "hardware", "threshold", "measured", "verdict", "numbers"))
+    # a row per variant in its grid's table, and one per run in the table of runs
+    assert report.count("| encoder_padding=") == 6 + 6 * 3 and report.count("| strategy=") == 6 + 6 * 3
+    speeds = 1287 * np.array(SLOW_SPELLS)  # packed pre's runs: the mean ± the t-interval's half-width
+    assert f"| {speeds.mean():.0f} ± {4.303 * speeds.std(ddof=1) / np.sqrt(3):.0f} |" in report
     page = (tmp_path / "report.html").read_text()
     for name in plots:
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"]({name})" in report
@@ -153,7 +206,216 @@ def test_the_serving_claim_follows_the_bench_serve_numbers():
 
     serve = {"cells": [cell("serialized", 1, 8, 200), cell("serialized", 16, 7, 2000), cell("0", 1, 9, 180)]}
     serve["cells"] += [cell("0", 16, 28, 500), cell("5", 1, 7, 300), cell("5", 16, 20, 600)]
-    row = claims.serve_verdict(serve)
+    serve["machine"] = {"cpu": "AMD EPYC", "native_bf16": True, "device": "cpu"}
+    row = verdicts.serve_verdict(serve)
+    assert row["claim"].startswith("(h)") and row["hardware"] == "AMD EPYC (native bf16), 1 run"
     assert row["verdict"] == "holds" and "4.00x" in row["numbers"] and "window 0 ms" in row["numbers"]
     serve["cells"][2]["p99_ms"] = 400  # window 0 doubles the lone latency
-    assert claims.serve_verdict(serve)["verdict"] == "does not hold"
+    assert verdicts.serve_verdict(serve)["verdict"] == "does not hold"
+
+
+def _decodes(model, float32, bf16, lines=100):
+    """`bench invariance` results of one model: lines changed in float32 and in bf16."""
+    row = {"model": model, "beam": 5, "lines": lines}
+    return [row | {"precision": "float32", "changed": float32}, row | {"precision": "bfloat16", "changed": bf16}]
+
+
+def test_the_bf16_claim_follows_the_invariance_counts():
+    payload = {"machine": {"cpu": "Intel Xeon", "native_bf16": False, "device": "cpu"}}
+    payload["results"] = _decodes("transformer", 0, 3) + _decodes("lstm (packed)", 0, 0)
+    row = verdicts.invariance_verdict(payload)
+    assert row["claim"].startswith("(i)") and row["verdict"] == "holds" and "1 run" in row["hardware"]
+    assert "transformer bfloat16 beam 5: 3 of 100" in row["numbers"]
+    payload["results"][2]["changed"] = 1  # float32 changes a line too: the batch effect is not bf16's
+    assert verdicts.invariance_verdict(payload)["verdict"] == "does not hold"
+    payload["results"] = _decodes("transformer", 0, 0)
+    assert verdicts.invariance_verdict(payload)["verdict"] == "does not hold"
+    payload["results"] = payload["results"][:1]
+    with pytest.raises(ValueError, match="bfloat16"):
+        verdicts.invariance_verdict(payload)
+
+
+def _gpu_check():
+    """A `bench gpu` payload with chosen speeds (real target tokens/s per run)."""
+    lstm = {"padded-post": 30000, "padded-pre": 20000, "masked-post": 25000, "masked-pre": 24000}
+    lstm |= {"packed-post": 40000, "packed-pre": 21000}
+    transformer = {"tokens": 90000, "random": 60000, "packed_rows": 80000}
+    decode = {"split": "test", "budgets": [1, 256, 8192], "results": _decodes("transformer", 0, 4)}
+
+    def stage(runs):
+        return {"status": "ok", "seconds": 1.0, "result": {name: {"tgt_tokens_per_s": v} for name, v in runs.items()}}
+
+    stages = {"transformer": stage(transformer), "lstm": stage(lstm), "decode": {"status": "ok", "result": decode}}
+    stages["torchrun"] = {"status": "skipped", "result": {"skipped": "1 GPU(s)"}}
+    machine = {"gpu": "NVIDIA H200", "cpu": "Intel Xeon", "native_bf16": True, "device": "cuda"}
+    return {"machine": machine, "stages": stages}
+
+
+def test_gpu_rows_judge_one_bench_gpu_check_on_its_point_values():
+    check = _gpu_check()
+    rows = {r["claim"][:3]: r for r in verdicts.gpu_rows(check)}
+    assert list(rows) == ["(a)", "(c)", "(d)", "(g)", "(i)"]
+    assert all(r["hardware"].startswith("NVIDIA H200") and r["hardware"].endswith("1 run") for r in rows.values())
+    assert rows["(a)"]["verdict"] == "padded: holds; masked: does not hold"  # 1.50x and 1.04x, claimed >= 1.30x
+    assert "padded: 1.50x (1 run)" in rows["(a)"]["measured"]
+    assert rows["(c)"]["verdict"] == "holds"  # 1.33x and exactly 1.05x
+    assert rows["(d)"]["verdict"] == "holds" and rows["(g)"]["verdict"] == "does not hold"
+    assert rows["(i)"]["verdict"] == "holds"
+    check["stages"]["lstm"] = {"status": "FAILED", "seconds": 1.0, "error": "RuntimeError()"}
+    assert [r["claim"][:3] for r in verdicts.gpu_rows(check)] == ["(d)", "(g)", "(i)"]
+
+
+def test_pool_averages_the_runs_and_the_table_gives_each_key_figure_a_half_width():
+    runs = [
+        _result(["batching.strategy=tokens"], speed, loss) for speed, loss in ((1000, 3.0), (1200, 3.2), (1100, 3.1))
+    ]
+    pooled = bench_train.pool(runs)
+    assert pooled["tgt_tokens_per_s"] == pytest.approx(1100) and pooled["runs"] == runs
+    assert pooled["intervals"]["valid_loss"]["mean"] == pytest.approx(3.1)
+    assert bench_train.pool(runs[:1]) is runs[0]
+    table = bench_train.results_table([pooled]).markdown()
+    assert (
+        f"| 1100 ± {4.303 * 100 / np.sqrt(3):.0f} |" in table and f"| 3.100 ± {4.303 * 0.1 / np.sqrt(3):.3f} |" in table
+    )
+    assert "±" not in bench_train.results_table(runs).markdown()
+
+
+def test_run_jobs_interleaves_the_repeats_and_resumes_finished_runs(tmp_path, monkeypatch):
+    trained = []
+
+    def fake_run_variant(config, overrides, minutes, run_dir, updates=0):
+        trained.append((run_dir.relative_to(tmp_path).as_posix(), updates))
+        run_dir.mkdir(parents=True)  # fails if a stale run was left in place
+        (run_dir / "log.jsonl").write_text("")
+        record = {"overrides": overrides, "minutes": minutes, "updates": updates, "run_dir": str(run_dir)}
+        return record | {"tgt_tokens_per_s": 100.0 * len(trained), "valid_loss": 3.0}
+
+    monkeypatch.setattr(bench_train, "run_variant", fake_run_variant)
+    jobs = [bench_train.Job(Path("x.yaml"), [f"train.seed={i}"], tmp_path / f"variant{i:02d}", 10) for i in (0, 1)]
+    runs = bench_train.run_jobs(jobs, 2, 0.0, resume=True)
+    assert [d for d, _ in trained] == [
+        "variant00/repeat0",
+        "variant01/repeat0",
+        "variant00/repeat1",
+        "variant01/repeat1",
+    ]
+    assert [[r["tgt_tokens_per_s"] for r in variant] for variant in runs] == [[100, 300], [200, 400]]
+    trained.clear()
+    assert bench_train.run_jobs(jobs, 2, 0.0, resume=True) == runs and trained == []  # read back, not trained
+    jobs[1] = replace(jobs[1], updates=20)
+    bench_train.run_jobs(jobs, 2, 0.0, resume=True)
+    assert trained == [("variant01/repeat0", 20), ("variant01/repeat1", 20)]  # another budget: trained again
+
+
+def test_train_bench_repeats_a_variant_for_a_fixed_number_of_updates(tmp_path):
+    config = tiny_config_file(tmp_path)
+    report, out = tmp_path / "report", tmp_path / "bench.json"
+    args = ["--config", str(config), "--updates", "3", "--repeats", "2", "--json", str(out), "--report", str(report)]
+    assert bench_train.main(args) == 0
+    (variant,) = json.loads(out.read_text())["variants"]
+    assert len(variant["runs"]) == 2 and set(variant["intervals"]) == set(bench_train.KEY_FIGURES)
+    for repeat, run in enumerate(variant["runs"]):
+        assert run["run_dir"] == str(report / "variant00" / f"repeat{repeat}") and run["updates"] == 3
+        log = [json.loads(line) for line in (Path(run["run_dir"]) / "log.jsonl").read_text().splitlines()]
+        assert [r["update"] for r in log if r["event"] == "epoch"][-1] == 3
+    assert " ± " in (report / "table.md").read_text()
+
+
+@pytest.fixture(scope="module")
+def tiny_lstms(tmp_path_factory):
+    """Tiny LSTMs with padded and packed encoders, a few updates each through `python -m mtapp.train`."""
+    tmp = tmp_path_factory.mktemp("lstms")
+    write_synthetic_corpus(tmp, train=300)
+    runs = {}
+    for mode in ("padded", "packed"):
+        model = {"type": "lstm", "encoder_padding": mode, "d_model": 32, "rnn_hidden": 16, "rnn_layers": 2}
+        config = tmp / f"{mode}.yaml"
+        config.write_text(yaml.safe_dump(tiny_config(tmp, model=model, train={"max_updates": 8, "max_epochs": 100})))
+        runs[mode] = tmp / mode
+        assert train.main(["--config", str(config), "--run-dir", str(runs[mode])]) == 0
+    return runs
+
+
+def test_first_over_mean_reads_the_first_real_position_on_either_pad_side():
+    norms = torch.tensor([[2.0, 1.0, 3.0, 0.5], [0.7, 0.9, 4.0, 2.0]])
+    pads = torch.tensor([[False, False, False, True], [True, True, False, False]])  # post-padded, pre-padded
+    assert padding_probes.first_over_mean(norms, pads).tolist() == pytest.approx([2.0 / 2.0, 4.0 / 3.0])
+
+
+def test_first_position_gradient_of_an_exact_encoder_does_not_depend_on_the_pad_side(tiny_lstms):
+    post, pre = (padding_probes.first_position_gradient(tiny_lstms["packed"], pad_side=s) for s in ("post", "pre"))
+    assert 0 < post < 10 and post == pytest.approx(pre, rel=1e-4)
+    post, pre = (padding_probes.first_position_gradient(tiny_lstms["padded"], pad_side=s) for s in ("post", "pre"))
+    assert post != pytest.approx(pre, rel=1e-3)  # the padded LSTM reads the pads
+
+
+def test_state_drift_is_zero_for_an_exact_encoder_only(tiny_lstms):
+    assert max(padding_probes.state_drift(tiny_lstms["packed"]).values()) < 1e-5
+    assert min(padding_probes.state_drift(tiny_lstms["padded"]).values()) > 1e-3
+
+
+def test_claims_probe_each_lstm_run_once_and_keep_the_figures(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(claims, "first_position_gradient", lambda d: calls.append(("gradient", d.name)) or 0.5)
+    monkeypatch.setattr(claims, "state_drift", lambda d: calls.append(("drift", d.name)) or {"post": 0.1, "pre": 0.2})
+    runs = []
+    for i, overrides in enumerate(bench_train.variants(claims.LSTM_GRID)):
+        (tmp_path / f"v{i}").mkdir()
+        runs.append([{"overrides": overrides, "run_dir": str(tmp_path / f"v{i}")}])
+    claims.add_probes(runs)
+    assert runs[0][0]["overrides"] == claims.PADDED_POST
+    assert sorted(calls) == sorted([("drift", "v0")] + [("gradient", f"v{i}") for i in range(6)])
+    saved = json.loads((tmp_path / "v0" / "result.json").read_text())
+    assert saved["state_drift"] == {"post": 0.1, "pre": 0.2} and saved["first_position_gradient"] == 0.5
+    calls.clear()
+    claims.add_probes(runs)
+    assert calls == []
+
+
+def test_claims_main_interleaves_both_grids_and_puts_single_measurements_beside_the_rows(tmp_path, monkeypatch):
+    lstm, transformer = fake_grids()
+    calls = []
+
+    def fake_run_jobs(jobs, repeats, minutes, resume=False):
+        calls.append((jobs, repeats, minutes, resume))
+        return [bench_train.runs_of(r) for r in lstm + transformer]  # the order of the jobs
+
+    monkeypatch.setattr(claims, "run_jobs", fake_run_jobs)
+    (tmp_path / "gpu.json").write_text(json.dumps(_gpu_check()))
+    (tmp_path / "inv.json").write_text(json.dumps({"machine": None, "results": _decodes("transformer", 0, 2)}))
+    report = tmp_path / "report"
+    args = ["--report", str(report), "--lstm-updates", "40", "--gpu-json", str(tmp_path / "gpu.json")]
+    assert claims.main([*args, "--invariance-json", str(tmp_path / "inv.json")]) == 0
+    ((jobs, repeats, minutes, resume),) = calls
+    assert (repeats, minutes, resume) == (3, 0.0, True)
+    assert [(j.config.stem, j.updates) for j in jobs] == [("multi30k_de_en_lstm", 40)] * 6 + [
+        ("multi30k_de_en_transformer", claims.UPDATES)
+    ] * 6
+    assert [j.overrides for j in jobs[6:]] == claims.TRANSFORMER_VARIANTS
+    payload = json.loads((report / "claims.json").read_text())
+    letters = [r["claim"][:3] for r in payload["verdicts"]]
+    assert letters == ["(a)", "(a)", "(b)", "(c)", "(c)", "(d)", "(d)", "(e)", "(f)", "(g)", "(g)", "(i)", "(i)"]
+    assert [r["hardware"].startswith("NVIDIA H200") for r in payload["verdicts"][:2]] == [False, True]
+    assert payload["lstm"][0]["runs"][2]["tgt_tokens_per_s"] == pytest.approx(1000 * SLOW_SPELLS[2])
+    assert (report / "report.html").exists() and (report / "lstm.png").exists()
+
+
+def test_profile_bench_accounts_for_the_profiled_time_by_operator_and_kind(tmp_path):
+    config = tiny_config_file(tmp_path, batching={"max_tokens": 256})
+    out = tmp_path / "profile"
+    assert (
+        profile.main(
+            ["--config", str(config), "--set", "train.amp=off", "--warmup", "2", "--steps", "3", "--out", str(out)]
+        )
+        == 0
+    )
+    payload = json.loads((out / "profile.json").read_text())
+    assert payload["precision"] == "float32" and payload["tgt_tokens_per_s"] > 0
+    assert sum(k["share"] for k in payload["kinds"]) == pytest.approx(1.0)
+    shares = [r["share"] for r in payload["top"]]
+    assert shares == sorted(shares, reverse=True)
+    products = [r for r in payload["top"] if r["kind"] == "matrix multiply"]
+    counted = [r for r in products if r["operator"] in ("aten::mm", "aten::addmm", "aten::bmm")]
+    assert counted and all(r["gflop_per_s"] > 0 for r in counted)  # the profiler counted their FLOPs
+    assert profile.kind("aten::copy_") == "dtype copies" and profile.kind("aten::native_layer_norm") == "normalisation"
+    assert payload["command"] in (out / "profile.md").read_text()

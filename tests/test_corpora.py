@@ -1,11 +1,16 @@
 import gzip
+import re
 
 import pytest
 
 from mtapp.config import DataConfig
 from mtapp.data import REGISTRY, CorpusError, data_dir, load_split
-from mtapp.data.corpora import read_hf, read_lines, read_text_pair, read_tsv
+from mtapp.data import __main__ as data_cli
+from mtapp.data.corpora import find_test_splits, read_hf, read_lines, read_text_pair, read_tsv
 from mtapp.data.download import download, verify
+from tests.synthetic import write_text_corpus
+
+TEST_SPLITS = ["test_2016_flickr", "test_2017_flickr", "test_2017_mscoco", "test_2018_flickr"]
 
 
 def test_plain_gz_and_crlf_files_read_the_same_with_blank_lines_kept(tmp_path):
@@ -138,3 +143,68 @@ def test_verify_flags_damaged_files(tmp_path):
     (folder / "val.de.gz").write_bytes(b"x" * corpus.size["val.de.gz"])  # right size, wrong bytes
     bad = verify(corpus, folder)
     assert "val.de.gz" in bad and len(bad) == len(corpus.files())
+
+
+def test_every_registered_file_has_a_size_and_checksum_and_splits_name_their_languages():
+    corpus = REGISTRY["multi30k"]
+    files = corpus.files()
+    assert len(files) == len(set(files)) == 22
+    assert set(files) == set(corpus.sha256) == set(corpus.size)
+    assert all(re.fullmatch(r"[0-9a-f]{64}", digest) for digest in corpus.sha256.values())
+    assert list(corpus.splits) == ["train", "val", *TEST_SPLITS]
+    for split in ("test_2017_flickr", "test_2017_mscoco"):
+        assert corpus.splits[split].languages == ("de", "en", "fr")
+        assert f"{split}.cs.gz" not in files
+    assert "test_2018_flickr.cs.gz" in files and corpus.splits["test_2018_flickr"].lines == 1071
+    assert corpus.files(["val"]) == ["val.de.gz", "val.en.gz", "val.fr.gz", "val.cs.gz"]  # as before: all four
+
+
+def test_a_language_a_split_lacks_is_a_clear_error(tmp_path):
+    cfg = DataConfig(dir=str(tmp_path), src_lang="cs", tgt_lang="en")
+    with pytest.raises(CorpusError, match=r"multi30k test_2017_mscoco has no language 'cs' \(it has: de, en, fr\)"):
+        load_split(cfg, "test_2017_mscoco")
+
+
+def test_the_2017_test_files_verify_against_the_mirror():
+    root = data_dir("")
+    if not (root / "multi30k" / "test_2017_flickr.de.gz").is_file():
+        pytest.skip(f"no Multi30k mirror at {root} (set $MTAPP_DATA_DIR)")
+    corpus = REGISTRY["multi30k"]
+    assert verify(corpus, root / "multi30k", ["test_2017_flickr", "test_2017_mscoco"]) == []
+    for split, lines in (("test_2017_flickr", 1000), ("test_2017_mscoco", 461)):
+        text = load_split(DataConfig(dir=str(root), src_lang="fr", tgt_lang="en"), split)
+        assert len(text) == lines and text.tgt[0]
+
+
+def test_verify_names_missing_and_damaged_files_and_the_command_that_fetches_them(tmp_path, capsys):
+    corpus = REGISTRY["multi30k"]
+    folder = tmp_path / "multi30k"
+    folder.mkdir()
+    (folder / "val.de.gz").write_bytes(b"x" * corpus.size["val.de.gz"])
+    assert data_cli.main(["verify", "multi30k", "--split", "val", "--dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert f"missing in {folder}: val.en.gz, val.fr.gz, val.cs.gz" in err
+    assert f"damaged (size or SHA-256 differ) in {folder}: val.de.gz" in err
+    assert f"`python -m mtapp.data download multi30k --split val --dir {tmp_path}`" in err
+    with pytest.raises(SystemExit):
+        data_cli.main(["verify", "multi30k", "--split", "test_2019"])
+    assert "multi30k has no split test_2019" in capsys.readouterr().err
+
+
+def test_test_splits_are_found_by_language_pair_and_by_which_files_are_present(tmp_path):
+    folder = tmp_path / "multi30k"
+    folder.mkdir()
+    for name in ("test_2016_flickr.de.gz", "test_2016_flickr.cs.gz", "test_2018_flickr.de.gz"):
+        (folder / name).write_bytes(b"")
+    found = find_test_splits(DataConfig(dir=str(tmp_path), src_lang="de", tgt_lang="cs"))
+    assert found.present == ["test_2016_flickr"]
+    assert list(found.missing) == ["test_2018_flickr"] and found.missing["test_2018_flickr"] == [
+        folder / "test_2018_flickr.cs.gz"
+    ]
+    assert found.other_languages == ["test_2017_flickr", "test_2017_mscoco"]
+    assert "download multi30k --split test_2018_flickr --dir" in found.fetch
+    prefix = tmp_path / "mine" / "test_a"
+    write_text_corpus(prefix.parent, "test_a", [("a", "b")], src="de", tgt="en")
+    paths = {"train": "x", "test": str(tmp_path / "gone"), "test_a": str(prefix), "valid_b": "y"}
+    found = find_test_splits(DataConfig(corpus="text", paths=paths, test_split="test"))
+    assert found.present == ["test_a"] and list(found.missing) == ["test"]  # test_* and data.test_split only

@@ -242,3 +242,64 @@ def test_decoding_settings_name_a_minimum_length_only_when_one_was_set():
     d = {"beam": 5, "length_penalty": 1.0, "max_len_a": 1.5, "max_len_b": 10, "min_len": 0}
     assert compare.decoding_text(d) == "beam 5, length penalty 1, max 1.5·n+10"
     assert compare.decoding_text(d | {"max_len_a": 0.0, "max_len_b": 20, "min_len": 20}).endswith("max 0·n+20, min 20")
+
+
+def test_a_report_on_one_run_has_every_section_but_significance(runs, tmp_path, capsys):
+    _, paths, references, _ = runs
+    out = tmp_path / "one"
+    assert report.main([str(paths[0]), "--out", str(out), "--samples", "1"]) == 0
+    result = json.loads((out / "report.json").read_text())
+    assert result["significance"] is None and [s["name"] for s in result["systems"]] == ["base"]
+    hyps = (paths[0] / "eval" / "test.hyp").read_text().splitlines()
+    bleu = BLEU().corpus_score(hyps, [references]).score
+    assert result["systems"][0]["scores"]["bleu"] == pytest.approx(bleu, abs=0.01)
+    assert sum(b["sentences"] for b in result["buckets"]) == TEST_SIZE
+    assert [len(result["samples"][k]) for k in ("best", "median", "worst")] == [1, 1, 1]
+    markdown = (out / "report.md").read_text()
+    headings = re.findall(r"^## (.+)$", markdown, flags=re.M)
+    assert headings == ["Systems", "By source length", "Training curves", "Batching and padding", "Sample translations"]
+    assert "baseline" not in markdown.split("## Systems")[0] and "p =" not in markdown
+    assert sorted(re.findall(r"\(([a-z_]+\.png)\)", markdown)) == ["length_buckets.png", "training_curves.png"]
+    printed = capsys.readouterr().out
+    assert f"base: bleu {result['systems'][0]['scores']['bleu']:.2f}, chrf" in printed and "±" not in printed
+
+
+def with_second_test_split(run, folder, pairs) -> None:
+    """`run` copied into `folder` with a split test_b (the corpus files `pairs`) in its config."""
+    shutil.copytree(run, folder, ignore=shutil.ignore_patterns("checkpoint_*.pt"))
+    raw = yaml.safe_load((folder / "config.yaml").read_text())
+    corpus = write_text_corpus(folder.parent / "corpus_b", "test_b", pairs)
+    raw["data"]["paths"] |= {"test_b": str(corpus), "test_c": str(folder.parent / "absent" / "test_c")}
+    (folder / "config.yaml").write_text(yaml.safe_dump(raw))
+
+
+def test_several_runs_across_splits_get_one_row_per_run_and_one_column_per_split(runs, tmp_path, capsys):
+    _, paths, references, _ = runs
+    pairs = synthetic_pairs(20, seed=11)
+    refs_b = [t for _, t in pairs]
+    for path in paths:
+        with_second_test_split(path, tmp_path / path.name, pairs)
+    (tmp_path / "base" / "eval" / "test_b.hyp").write_text("\n".join(damaged(refs_b)) + "\n")
+    (tmp_path / "better" / "eval" / "test_b.hyp").write_text("\n".join(refs_b) + "\n")
+    copies = [str(tmp_path / p.name) for p in paths]
+    out = tmp_path / "out"
+    assert report.main([*copies, "--out", str(out), "--split", "all", "--resamples", "50"]) == 0
+    assert f"left out: test_c: missing {tmp_path / 'absent' / 'test_c.xx'}" in capsys.readouterr().err
+    result = json.loads((out / "report.json").read_text())
+    table = result["splits"]
+    assert table["names"] == ["test", "test_b"] and result["split"] == "test"
+    assert [s["name"] for s in table["systems"]] == ["base", "better"]
+    for system, path in zip(table["systems"], paths):
+        hyps = (path / "eval" / "test.hyp").read_text().splitlines()
+        expected = BLEU().corpus_score(hyps, [references]).score
+        assert system["scores"]["test"]["bleu"] == pytest.approx(expected, abs=0.01)
+    assert table["systems"][1]["scores"]["test_b"]["bleu"] == pytest.approx(100.0)
+    assert table["systems"][0]["scores"]["test_b"]["bleu"] < 100
+    markdown = (out / "report.md").read_text()
+    assert "| system | test BLEU / chrF | test_b BLEU / chrF |" in markdown
+    assert "| system | test BLEU (lowercased) | test_b BLEU (lowercased) |" in markdown
+    assert re.search(r"^\| better \| [\d.]+ / [\d.]+ \| 100\.00 / 100\.00 \|$", markdown, flags=re.M)
+    assert "## Significance against the baseline" in markdown  # several runs: still tested, on the first split
+    assert report.main([*copies, "--out", str(tmp_path / "bad"), "--split", "test,test_c"]) == 2
+    err = capsys.readouterr().err  # every run's missing translation, each with the command that makes it
+    assert all(f"python -m mtapp.evaluate --run {copy} --split test_c" in err for copy in copies)

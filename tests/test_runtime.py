@@ -1,4 +1,5 @@
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -50,3 +51,44 @@ def test_auto_precision_is_bf16_exactly_on_cpus_with_bf16_instructions_and_decod
         assert runtime.amp_dtype(cpu, TrainConfig().amp) == (torch.bfloat16 if native else None)
         assert runtime.amp_dtype(cpu, DecodeConfig().amp) is None  # decoding: float32 on both kinds
         assert runtime.amp_dtype(cpu, "bf16") is torch.bfloat16  # forced bf16 runs anywhere (slowly)
+
+
+SHAPES = """
+import json, random, sys, torch
+from mtapp.runtime import memory_mb, memory_policy
+if sys.argv[1] == "bounded":
+    memory_policy()
+random.seed(0)
+layer = torch.nn.Linear(256, 1024)
+rss = []
+for i in range(240):  # token batches: a new number of rows nearly every time
+    x = torch.randn(random.randint(100, 400) * 8, 256, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        layer(x).float().sum().backward()
+    if i in (39, 239):
+        rss.append(memory_mb()["rss_mb"])
+print(json.dumps(rss))
+"""
+
+
+def growth_mb(mode: str) -> float:
+    env = {k: v for k, v in os.environ.items() if k not in ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY")}
+    out = subprocess.run([sys.executable, "-c", SHAPES, mode], capture_output=True, text=True, check=True, env=env)
+    first, last = json.loads(out.stdout)
+    return last - first
+
+
+@pytest.mark.skipif(not runtime.cpu_has_native_bf16(), reason="bf16 products run through oneDNN's kernels here")
+def test_bounded_kernel_caches_stop_bf16_training_memory_growing_with_each_new_batch_shape():
+    unbounded, bounded = growth_mb("default"), growth_mb("bounded")
+    assert unbounded > 100  # every new shape kept its compiled kernel and buffers
+    assert bounded < unbounded / 4
+
+
+def test_kernel_cache_bounds_leave_a_users_own_setting_alone(monkeypatch):
+    monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "512")
+    monkeypatch.setenv("LRU_CACHE_CAPACITY", "")  # recorded, so that the test's own setting is undone after it
+    monkeypatch.delenv("LRU_CACHE_CAPACITY")
+    runtime.bound_kernel_caches(16)
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "512"
+    assert os.environ["LRU_CACHE_CAPACITY"] == "16"

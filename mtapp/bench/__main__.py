@@ -1,11 +1,25 @@
 """`python -m mtapp.bench <benchmark> ...`; benchmarks: claims, decode, gpu, invariance, kernels, nested, padding,
-peers, scale, serve, stream, train."""
+peers, profile, scale, serve, stream, train."""
 
 from __future__ import annotations
 
 import sys
 
-from mtapp.bench import claims, decode, gpu, invariance, kernels, nested, padding, peers, scale, serve, stream, train
+from mtapp.bench import (
+    claims,
+    decode,
+    gpu,
+    invariance,
+    kernels,
+    nested,
+    padding,
+    peers,
+    profile,
+    scale,
+    serve,
+    stream,
+    train,
+)
 
 BENCHMARKS = {
     "claims": claims.main,
@@ -16,6 +30,7 @@ BENCHMARKS = {
     "nested": nested.main,
     "padding": padding.main,
     "peers": peers.main,
+    "profile": profile.main,
     "scale": scale.main,
     "serve": serve.main,
     "stream": stream.main,

@@ -1,208 +1,156 @@
-"""`python -m mtapp.bench claims --minutes N --report DIR`: settle five claims heard in the field
-with measurements on Multi30k de->en, each experiment trained for the same wall-clock budget:
+"""`python -m mtapp.bench claims --report DIR`: settle claims heard in the field with measurements
+on Multi30k de->en. Each claim states a threshold; the 95% interval of what was measured over
+interleaved repeats decides it (holds / does not hold / undecided, `bench.verdicts`):
 
   (a) "post-padding trains about 30% faster than pre-padding for RNNs"
   (b) "an LSTM makes zero-padding harmless"
   (c) "packing is faster than padding"
   (d) "bucketing / token batching speeds training up"
   (e) "masking the loss matters"
-  (f) "batching concurrent requests raises throughput without hurting latency at low load"
-      (from a `python -m mtapp.bench serve` result, given with --serve-json)
+  (f) "padding worsens vanishing gradients in RNNs"
+  (g) "padding-free (packed rows) training is faster"
+  (h) "batching concurrent requests raises throughput without hurting latency at low load"
+      (one `python -m mtapp.bench serve` result, given with --serve-json)
+  (i) "bf16 changes translations with the batch"
+      (one `python -m mtapp.bench invariance` result, given with --invariance-json)
 
-Two grids of `bench train` variants: the LSTM config over encoder padding mode x pad side, and
-the Transformer config over batching strategies (plus the loss without its pad mask). Writes
-DIR/claims.json, DIR/report.md with the verdicts and tables, PNG plots beside it, and DIR/report.html
-(one self-contained file).
+Two grids of `bench train` variants: the LSTM config over encoder padding mode (padded, masked,
+packed) x pad side, and the Transformer config over batching strategies (plus the loss without
+its pad mask). Every variant of a grid trains for the same number of updates (default two
+epochs), and the variants of both grids run --repeats times, interleaved round-robin, so that a
+slow spell of a shared machine falls on every variant alike and repeat i of one variant pairs
+with repeat i of another. A finished run (its result.json) is not trained again when the bench
+reruns. --gpu-json (scripts/gpu_check.sh's gpu_check.json) adds rows on its GPU for (a), (c),
+(d), (g) and (i). Writes DIR/claims.json, DIR/report.md with the verdicts and tables, PNG plots
+beside it, and DIR/report.html (one self-contained file).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from mtapp.batching import collate
-from mtapp.bench.train import plot_results, results_table, run_variant, variants
-from mtapp.checkpoint import load_checkpoint
-from mtapp.config import config_from_dict
-from mtapp.data import load_split
-from mtapp.report.document import Document
+from mtapp.bench.padding_probes import first_position_gradient, state_drift
+from mtapp.bench.train import Job, label, plot_results, pool, results_table, run_jobs, runs_of, variants
+from mtapp.bench.verdicts import (
+    PACKED,
+    RANDOM,
+    SORTED,
+    SPEED,
+    TOKENS,
+    UNMASKED,
+    gpu_rows,
+    invariance_verdict,
+    serve_verdict,
+    this_cpu,
+    verdicts,
+)
+from mtapp.report.document import Document, Table
 from mtapp.train import DEFAULT_CONFIG
-from mtapp.translator import Translator
 
-CONFIGS = DEFAULT_CONFIG.parent
-LSTM_GRID = ["model.encoder_padding=padded,masked,packed,unrolled", "batching.pad_side=post,pre"]
-# Sentence-count strategies get ~4,096 padded slots per side like `tokens`: random batches of
-# 112 Multi30k sentences are ~36 subwords wide.
-RANDOM = ["batching.strategy=random", "batching.batch_size=112"]
-SORTED = ["batching.strategy=sorted", "batching.batch_size=112"]
-TOKENS = ["batching.strategy=tokens"]
-PACKED = ["batching.strategy=packed_rows"]
-UNMASKED = ["loss.mask_padding=false"]
+LSTM_CONFIG = DEFAULT_CONFIG.parent / "multi30k_de_en_lstm.yaml"
+LSTM_GRID = ["model.encoder_padding=padded,masked,packed", "batching.pad_side=post,pre"]
+PADDED_POST = ["model.encoder_padding=padded", "batching.pad_side=post"]  # the run whose state drift (b) reads
 TRANSFORMER_VARIANTS = [RANDOM, SORTED, TOKENS, PACKED, TOKENS + UNMASKED, RANDOM + UNMASKED]
+# Both configs' token batches (batching.max_tokens: 4,096 slots a side) cut Multi30k's 29,000
+# training pairs into 175 batches an epoch: 350 updates are two epochs.
+UPDATES = 350
+COLUMNS = ["claim", "hardware", "threshold", "measured: mean [95% CI] (n)", "verdict", "numbers"]
 
 
-def run_grid(config: Path, grid: list[list[str]], minutes: float, folder: Path) -> list[dict]:
-    folder.mkdir(parents=True, exist_ok=True)
-    results = []
-    for i, overrides in enumerate(grid):
-        print(f"[{config.stem} {i + 1}/{len(grid)}] {' '.join(overrides)}", flush=True)
-        run_dir = folder / f"variant{i:02d}"
-        saved = run_dir / "result.json"  # a finished variant is not trained again when the bench reruns
-        if saved.exists() and json.loads(saved.read_text())["overrides"] == overrides:
-            r = json.loads(saved.read_text())
-        else:
-            if run_dir.exists():
-                shutil.rmtree(run_dir)
-            r = {**run_variant(config, overrides, minutes, run_dir), "run_dir": str(run_dir)}
-            saved.write_text(json.dumps(r, indent=2))
-        results.append(r)
-        print(f"    {r['tgt_tokens_per_s']:.0f} target tokens/s, valid loss {r['valid_loss']:.3f}", flush=True)
-    return results
+def jobs(folder: Path, lstm_updates: int, transformer_updates: int) -> tuple[list[Job], list[Job]]:
+    """The LSTM grid's and the Transformer grid's variants, in DIR/lstm and DIR/transformer."""
+    lstm = [
+        Job(LSTM_CONFIG, overrides, folder / "lstm" / f"variant{i:02d}", lstm_updates)
+        for i, overrides in enumerate(variants(LSTM_GRID))
+    ]
+    transformer = [
+        Job(DEFAULT_CONFIG, overrides, folder / "transformer" / f"variant{i:02d}", transformer_updates)
+        for i, overrides in enumerate(TRANSFORMER_VARIANTS)
+    ]
+    return lstm, transformer
 
 
-def find(results: list[dict], *overrides: str) -> dict:
-    """The one variant trained with exactly these overrides (in any order)."""
-    matches = [r for r in results if sorted(r["overrides"]) == sorted(overrides)]
-    if len(matches) != 1:
-        raise LookupError(f"{len(matches)} variants match {overrides}")
-    return matches[0]
+def add_probes(lstm_runs: list[list[dict]]) -> None:
+    """Probe every trained LSTM once (`padding_probes`): its first-position gradient and, for the
+    padded post-padding runs, its state drift; kept in the run's record and result.json."""
+    for run in (run for runs in lstm_runs for run in runs):
+        probes = {"first_position_gradient": first_position_gradient}
+        if sorted(run["overrides"]) == sorted(PADDED_POST):
+            probes["state_drift"] = state_drift
+        missing = [key for key in probes if key not in run]
+        if missing:
+            run_dir = Path(run["run_dir"])
+            print(f"probing {run_dir}: {', '.join(missing)}", flush=True)
+            run.update({key: probes[key](run_dir) for key in missing})
+            (run_dir / "result.json").write_text(json.dumps(run, indent=2))
 
 
-@torch.no_grad()
-def state_drift(run_dir: Path, sentences: int = 256) -> dict[str, float]:
-    """Mean absolute change of the trained padded-mode LSTM's final encoder states when
-    validation sentences are encoded in padded batches instead of one at a time, relative to
-    the mean absolute state, for post- and pre-padding."""
-    translator = Translator.from_checkpoint(run_dir / "checkpoint_last.pt", device="cpu")
-    model, tokenizer = translator.model, translator.tokenizer
-    cfg = config_from_dict(load_checkpoint(run_dir / "checkpoint_last.pt")["config"])
-    ids = [np.array(s) for s in tokenizer.encode(load_split(cfg.data, cfg.data.valid_split).src[:sentences])]
-    alone = torch.cat([model.encode(collate([s], None, [0])).h for s in ids], dim=1)  # (L, N, D)
-    drift = {}
-    for side in ("post", "pre"):
-        chunks = [ids[i : i + 64] for i in range(0, len(ids), 64)]
-        batched = torch.cat([model.encode(collate(c, None, range(len(c)), side)).h for c in chunks], dim=1)
-        drift[side] = ((batched - alone).abs().mean() / alone.abs().mean()).item()
-    return drift
-
-
-def verdicts(lstm: list[dict], transformer: list[dict], drift: dict[str, float]) -> list[dict]:
-    def run(mode: str, side: str) -> dict:
-        return find(lstm, f"model.encoder_padding={mode}", f"batching.pad_side={side}")
-
-    def speed(r: dict) -> float:
-        return r["tgt_tokens_per_s"]
-
+def single_measurements(args: argparse.Namespace) -> list[dict]:
+    """Rows (h), (i) and those on a GPU, from the JSON files given (read before any training, so
+    that a wrong path fails at once)."""
     rows = []
-    gain = {m: speed(run(m, "post")) / speed(run(m, "pre")) - 1 for m in ("padded", "masked")}
-    gap = {m: run(m, "pre")["valid_loss"] - run(m, "post")["valid_loss"] for m in ("padded", "masked")}
-    rows.append(
-        {
-            "claim": "(a) post-padding trains ~30% faster than pre-padding for RNNs",
-            "verdict": "holds" if min(gain.values()) >= 0.2 else "does not hold here",
-            "numbers": f"post vs pre speed: padded {gain['padded']:+.1%}, masked {gain['masked']:+.1%}; valid loss "
-            f"pre minus post: padded {gap['padded']:+.3f}, masked {gap['masked']:+.3f}",
-        }
-    )
-
-    padded = min(run("padded", s)["valid_loss"] for s in ("post", "pre"))
-    exact = min(run(m, "post")["valid_loss"] for m in ("masked", "packed"))
-    rows.append(
-        {
-            "claim": "(b) an LSTM makes zero-padding harmless",
-            "verdict": "holds" if padded - exact < 0.02 and max(drift.values()) < 0.01 else "does not hold",
-            "numbers": f"the trained padded LSTM's final states move by {drift['post']:.1%} (post) / "
-            f"{drift['pre']:.1%} (pre) of their size when batched; best valid loss padded {padded:.3f} vs "
-            f"masked/packed {exact:.3f}",
-        }
-    )
-
-    ratio = {s: speed(run("packed", s)) / speed(run("padded", s)) for s in ("post", "pre")}
-    verdict = "holds" if min(ratio.values()) > 1.05 else ("no faster" if min(ratio.values()) > 0.95 else "slower")
-    rows.append(
-        {
-            "claim": "(c) packing is faster than padding (CPU)",
-            "verdict": verdict,
-            "numbers": f"packed / padded LSTM speed: {ratio['post']:.2f}x (post), {ratio['pre']:.2f}x (pre), on "
-            f"token-bucketed batches (padding efficiency {run('padded', 'post')['padding_efficiency']:.3f})",
-        }
-    )
-
-    tok, rand, srt = find(transformer, *TOKENS), find(transformer, *RANDOM), find(transformer, *SORTED)
-    rows.append(
-        {
-            "claim": "(d) bucketing / token batching speeds training up",
-            "verdict": "holds" if speed(tok) > 1.2 * speed(rand) else "does not hold",
-            "numbers": f"Transformer real target tokens/s: tokens {speed(tok):.0f}, sorted {speed(srt):.0f}, random "
-            f"{speed(rand):.0f} ({speed(tok) / speed(rand):.2f}x); valid loss tokens {tok['valid_loss']:.3f}, random "
-            f"{rand['valid_loss']:.3f}",
-        }
-    )
-
-    tok_unmasked, rand_unmasked = find(transformer, *TOKENS, *UNMASKED), find(transformer, *RANDOM, *UNMASKED)
-    harm = {
-        "tokens": tok["valid_bleu"] - tok_unmasked["valid_bleu"],
-        "random": rand["valid_bleu"] - rand_unmasked["valid_bleu"],
-    }
-    rows.append(
-        {
-            "claim": "(e) masking the loss matters",
-            "verdict": "holds" if max(harm.values()) > 1.0 else "does not hold at this budget",
-            "numbers": f"valid BLEU lost without the mask: {harm['random']:+.2f} with random batches (pads "
-            f"{1 - rand['padding_efficiency']:.0%} of slots), {harm['tokens']:+.2f} with token batches (pads "
-            f"{1 - tok['padding_efficiency']:.0%}); valid loss (random) {rand['valid_loss']:.3f} -> "
-            f"{rand_unmasked['valid_loss']:.3f}",
-        }
-    )
+    if args.serve_json:
+        rows.append(serve_verdict(json.loads(args.serve_json.read_text())))
+    if args.invariance_json:
+        rows.append(invariance_verdict(json.loads(args.invariance_json.read_text())))
+    if args.gpu_json:
+        rows += gpu_rows(json.loads(args.gpu_json.read_text()))
     return rows
-
-
-def serve_verdict(serve: dict) -> dict:
-    """(f), from a `bench serve` payload: at 16 single-sentence clients the best batch window's
-    throughput against the serialized server's, and that window's p99 latency at one client
-    against the serialized server's (the same requests, one at a time)."""
-
-    def cell(window: str, clients: int) -> dict:
-        return next(c for c in serve["cells"] if (c["window"], c["size"], c["concurrency"]) == (window, 1, clients))
-
-    windows = {c["window"] for c in serve["cells"]} - {"serialized"}
-    best = max(windows, key=lambda w: cell(w, 16)["sentences_per_s"])
-    gain = cell(best, 16)["sentences_per_s"] / cell("serialized", 16)["sentences_per_s"]
-    latency = cell(best, 1)["p99_ms"] / cell("serialized", 1)["p99_ms"]
-    return {
-        "claim": "(f) batching concurrent requests raises throughput without hurting latency at low load",
-        "verdict": "holds" if gain >= 2 and latency <= 1.3 else "does not hold",
-        "numbers": f"16 single-sentence clients: {gain:.2f}x the serialized server's sentences/s (window {best} ms); "
-        f"one client: p99 {cell(best, 1)['p99_ms']:.0f} ms against {cell('serialized', 1)['p99_ms']:.0f} ms "
-        f"({latency:.2f}x)",
-    }
 
 
 def plot(lstm: list[dict], transformer: list[dict], folder: Path) -> list[str]:
     return [
-        plot_results(results, folder / f"{name}.png", f"{name}: same wall-clock budget per variant")
+        plot_results(results, folder / f"{name}.png", f"{name}: the same number of updates per variant")
         for name, results in (("lstm", lstm), ("transformer", transformer))
     ]
 
 
-def write_report(folder: Path, minutes: float, lstm, transformer, drift, rows, plots) -> None:
+def runs_table(results: list[dict]) -> Table:
+    """Every run's key figures (and the LSTM probes, where the runs have them), variant by
+    variant, repeat by repeat."""
+    probed = any("first_position_gradient" in run for r in results for run in runs_of(r))
+    columns = ["variant", "repeat", "real target tokens/s", "valid loss", "valid BLEU (greedy)", "peak RSS (MB)"]
+    columns += ["first-position gradient", "state drift (post / pre)"] if probed else []
+    rows = []
+    for r in results:
+        for repeat, run in enumerate(runs_of(r), 1):
+            cells = [label(r), repeat, f"{run[SPEED]:.0f}", f"{run['valid_loss']:.3f}", f"{run['valid_bleu']:.2f}"]
+            cells += [f"{run['peak_rss_mb']:.0f}"]
+            rows.append(cells + (probe_cells(run) if probed else []))
+    return Table(columns, rows)
+
+
+def probe_cells(run: dict) -> list[str]:
+    gradient = f"{run['first_position_gradient']:.3f}" if "first_position_gradient" in run else "-"
+    drift = run.get("state_drift")
+    return [gradient, f"{drift['post']:.1%} / {drift['pre']:.1%}" if drift else "-"]
+
+
+def write_report(folder: Path, settings: dict, lstm: list[dict], transformer: list[dict], rows, plots) -> None:
     """DIR/report.md beside the plots, and DIR/report.html with the plots embedded."""
     doc = Document("Batching claims, measured")
     doc.paragraph(
-        f"Multi30k de->en, {minutes:g} minutes of training per variant, one after another on one machine "
-        "(`python -m mtapp.bench claims`). Validation BLEU is greedy."
+        f"Multi30k de->en, {settings['lstm_updates']} updates per LSTM variant and {settings['transformer_updates']} "
+        f"per Transformer variant, {settings['repeats']} runs of each, interleaved round-robin on one machine "
+        "(`python -m mtapp.bench claims`). Intervals are paired 95% Student-t intervals over the repeats (ratios: "
+        "the geometric mean of the per-repeat ratios). A claim holds when its whole interval lies on the claimed "
+        "side of its threshold, does not hold when the interval lies wholly on the other side, and is undecided "
+        "otherwise; rows of 1 run are single measurements, judged on their values. Validation BLEU is greedy."
     )
-    doc.table(["claim", "verdict", "numbers"], [[r["claim"], r["verdict"], r["numbers"]] for r in rows])
-    doc.heading("LSTM: encoder padding mode x pad side")
-    doc.add(results_table(lstm))
-    doc.heading("Transformer: batching strategies")
-    doc.add(results_table(transformer))
-    doc.paragraph(f"Trained padded-mode LSTM, final encoder state drift when batched: {json.dumps(drift)}")
+    doc.table(
+        COLUMNS,
+        [[r[key] for key in ("claim", "hardware", "threshold", "measured", "verdict", "numbers")] for r in rows],
+    )
+    for title, results in (
+        ("LSTM: encoder padding mode x pad side", lstm),
+        ("Transformer: batching strategies", transformer),
+    ):
+        doc.heading(title)
+        doc.add(results_table(results))
+        doc.paragraph("Each run:")
+        doc.add(runs_table(results))
     for name in plots:
         doc.figure(name, name)
     doc.write(folder)
@@ -210,22 +158,42 @@ def write_report(folder: Path, minutes: float, lstm, transformer, drift, rows, p
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m mtapp.bench claims", description=__doc__.split("\n\n")[0])
-    p.add_argument("--minutes", type=float, required=True, help="training budget of each variant")
     p.add_argument("--report", type=Path, required=True, help="folder for the runs, report.md and plots")
-    p.add_argument("--serve-json", type=Path, help="a `bench serve` serve.json: adds claim (f)")
+    p.add_argument("--repeats", type=int, default=3, help="runs of every variant, interleaved (default %(default)s)")
+    p.add_argument(
+        "--lstm-updates", type=int, default=UPDATES, help="updates of each LSTM run (default %(default)s: two epochs)"
+    )
+    p.add_argument(
+        "--transformer-updates",
+        type=int,
+        default=UPDATES,
+        help="updates of each Transformer run (default %(default)s: two epochs of token batches)",
+    )
+    p.add_argument("--serve-json", type=Path, help="a `bench serve` serve.json: adds claim (h)")
+    p.add_argument("--invariance-json", type=Path, help="a `bench invariance` invariance.json: adds claim (i)")
+    p.add_argument("--gpu-json", type=Path, help="a scripts/gpu_check.sh gpu_check.json: adds rows on its GPU")
     args = p.parse_args(argv)
+    if args.repeats < 1 or min(args.lstm_updates, args.transformer_updates) < 1:
+        p.error("--repeats, --lstm-updates and --transformer-updates must be at least 1")
+    measured_once = single_measurements(args)
     args.report.mkdir(parents=True, exist_ok=True)
-    lstm = run_grid(CONFIGS / "multi30k_de_en_lstm.yaml", variants(LSTM_GRID), args.minutes, args.report / "lstm")
-    transformer = run_grid(DEFAULT_CONFIG, TRANSFORMER_VARIANTS, args.minutes, args.report / "transformer")
-    drift = state_drift(Path(find(lstm, "model.encoder_padding=padded", "batching.pad_side=post")["run_dir"]))
-    rows = verdicts(lstm, transformer, drift)
-    if args.serve_json:
-        rows.append(serve_verdict(json.loads(args.serve_json.read_text())))
+    lstm_jobs, transformer_jobs = jobs(args.report, args.lstm_updates, args.transformer_updates)
+    runs = run_jobs(lstm_jobs + transformer_jobs, args.repeats, minutes=0.0, resume=True)
+    lstm_runs, transformer_runs = runs[: len(lstm_jobs)], runs[len(lstm_jobs) :]
+    add_probes(lstm_runs)
+    lstm, transformer = [pool(r) for r in lstm_runs], [pool(r) for r in transformer_runs]
+    hardware = this_cpu()
+    rows = sorted(verdicts(lstm, transformer, hardware) + measured_once, key=lambda r: r["claim"][:3])
     plots = plot(lstm, transformer, args.report)
-    payload = {"minutes": args.minutes, "lstm": lstm, "transformer": transformer, "drift": drift, "verdicts": rows}
+    settings = {
+        "repeats": args.repeats,
+        "lstm_updates": args.lstm_updates,
+        "transformer_updates": args.transformer_updates,
+    }
+    payload = {**settings, "hardware": hardware, "lstm": lstm, "transformer": transformer, "verdicts": rows}
     (args.report / "claims.json").write_text(json.dumps(payload, indent=2) + "\n")
-    write_report(args.report, args.minutes, lstm, transformer, drift, rows, plots)
+    write_report(args.report, settings, lstm, transformer, rows, plots)
     for r in rows:
-        print(f"{r['claim']}: {r['verdict']} -- {r['numbers']}")
+        print(f"{r['claim']} [{r['hardware']}]: {r['verdict']} -- {r['measured']}")
     print(f"report: {args.report / 'report.md'}")
     return 0

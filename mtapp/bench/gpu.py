@@ -41,7 +41,7 @@ from mtapp.data.synthetic import tiny_config, write_synthetic_corpus
 from mtapp.models import build_model
 from mtapp.progress import bar_settings
 from mtapp.report.document import markdown_table
-from mtapp.runtime import keep_freed_memory, seed_everything, set_threads
+from mtapp.runtime import memory_policy, seed_everything, set_threads
 from mtapp.train import DEFAULT_CONFIG
 from mtapp.training import Trainer
 
@@ -342,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     device = torch.device(args.device)
     set_threads()
-    keep_freed_memory()
+    memory_policy()
     started = time.monotonic()
     payload = {"device": args.device, "size": "tiny" if device.type == "cpu" else "full", "minutes": args.minutes}
     payload |= {"command": [sys.executable, "-m", "mtapp.bench", "gpu", *(argv or sys.argv[1:])], "stages": {}}

@@ -1,10 +1,12 @@
-"""`python -m mtapp.bench train`: the same model and data trained for the same wall-clock budget
-under each variant of a config, one after another, each in its own process (so peak memory is
-the variant's own), with the figures collected into one JSON file and a markdown table.
+"""`python -m mtapp.bench train`: the same model and data trained for the same budget (wall-clock
+minutes, optimizer updates, or both) under each variant of a config, each run in its own process
+(so peak memory is the run's own), with the figures collected into one JSON file and a markdown
+table. With --repeats N every variant runs N times, interleaved round-robin (A B C, A B C, ...),
+and the table gives each key figure's mean ± the half-width of its 95% interval.
 
     python -m mtapp.bench train --config configs/multi30k_de_en_lstm.yaml --minutes 3 \\
         --vary model.encoder_padding=padded,masked,packed,unrolled --vary batching.pad_side=pre,post \\
-        --json results/lstm_modes.json --report results/lstm_modes
+        --json results/lstm_modes.json --report results/lstm_modes [--updates 350] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -14,13 +16,17 @@ import itertools
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from mtapp.bench.intervals import mean_ci, round_robin
 from mtapp.report.document import Document, Table
 from mtapp.report.plots import bars, pyplot, save
 
@@ -36,13 +42,33 @@ def variants(vary: list[str]) -> list[list[str]]:
     return [list(combo) for combo in itertools.product(*axes)]
 
 
-def run_variant(config: Path, overrides: list[str], minutes: float, run_dir: Path) -> dict:
-    """Train one variant in a child process; its last epoch record plus peak RSS and wall time."""
+# The figures of a run that a variant's record averages over its repeats, and those it also
+# gives a 95% interval for.
+FIGURES = ("epochs", "tgt_tokens_per_s", "sentences_per_s", "padding_efficiency", "train_loss", "valid_loss")
+FIGURES += ("valid_bleu", "peak_rss_mb")
+KEY_FIGURES = ("tgt_tokens_per_s", "valid_loss", "valid_bleu", "peak_rss_mb")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One variant to train: its config, overrides, updates (0 = no limit) and folder."""
+
+    config: Path
+    overrides: list[str]
+    folder: Path
+    updates: int = 0
+
+
+def run_variant(config: Path, overrides: list[str], minutes: float, run_dir: Path, updates: int = 0) -> dict:
+    """Train one variant in a child process for `minutes` and/or `updates` (0 = no limit); its
+    last epoch record plus peak RSS, wall time and the budget."""
     cmd = [sys.executable, "-m", "mtapp.train", "--config", str(config), "--run-dir", str(run_dir)]
     cmd += ["--max-minutes", str(minutes), "--set", "train.patience=0", "--set", "train.max_epochs=1000"]
     cmd += ["--set", f"train.valid_every_minutes={minutes / 6:.4f}"]  # points for the validation curve
+    cmd += ["--set", f"train.max_updates={updates}"] if updates else []
     for item in overrides:
         cmd += ["--set", item]
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     with open(run_dir.with_suffix(".log"), "w") as log:
         child = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
@@ -54,7 +80,68 @@ def run_variant(config: Path, overrides: list[str], minutes: float, run_dir: Pat
         **summarize(run_dir),
         "peak_rss_mb": usage.ru_maxrss / 1024,  # Linux reports KiB
         "wall_seconds": time.monotonic() - started,
+        "minutes": minutes,
+        "updates": updates,
+        "run_dir": str(run_dir),
     }
+
+
+def run_jobs(jobs: list[Job], repeats: int, minutes: float, resume: bool = False) -> list[list[dict]]:
+    """Train every job `repeats` times in `round_robin` order, each run in its own process, in
+    job.folder (one repeat) or job.folder/repeat{r}; runs[job][repeat]. With `resume`, a run
+    whose result.json records the same overrides and budget is read back, not trained again."""
+    runs: list[list[dict]] = [[{} for _ in range(repeats)] for _ in jobs]
+    order = round_robin(jobs, repeats)
+    for n, (repeat, i) in enumerate(order, 1):
+        job = jobs[i]
+        print(f"[{n}/{len(order)}] {job.config.stem} {' '.join(job.overrides)}, repeat {repeat + 1}", flush=True)
+        run_dir = job.folder / f"repeat{repeat}" if repeats > 1 else job.folder
+        run = runs[i][repeat] = run_once(job, minutes, run_dir, resume)
+        print(f"    {run['tgt_tokens_per_s']:.0f} target tokens/s, valid loss {run['valid_loss']:.3f}", flush=True)
+    return runs
+
+
+def run_once(job: Job, minutes: float, run_dir: Path, resume: bool) -> dict:
+    """One run of `job` (see `run_jobs`), its record also saved as run_dir/result.json."""
+    saved = run_dir / "result.json"
+    budget = {"overrides": job.overrides, "minutes": minutes, "updates": job.updates}
+    if resume and saved.exists():
+        result = json.loads(saved.read_text())
+        if {key: result.get(key) for key in budget} == budget:
+            return result
+    if resume and (run_dir / "log.jsonl").exists():  # a stale run: unfinished, or another budget's
+        shutil.rmtree(run_dir)  # (a folder that only holds an earlier --repeats' runs has no log: kept)
+    result = run_variant(job.config, job.overrides, minutes, run_dir, job.updates)
+    saved.write_text(json.dumps(result, indent=2))
+    return result
+
+
+def pool(runs: list[dict]) -> dict:
+    """A variant's record: one run as it is; several runs: the mean of each of FIGURES, the 95%
+    interval of each of KEY_FIGURES (`intervals`) and every run's record (`runs`)."""
+    if len(runs) == 1:
+        return runs[0]
+    means = {key: float(np.mean([r[key] for r in runs])) for key in FIGURES}
+    intervals = {key: mean_ci([r[key] for r in runs]) for key in KEY_FIGURES}
+    return {"overrides": runs[0]["overrides"], **means, "intervals": intervals, "runs": runs}
+
+
+def runs_of(result: dict) -> list[dict]:
+    """The run records a variant's record (`pool`) stands for."""
+    return result.get("runs", [result])
+
+
+def cell(result: dict, key: str, spec: str) -> str:
+    """`result[key]` formatted with `spec`; for a pooled record, its mean ± the half-width of its
+    95% interval."""
+    interval = result.get("intervals", {}).get(key)
+    if interval is None:
+        return f"{result[key]:{spec}}"
+    return f"{interval['mean']:{spec}} ± {half_width(interval):{spec}}"
+
+
+def half_width(interval: dict) -> float:
+    return (interval["high"] - interval["low"]) / 2
 
 
 def summarize(run_dir: Path) -> dict:
@@ -80,13 +167,14 @@ def summarize(run_dir: Path) -> dict:
 
 
 def results_table(results: list[dict]) -> Table:
-    """One row per variant: speed, padding efficiency, losses, BLEU and memory."""
+    """One row per variant: speed, padding efficiency, losses, BLEU and memory (over repeats: the
+    mean of each, ± the 95% half-width of the key figures)."""
     columns = ["variant", "epochs", "real target tokens/s", "sentences/s", "padding efficiency", "train loss"]
     columns += ["valid loss", "valid BLEU (greedy)", "peak RSS (MB)"]
     rows = [
-        [label(r), r["epochs"], f"{r['tgt_tokens_per_s']:.0f}", f"{r['sentences_per_s']:.1f}"]
-        + [f"{r['padding_efficiency']:.3f}", f"{r['train_loss']:.3f}", f"{r['valid_loss']:.3f}"]
-        + [f"{r['valid_bleu']:.2f}", f"{r['peak_rss_mb']:.0f}"]
+        [label(r), r["epochs"], cell(r, "tgt_tokens_per_s", ".0f"), f"{r['sentences_per_s']:.1f}"]
+        + [f"{r['padding_efficiency']:.3f}", f"{r['train_loss']:.3f}", cell(r, "valid_loss", ".3f")]
+        + [cell(r, "valid_bleu", ".2f"), cell(r, "peak_rss_mb", ".0f")]
         for r in results
     ]
     return Table(columns, rows)
@@ -97,7 +185,8 @@ def label(result: dict) -> str:
 
 
 def plot_results(results: list[dict], path: Path, title: str) -> str:
-    """One PNG: throughput, padding efficiency and peak RSS per variant; validation loss over time."""
+    """One PNG: throughput, padding efficiency and peak RSS per variant (over repeats: means with
+    95% error bars); validation loss over time, a line per run."""
     fig, axes = pyplot().subplots(1, 4, figsize=(20, 4.8))
     names = [label(r) for r in results]
     for ax, key, heading in zip(
@@ -105,13 +194,28 @@ def plot_results(results: list[dict], path: Path, title: str) -> str:
         ("tgt_tokens_per_s", "padding_efficiency", "peak_rss_mb"),
         ("real target tokens / s", "padding efficiency", "peak RSS (MB)"),
     ):
-        bars(ax, names, [r[key] for r in results], heading)
-    for r, name in zip(results, names):
-        curve = sorted(r["valid_curve"])
-        axes[3].plot([t / 60 for t, _ in curve], [loss for _, loss in curve], marker="o", label=name)
+        bars(ax, names, [r[key] for r in results], heading, errors(results, key))
+    for k, (r, name) in enumerate(zip(results, names)):
+        for j, run in enumerate(runs_of(r)):
+            curve = sorted(run["valid_curve"])
+            x, y = [t / 60 for t, _ in curve], [loss for _, loss in curve]
+            axes[3].plot(x, y, marker="o", color=f"C{k % 10}", label=name if j == 0 else None)
     axes[3].set(title="validation loss", xlabel="wall-clock minutes")
     axes[3].legend(fontsize=7)
     return save(fig, path, title)
+
+
+def errors(results: list[dict], key: str) -> list[float] | None:
+    """The 95% half-widths of `key` for error bars; None when no record has intervals of it."""
+    if not any(key in r.get("intervals", {}) for r in results):
+        return None
+    return [half_width(r["intervals"][key]) if key in r.get("intervals", {}) else 0.0 for r in results]
+
+
+def budget_text(minutes: float, updates: int) -> str:
+    """ "3 minutes", "350 updates" or "350 updates or 3 minutes" (whichever comes first)."""
+    parts = ([f"{updates} updates"] if updates else []) + ([f"{minutes:g} minutes"] if minutes else [])
+    return " or ".join(parts)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,27 +230,35 @@ def main(argv: list[str] | None = None) -> int:
         metavar="KEY=VALUE",
         help="a config value for every variant",
     )
-    p.add_argument("--minutes", type=float, required=True, help="training budget of each variant")
+    p.add_argument("--minutes", type=float, default=0.0, help="training budget of each run (0 = none)")
+    p.add_argument("--updates", type=int, default=0, help="optimizer updates of each run (train.max_updates; 0 = none)")
+    p.add_argument("--repeats", type=int, default=1, help="runs of each variant, interleaved round-robin")
     p.add_argument("--json", type=Path, required=True)
     p.add_argument("--report", type=Path, required=True, help="folder for runs and the markdown table")
     args = p.parse_args(argv)
+    if args.minutes <= 0 and args.updates <= 0:
+        p.error("give a budget: --minutes, --updates or both")
+    if args.repeats < 1:
+        p.error("--repeats must be at least 1")
     args.report.mkdir(parents=True, exist_ok=True)
-    results = []
-    for i, combo in enumerate(variants(args.vary)):
-        run_dir = args.report / f"variant{i:02d}"
-        print(f"[{i + 1}] {' '.join(combo)}: training {args.minutes:g} min ...", flush=True)
-        results.append(run_variant(args.config, [*args.overrides, *combo], args.minutes, run_dir))
-        print(f"    {results[-1]['tgt_tokens_per_s']:.0f} target tokens/s, valid loss {results[-1]['valid_loss']:.3f}")
+    combos = variants(args.vary)
+    jobs = [
+        Job(args.config, [*args.overrides, *c], args.report / f"variant{i:02d}", args.updates)
+        for i, c in enumerate(combos)
+    ]
+    results = [pool(runs) for runs in run_jobs(jobs, args.repeats, args.minutes)]
     machine = {
         "cpus": os.cpu_count(),
         "torch": torch.__version__,
         "platform": platform.platform(),
         "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
     }
-    payload = {"config": str(args.config), "minutes": args.minutes, "machine": machine, "variants": results}
+    payload = {"config": str(args.config), "minutes": args.minutes, "updates": args.updates, "repeats": args.repeats}
+    payload |= {"machine": machine, "variants": results}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(payload, indent=2) + "\n")
-    title = f"{args.config.stem}: {args.minutes:g} minutes per variant"
+    title = f"{args.config.stem}: {budget_text(args.minutes, args.updates)} per variant"
+    title += f", {args.repeats} interleaved runs each (mean ± 95% half-width)" if args.repeats > 1 else ""
     table = results_table(results)
     doc = Document(f"bench train: {title}", [table])
     doc.figure(plot_results(results, args.report / "bench.png", title), "bench")

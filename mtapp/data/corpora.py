@@ -74,33 +74,73 @@ def nonblank(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class Split:
+    """One published split of a registered corpus: its sentences, and the languages it has."""
+
+    lines: int
+    languages: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class RegisteredCorpus:
-    """A public corpus with known file names, line counts and checksums."""
+    """A public corpus with known file names, line counts and checksums; not every split need
+    have every language (Multi30k's 2017 test sets have no Czech)."""
 
     name: str
-    languages: tuple[str, ...]
-    lines: dict[str, int]  # split -> sentences
+    splits: dict[str, Split]
     url: str  # format string with {split} and {lang}
     sha256: dict[str, str]  # file name -> checksum
     size: dict[str, int]  # file name -> bytes
 
+    @property
+    def languages(self) -> tuple[str, ...]:
+        """Every language of some split, in the order the splits name them."""
+        return tuple(dict.fromkeys(lang for split in self.splits.values() for lang in split.languages))
+
     def file_name(self, split: str, lang: str) -> str:
         return f"{split}.{lang}.gz"
 
-    def files(self) -> list[str]:
-        return [self.file_name(s, lang) for s in self.lines for lang in self.languages]
+    def files(self, splits: Sequence[str] | None = None) -> list[str]:
+        """The file names of `splits` (default: every split), each split in each of its languages."""
+        chosen = self.splits if splits is None else splits
+        return [self.file_name(s, lang) for s in chosen for lang in self.splits[s].languages]
+
+    def check_pair(self, split: str, src_lang: str, tgt_lang: str) -> None:
+        """CorpusError unless `split` exists and has both languages."""
+        if split not in self.splits:
+            raise CorpusError(f"{self.name} has no split {split!r} (splits: {', '.join(self.splits)})")
+        have = self.splits[split].languages
+        for lang in (src_lang, tgt_lang):
+            if lang not in have:
+                raise CorpusError(f"{self.name} {split} has no language {lang!r} (it has: {', '.join(have)})")
 
 
 MULTI30K = RegisteredCorpus(
     name="multi30k",
-    languages=("de", "en", "fr", "cs"),
-    lines={"train": 29000, "val": 1014, "test_2016_flickr": 1000},
+    splits={
+        "train": Split(29000, ("de", "en", "fr", "cs")),
+        "val": Split(1014, ("de", "en", "fr", "cs")),
+        "test_2016_flickr": Split(1000, ("de", "en", "fr", "cs")),
+        "test_2017_flickr": Split(1000, ("de", "en", "fr")),
+        "test_2017_mscoco": Split(461, ("de", "en", "fr")),
+        "test_2018_flickr": Split(1071, ("de", "en", "fr", "cs")),
+    },
     url="https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/raw/{split}.{lang}.gz",
     sha256={
         "test_2016_flickr.cs.gz": "200a4a74cc9560f051924abb9803be008d1908d77f747e9141aeb86dfd2797f1",
         "test_2016_flickr.de.gz": "9204244e408ccb38d2a55cfcd344df15005fc42a07a6e55ca6c52b6ababb8cc8",
         "test_2016_flickr.en.gz": "611d361c6334bc7246101d48097c13cf5c4413c5befc793cc629934359d532d9",
         "test_2016_flickr.fr.gz": "6d326e188d259fb1d04ac19eae3af956559b3a0b93d7635e56c90987c40c8b90",
+        "test_2017_flickr.de.gz": "a2c89666db00c495cd8513b9d708d5a3acc205d7de312ef2bf5fb7ebc1540aee",
+        "test_2017_flickr.en.gz": "76a444ee25172e72695cddb13ae4a3bda59430617be88e0bb46b60504f054074",
+        "test_2017_flickr.fr.gz": "3ba671ceb2299f3304ffafefea7a833d08632fbaf0ba18546f8a2ec2391af496",
+        "test_2017_mscoco.de.gz": "799e4854c25d601cb6cb6be29eabe5667734c61ace2f495e03e429031a0bc338",
+        "test_2017_mscoco.en.gz": "aab300bfb4427697987e02cd0aacd44bfe8aa50456231b6474c08038bbed2b58",
+        "test_2017_mscoco.fr.gz": "754f3072ba9f124569ba5258b32730fc1d214bbf8e0c6dfb2b74401676220db0",
+        "test_2018_flickr.cs.gz": "7d0a9db904f94c554a8c58049a9f3a5357c27f46cc3d710d70cb0b4a2585b8c2",
+        "test_2018_flickr.de.gz": "ddd0130c7d97482dc5197a02141dae8dd79f20f03586c480d675c09a32daf608",
+        "test_2018_flickr.en.gz": "ef4f4844037d4c5dea75c9a8ed5fd78905967a26f67c255e230cc9780032654d",
+        "test_2018_flickr.fr.gz": "fb2b83fcceb937a4f7e3e93c1c51c22aba92f1e342391e6b5ba392b16a920501",
         "train.cs.gz": "a65adb8b32e3bc664f21ecba7a6e7f6950fd1f405e135f7c312faabdb6255077",
         "train.de.gz": "726e39b2fa9eb9ffb6dc763fb35a179f80fae06ffc5d28b6ace5faa883de28a6",
         "train.en.gz": "d79cfa999dd4c51d2cb42499b6796d5a882c3a8a961923c25a898c90f8bbd56f",
@@ -115,6 +155,16 @@ MULTI30K = RegisteredCorpus(
         "test_2016_flickr.de.gz": 22890,
         "test_2016_flickr.en.gz": 21077,
         "test_2016_flickr.fr.gz": 22310,
+        "test_2017_flickr.de.gz": 21471,
+        "test_2017_flickr.en.gz": 19138,
+        "test_2017_flickr.fr.gz": 20434,
+        "test_2017_mscoco.de.gz": 10230,
+        "test_2017_mscoco.en.gz": 8844,
+        "test_2017_mscoco.fr.gz": 9751,
+        "test_2018_flickr.cs.gz": 25181,
+        "test_2018_flickr.de.gz": 26461,
+        "test_2018_flickr.en.gz": 23514,
+        "test_2018_flickr.fr.gz": 25321,
         "train.cs.gz": 593827,
         "train.de.gz": 637044,
         "train.en.gz": 568929,
@@ -152,23 +202,83 @@ def load_split(cfg: DataConfig, split: str) -> ParallelText:
 
 
 def _read_registered(corpus: RegisteredCorpus, root: Path, split: str, cfg: DataConfig) -> ParallelText:
-    if split not in corpus.lines:
-        raise CorpusError(f"{corpus.name} has no split {split!r} (splits: {', '.join(corpus.lines)})")
-    for lang in (cfg.src_lang, cfg.tgt_lang):
-        if lang not in corpus.languages:
-            raise CorpusError(f"{corpus.name} has no language {lang!r} ({', '.join(corpus.languages)})")
+    corpus.check_pair(split, cfg.src_lang, cfg.tgt_lang)
     folder = root / corpus.name
     pair = read_text_pair(
         folder / corpus.file_name(split, cfg.src_lang),
         folder / corpus.file_name(split, cfg.tgt_lang),
-        hint=f"run `python -m mtapp.data download {corpus.name}` or set $MTAPP_DATA_DIR / data.dir",
+        hint=f"run `{download_command(corpus.name, [split], cfg.dir)}` or set $MTAPP_DATA_DIR / data.dir",
     )
-    if len(pair) != corpus.lines[split]:
+    expected = corpus.splits[split].lines
+    if len(pair) != expected:
         raise CorpusError(
-            f"{folder}: {split} has {len(pair)} lines, {corpus.name} has {corpus.lines[split]}; "
+            f"{folder}: {split} has {len(pair)} lines, {corpus.name} has {expected}; "
             "the files are incomplete or not the published ones (re-download them)"
         )
     return pair
+
+
+def download_command(corpus: str, splits: Sequence[str] = (), dir_setting: str = "") -> str:
+    """The command that fetches `splits` (all, if none) of a registered corpus."""
+    command = f"python -m mtapp.data download {corpus}"
+    command += f" --split {','.join(splits)}" if splits else ""
+    return command + (f" --dir {dir_setting}" if dir_setting else "")
+
+
+ALL_TESTS = "all"  # the --split value (evaluate, report) that means every test split `find_test_splits` finds
+
+
+@dataclass(frozen=True)
+class AvailableSplits:
+    """The test splits of a configured corpus for its language pair: those named `test_*`, and
+    `data.test_split`."""
+
+    present: list[str]  # their files are in place
+    missing: dict[str, list[Path]]  # split -> its files that are not
+    fetch: str  # what to do to get the missing ones
+    other_languages: list[str]  # test splits of the corpus without both languages of the pair
+
+    def notes(self, cfg: DataConfig) -> list[str]:
+        """Lines that name the test splits left out, why, and how to get the missing ones."""
+        lines = [f"left out: {split}: missing {', '.join(map(str, files))}" for split, files in self.missing.items()]
+        lines += [f"  {self.fetch}"] if self.missing else []
+        if self.other_languages:
+            pair = f"{cfg.src_lang}-{cfg.tgt_lang}"
+            lines.append(f"left out: {', '.join(self.other_languages)}: no {pair} text in {cfg.corpus}")
+        return lines
+
+
+def find_test_splits(cfg: DataConfig) -> AvailableSplits:
+    """Which test splits of the configured corpus can be read now (files present; their
+    contents are checked when read)."""
+    registered = REGISTRY.get(cfg.corpus)
+    names = registered.splits if registered else cfg.paths
+    tests = [s for s in names if s.startswith("test_") or s == cfg.test_split]
+    pair = (cfg.src_lang, cfg.tgt_lang)
+    other = [s for s in tests if registered and not set(pair) <= set(registered.splits[s].languages)]
+    present, missing = [], {}
+    for split in (s for s in tests if s not in other):
+        absent = [path for path in _split_files(cfg, split) if not path.is_file()]
+        if absent:
+            missing[split] = absent
+        else:
+            present.append(split)
+    if registered:
+        fetch = f"get them with `{download_command(registered.name, list(missing), cfg.dir)}`"
+    else:
+        fetch = "create them, or correct data.paths in the run's config"
+    return AvailableSplits(present, missing, fetch, other)
+
+
+def _split_files(cfg: DataConfig, split: str) -> list[Path]:
+    """The files one split of the configured corpus is read from ([] for a `datasets` hub split)."""
+    if cfg.corpus in REGISTRY:
+        folder = data_dir(cfg.dir) / cfg.corpus
+        return [folder / REGISTRY[cfg.corpus].file_name(split, lang) for lang in (cfg.src_lang, cfg.tgt_lang)]
+    path = cfg.paths[split]
+    if cfg.corpus == "text":
+        return [_with_lang(path, cfg.src_lang), _with_lang(path, cfg.tgt_lang)]
+    return [Path(path)] if cfg.corpus == "tsv" or Path(path).exists() else []
 
 
 def _with_lang(prefix: str, lang: str) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 from tqdm import tqdm
@@ -13,21 +14,22 @@ from mtapp.data.corpora import CorpusError, RegisteredCorpus
 from mtapp.progress import bar_settings
 
 
-def verify(corpus: RegisteredCorpus, folder: Path) -> list[str]:
-    """Names of the corpus files in `folder` that are missing or differ from the published ones."""
+def verify(corpus: RegisteredCorpus, folder: Path, splits: Sequence[str] | None = None) -> list[str]:
+    """Names of the files of `splits` (default: all) in `folder` that are missing or differ from
+    the published ones."""
     bad = []
-    for name in corpus.files():
+    for name in corpus.files(splits):
         path = folder / name
         if not path.is_file() or path.stat().st_size != corpus.size[name] or file_sha256(path) != corpus.sha256[name]:
             bad.append(name)
     return bad
 
 
-def download(corpus: RegisteredCorpus, root: Path, timeout: float = 30.0) -> Path:
-    """Download every file that is missing or damaged; return the corpus folder."""
+def download(corpus: RegisteredCorpus, root: Path, splits: Sequence[str] | None = None, timeout: float = 30.0) -> Path:
+    """Download every file of `splits` (default: all) that is missing or damaged; return the corpus folder."""
     folder = root / corpus.name
     folder.mkdir(parents=True, exist_ok=True)
-    todo = verify(corpus, folder)
+    todo = verify(corpus, folder, splits)
     for name in tqdm(todo, desc=f"downloading {corpus.name}", unit="file", **bar_settings()):
         split, lang, _ = name.split(".")
         url = corpus.url.format(split=split, lang=lang)
@@ -39,7 +41,7 @@ def download(corpus: RegisteredCorpus, root: Path, timeout: float = 30.0) -> Pat
             tmp.unlink(missing_ok=True)
             raise CorpusError(
                 f"could not download {url} ({e}). If this machine is offline, copy the files "
-                f"{', '.join(corpus.files())} into {folder} by hand, or point $MTAPP_DATA_DIR at a "
+                f"{', '.join(todo)} into {folder} by hand, or point $MTAPP_DATA_DIR at a "
                 "folder that holds them"
             ) from None
         size, digest = tmp.stat().st_size, file_sha256(tmp)

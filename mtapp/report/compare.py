@@ -1,8 +1,9 @@
-"""The comparison report: several runs' translations of one test set, the first run the baseline.
+"""The report on runs' translations of a test set: one run, or several with the first the baseline.
 
 `compare(...)` computes every figure (returned as a JSON-ready dict) and `document(...)` lays
-them out as a `Document`: systems and scores, significance, length buckets, training curves,
-batching settings and sample translations.
+them out as a `Document`: scores by split (when several are given), systems and scores,
+significance (several runs only), length buckets, training curves, batching settings and sample
+translations.
 """
 
 from __future__ import annotations
@@ -26,27 +27,39 @@ class Options:
 
 
 def compare(runs: list[Run], split: str, sources: list[str], references: list[str], options: Options) -> dict:
-    """Every number of the report, keyed by section."""
+    """Every number of the report, keyed by section; "significance" is None for a single run."""
     systems = {run.name: run.hypotheses for run in runs}
-    signatures, significance = analysis.paired_bootstrap(systems, references, options.seed, options.resamples)
-    for row, run in zip(significance[1:], runs[1:]):
-        row["identical_to_baseline"] = run.hypotheses == runs[0].hypotheses
     buckets = analysis.length_buckets(sources, list(options.bounds))
     chrf = {name: analysis.sentence_chrf(hyps, references) for name, hyps in systems.items()}
     return {
         "split": split,
         "sentences": len(references),
         "systems": [system_record(run) | {"scores": score(run.hypotheses, references)} for run in runs],
-        "significance": {
-            "seed": options.seed,
-            "resamples": options.resamples,
-            "signatures": signatures,
-            "rows": significance,
-        },
+        "significance": significance(runs, references, options),
         "buckets": analysis.bucket_scores(buckets, systems, references),
         "samples": sample_records(sources, references, systems, chrf, options.samples),
         "command": options.command,
     }
+
+
+def significance(runs: list[Run], references: list[str], options: Options) -> dict | None:
+    """Paired bootstrap of every run against the first; None for one run (nothing to compare)."""
+    if len(runs) < 2:
+        return None
+    systems = {run.name: run.hypotheses for run in runs}
+    signatures, rows = analysis.paired_bootstrap(systems, references, options.seed, options.resamples)
+    for row, run in zip(rows[1:], runs[1:]):
+        row["identical_to_baseline"] = run.hypotheses == runs[0].hypotheses
+    return {"seed": options.seed, "resamples": options.resamples, "signatures": signatures, "rows": rows}
+
+
+def split_scores(loaded: dict[str, tuple[list[Run], list[str]]]) -> dict:
+    """Each run's scores on each split: {"names": splits, "systems": [{"name", "scores": {split: ...}}]}.
+    `loaded` maps a split to (its runs, its references)."""
+    splits = list(loaded)
+    names = [run.name for run in loaded[splits[0]][0]]
+    scores = {split: {run.name: score(run.hypotheses, refs) for run in runs} for split, (runs, refs) in loaded.items()}
+    return {"names": splits, "systems": [{"name": n, "scores": {s: scores[s][n] for s in splits}} for n in names]}
 
 
 def system_record(run: Run) -> dict:
@@ -102,22 +115,43 @@ def sample_records(sources, references, systems: dict[str, list[str]], chrf: dic
 def document(result: dict, folder: Path) -> Document:
     """The report laid out; its PNG figures are written into `folder`."""
     names = [s["name"] for s in result["systems"]]
-    doc = Document(f"Translation report: {', '.join(names)} on {result['split']}")
+    splits = result["splits"]["names"] if "splits" in result else [result["split"]]
+    doc = Document(f"Translation report: {', '.join(names)} on {', '.join(splits)}")
+    baseline = f"; the baseline is **{names[0]}**" if len(names) > 1 else ""
     doc.paragraph(
-        f"{result['sentences']} test sentences of `{result['split']}`; the baseline is **{names[0]}**. "
+        f"{result['sentences']} test sentences of `{result['split']}`{baseline}. "
         "Scores are corpus-level sacreBLEU on detokenised output, computed here from each run's "
         "`eval/<split>.hyp`."
     )
     if result["command"]:
         doc.paragraph("Regenerate with:")
         doc.code(result["command"])
+    if "splits" in result:
+        splits_section(doc, result)
     systems_section(doc, result)
-    significance_section(doc, result)
+    if result["significance"]:
+        significance_section(doc, result)
     buckets_section(doc, result, folder)
     curves_section(doc, result, folder)
     batching_section(doc, result)
     samples_section(doc, result)
     return doc
+
+
+def splits_section(doc: Document, result: dict) -> None:
+    table = result["splits"]
+    doc.heading("Scores by test split")
+    doc.paragraph(
+        "Corpus BLEU / chrF of each system on each test split, then BLEU on lowercased text (sacreBLEU "
+        "`lowercase=True`, 13a tokenization) to set beside published lowercased figures. The sections "
+        f"below are on `{result['split']}`."
+    )
+    for label, cell in (
+        ("BLEU / chrF", lambda sc: f"{sc['bleu']:.2f} / {sc['chrf']:.2f}"),
+        ("BLEU (lowercased)", lambda sc: f"{sc['bleu_lowercase']:.2f}"),
+    ):
+        rows = [[s["name"], *(cell(s["scores"][split]) for split in table["names"])] for s in table["systems"]]
+        doc.table(["system", *(f"{split} {label}" for split in table["names"])], rows)
 
 
 def systems_section(doc: Document, result: dict) -> None:

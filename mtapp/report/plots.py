@@ -28,9 +28,9 @@ def save(fig, path: Path, title: str | None = None) -> str:
     return path.name
 
 
-def bars(ax, names: list[str], values: list[float], title: str) -> None:
-    """One bar per name, names as slanted tick labels."""
-    ax.bar(range(len(values)), values, color="tab:blue")
+def bars(ax, names: list[str], values: list[float], title: str, errors: list[float] | None = None) -> None:
+    """One bar per name, names as slanted tick labels; `errors`: symmetric error bars (half-widths)."""
+    ax.bar(range(len(values)), values, color="tab:blue", yerr=errors, capsize=3 if errors else 0)
     ax.set_xticks(range(len(values)), names, rotation=35, ha="right", fontsize=8)
     ax.set_title(title)
 

@@ -89,6 +89,19 @@ def load_runs(paths: list[Path], names: list[str], split: str) -> tuple[list[Run
     return runs, text
 
 
+def load_splits(paths: list[Path], names: list[str], splits: list[str]) -> dict[str, tuple[list[Run], ParallelText]]:
+    """`load_runs` for each split, in order; what is missing for any split is reported at once."""
+    loaded, problems = {}, []
+    for split in splits:
+        try:
+            loaded[split] = load_runs(paths, names, split)
+        except RunError as e:
+            problems.append(str(e))
+    if problems:
+        raise RunError("\n".join(problems))
+    return loaded
+
+
 def training_summary(records: list[dict]) -> dict[str, float]:
     """Totals over the logged epochs: wall-clock minutes, updates, target tokens per second of
     training (validation excluded) and padding efficiency weighted by each epoch's target tokens."""
