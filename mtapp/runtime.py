@@ -110,8 +110,9 @@ def bound_kernel_caches(entries: int = KERNEL_CACHE_ENTRIES) -> None:
     with its own scratch buffers) per operand shape and caches 1,024 of them; ideep caches as
     many again. Token batches give nearly every batch new shapes, so a bf16 training process
     filled both caches and grew from 1.3 GB to 4.4 GB in 300 updates (issue #21; float32 goes
-    through MKL's sgemm and has no such cache). Compiling a kernel costs well under a
-    millisecond against several for the product, so a small cache costs nothing measurable.
+    through MKL's sgemm and has no such cache). A new shape's kernel took 0.3-3 ms to compile
+    against 7-16 ms for the product (one-off measurement); bounded, training was 1.20x faster in
+    interleaved runs (the big cache is memory traffic too) and used 1.2 GB instead of 3.8 GB.
     Takes effect when set before the first bf16 product of the process."""
     for name in ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY"):
         os.environ.setdefault(name, str(entries))

@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from mtapp import train
-from mtapp.bench import claims, kernels, nested, padding, padding_probes, profile, scale, verdicts
+from mtapp.bench import claims, kernels, nested, padding, padding_probes, profiling, scale, verdicts
 from mtapp.bench import train as bench_train
 from mtapp.config import BatchingConfig
 from mtapp.data.synthetic import write_synthetic_corpus
@@ -404,7 +404,7 @@ def test_profile_bench_accounts_for_the_profiled_time_by_operator_and_kind(tmp_p
     config = tiny_config_file(tmp_path, batching={"max_tokens": 256})
     out = tmp_path / "profile"
     assert (
-        profile.main(
+        profiling.main(
             ["--config", str(config), "--set", "train.amp=off", "--warmup", "2", "--steps", "3", "--out", str(out)]
         )
         == 0
@@ -417,5 +417,6 @@ def test_profile_bench_accounts_for_the_profiled_time_by_operator_and_kind(tmp_p
     products = [r for r in payload["top"] if r["kind"] == "matrix multiply"]
     counted = [r for r in products if r["operator"] in ("aten::mm", "aten::addmm", "aten::bmm")]
     assert counted and all(r["gflop_per_s"] > 0 for r in counted)  # the profiler counted their FLOPs
-    assert profile.kind("aten::copy_") == "dtype copies" and profile.kind("aten::native_layer_norm") == "normalisation"
+    assert profiling.kind("aten::copy_") == "dtype copies"
+    assert profiling.kind("aten::native_layer_norm") == "normalisation"
     assert payload["command"] in (out / "profile.md").read_text()

@@ -359,3 +359,11 @@ def test_mtapp_decoded_by_ctranslate2_gets_its_own_ratios_to_each_peer():
 def test_an_engine_system_needs_mtapp_trained_before_it(tmp_path):
     with pytest.raises(SystemExit):
         peers.main(["--systems", "mtapp-ct2-int8,opennmt", "--out", str(tmp_path)])
+
+
+def test_no_bench_module_hides_a_standard_library_module_from_the_peer_launcher():
+    # peers_launch.py runs as a script from mtapp/bench/, so that folder leads the peer's sys.path:
+    # a bench named like a standard module (it once was profile.py) broke OpenNMT-py's imports.
+    folder = Path(peers.LAUNCHER).parent
+    names = {p.stem for p in folder.glob("*.py")}
+    assert not names & set(sys.stdlib_module_names)

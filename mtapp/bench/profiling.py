@@ -26,6 +26,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from mtapp.bench.peers import cpu_name
+from mtapp.bench.peers_flops import matmul_peak, training_flops_per_token
 from mtapp.config import load_config
 from mtapp.data.prepare import prepare
 from mtapp.models import build_model
@@ -116,6 +117,18 @@ def by_kind(events: list, total_us: float, cuda: bool) -> list[dict]:
     return [{"kind": k, "self_ms": v / 1e3, "share": v / total_us} for k, v in ranked]
 
 
+def mfu(cfg, data, tgt_tokens_per_s: float, dtype: torch.dtype) -> dict:
+    """Useful training FLOP/s (`peers_flops`' count over the training corpus, eos included) over
+    this machine's matrix-multiply peak in the precision that trained (CPU only: the peak is
+    measured with torch.matmul on the CPU)."""
+    m = cfg.model
+    layers = (m.encoder_layers, m.decoder_layers)
+    src, tgt = data.train.src_lengths + 1, data.train.tgt_lengths + 1
+    per_token = training_flops_per_token(src, tgt, m.d_model, m.ffn_dim, layers, data.tokenizer.vocab_size)
+    peak = matmul_peak(dtype)
+    return {"flops_per_target_token": per_token, "peak_flops": peak, "mfu": tgt_tokens_per_s * per_token / peak}
+
+
 def markdown(payload: dict) -> str:
     m = payload["machine"]
     lines = [
@@ -125,8 +138,14 @@ def markdown(payload: dict) -> str:
         "",
         f"{m['cpu']} (native bf16: {m['native_bf16']}), {m['threads']} threads, torch {m['torch']}; "
         f"{payload['steps']} updates after {payload['warmup']} warmup updates: "
-        f"{payload['tgt_tokens_per_s']:.0f} real target tokens/s unprofiled, "
-        f"{payload['profiled_seconds']:.2f} s profiled.",
+        f"{payload['tgt_tokens_per_s']:.0f} real target tokens/s unprofiled"
+        + (
+            f" = {payload['mfu']:.1%} of the measured {payload['precision']} matmul peak "
+            f"({payload['peak_flops'] / 1e9:.0f} GFLOP/s)"
+            if "mfu" in payload
+            else ""
+        )
+        + f", {payload['profiled_seconds']:.2f} s profiled.",
         "",
         markdown_table(
             ["kind", "self ms", "share"],
@@ -172,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     events = operators(prof)
     total_us = sum(self_us(e, cuda) for e in events)
     dtype = amp_dtype(device, cfg.train.amp)
+    speed = tokens / seconds
+    utilisation = mfu(cfg, data, speed, dtype or torch.float32) if cfg.model.type == "transformer" else {}
     payload = {
         "command": "python -m mtapp.bench profile " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "config": str(args.config),
@@ -185,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
         },
         "warmup": args.warmup,
         "steps": args.steps,
-        "tgt_tokens_per_s": tokens / seconds,
+        "tgt_tokens_per_s": speed,
+        **utilisation,
         "profiled_seconds": profiled,
         "kinds": by_kind(events, total_us, cuda),
         "top": top_operators(events, total_us, args.top, cuda),
