@@ -193,11 +193,21 @@ class LineReader:
             self._queue.put(CorpusError(f"{self.name} could not be read ({e})"))
         self._queue.put(self.END)
 
+    def _next_line(self, poll: float = 0.5):
+        """The next queued item, however long the input takes. It waits `poll` seconds at a time:
+        a signal the kernel hands to another thread (the reader, torch's) does not wake a thread
+        blocked on the queue, but Python runs its handler in the main thread once it returns."""
+        while True:
+            try:
+                return self._queue.get(timeout=poll)
+            except queue.Empty:
+                continue
+
     def chunks(self, size: int, stall: float = STALL_SECONDS) -> Iterator[list[str]]:
         """Chunks of at most `size` lines; a chunk ends early when the input pauses `stall` seconds."""
         done = False
         while not done:
-            item = self._queue.get()  # wait as long as it takes for a first line
+            item = self._next_line()
             chunk: list[str] = []
             while True:
                 if isinstance(item, Exception):

@@ -198,8 +198,10 @@ def test_a_signal_during_a_chunks_write_acts_once_the_chunk_is_counted():
     the block's end, so the reported count is what was written."""
     done = []
     with pytest.raises(KeyboardInterrupt), translate.deferred_signals():
-        threading.Thread(target=os.kill, args=(os.getpid(), signal.SIGINT)).start()
-        time.sleep(0.2)  # the signal has arrived: it must not interrupt the block
+        sender = threading.Thread(target=os.kill, args=(os.getpid(), signal.SIGINT))
+        sender.start()
+        sender.join()  # sent (on a busy machine the thread may start late: waiting a fixed time was flaky)
+        time.sleep(0.2)  # the main thread has run the handler by now: it must not interrupt the block
         done.append("written and counted")
     assert done == ["written and counted"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is back
