@@ -4,6 +4,7 @@
     python -m mtapp.evaluate --run DIR --split all                              every test split present
     python -m mtapp.evaluate --run DIR --src FILE --ref FILE                    any test set
     python -m mtapp.evaluate --hyp FILE --ref FILE [--json FILE]                score existing output, no model
+    python -m mtapp.evaluate --run DIR --tune length_penalty [--grid 0.6,0.8,1.0,1.2,1.4] [--split val]
 
 Prints the scores with their signatures; with a model, writes DIR/eval/<name>.json (name = the
 split or the source file's name; <name>.<which>.json for --checkpoint DIR/checkpoint_<which>.pt
@@ -12,6 +13,14 @@ other than checkpoint_best.pt), or the file --json names, and the translations b
 language pair whose files are present, each written as `--split SPLIT` writes it; it prints one
 row per split, names on stderr the splits it could not score and how to get them, and writes
 DIR/eval/all.json (or --json) with one entry per split.
+
+`--tune SETTING` (length_penalty, min_len or max_len_a) translates the validation split
+(data.valid_split, or --split) once per --grid value of decode.SETTING, every other decode
+setting as it would be without --tune (the run's, or the flags'), and prints one row per value:
+BLEU, its brevity penalty and length ratio, chrF; the best by BLEU (the first on a tie) marked,
+with how to use it. It writes DIR/eval/tune_SETTING_SPLIT.json (or --json) with every row. It
+refuses a test split (test_*, or data.test_split): a value tuned on a test set makes that test
+set's scores optimistic.
 """
 
 from __future__ import annotations
@@ -19,18 +28,30 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 import time
 from pathlib import Path
 
 from mtapp.checkpoint import CheckpointError
-from mtapp.config import ConfigError
+from mtapp.config import ConfigError, DataConfig, DecodeConfig, decode_with
 from mtapp.ct2 import ExportError
 from mtapp.data import CorpusError, load_split
 from mtapp.data.corpora import ALL_TESTS, find_test_splits, read_lines
 from mtapp.evaluation import score
-from mtapp.translate import add_model_args, check_output, checkpoint_path, engine_of, load_translator, run_config
+from mtapp.translate import (
+    DECODE_FLAGS,
+    add_model_args,
+    check_output,
+    checkpoint_path,
+    engine_of,
+    load_translator,
+    run_config,
+)
 from mtapp.translator import Translator
+
+# decode.* settings --tune searches, each with the --grid it tries by default
+TUNE_GRIDS = {"length_penalty": "0.6,0.8,1.0,1.2,1.4", "min_len": "0,1,2,3,4", "max_len_a": "1.0,1.2,1.5,2.0"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,12 +59,24 @@ def main(argv: list[str] | None = None) -> int:
     add_model_args(p, required=False)
     p.add_argument(
         "--split",
-        help="split of the run's corpus (default: its data.test_split), or `all`: each of its test splits present",
+        help="split of the run's corpus (default: its data.test_split; with --tune, its data.valid_split), "
+        "or `all`: each of its test splits present",
     )
     p.add_argument("--src", type=Path, help="source file to translate (with --ref) instead of a split")
     p.add_argument("--ref", type=Path, help="reference file (with --src or --hyp)")
     p.add_argument("--hyp", type=Path, help="score this existing output instead of translating")
     p.add_argument("--json", type=Path, help="write the scores here (default: <run>/eval/<name>.json)")
+    p.add_argument(
+        "--tune",
+        choices=list(TUNE_GRIDS),
+        help="translate the validation split once per --grid value of this decode setting and show which scores best",
+    )
+    p.add_argument(
+        "--grid",
+        help="--tune: comma-separated values to try (default: "
+        + "; ".join(f"{setting} {grid}" for setting, grid in TUNE_GRIDS.items())
+        + ")",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     has_model = args.run is not None or args.checkpoint is not None
@@ -55,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--src and --ref go together")
     if args.split == ALL_TESTS and (args.src or args.ref or args.hyp):
         p.error("--split all translates every test split of the run's corpus: drop --src/--ref/--hyp")
+    if args.tune and (args.src or args.ref or args.hyp):
+        p.error("--tune translates a split of the run's corpus (default: its data.valid_split): drop --src/--ref/--hyp")
+    if args.grid is not None and not args.tune:
+        p.error("--grid goes with --tune SETTING (the decode setting whose values it lists)")
     try:
         return evaluate(args)
     except (CheckpointError, CorpusError, ConfigError, ExportError, ValueError) as e:
@@ -75,6 +112,8 @@ def scored_set(args: argparse.Namespace) -> tuple[str, list[str], list[str]]:
 
 def evaluate(args: argparse.Namespace) -> int:
     check_output(args.json, "--json")
+    if args.tune:
+        return evaluate_tune(args)
     if args.split == ALL_TESTS:
         return evaluate_all(args)
     name, sources, references = scored_set(args)
@@ -140,6 +179,89 @@ def evaluate_all(args: argparse.Namespace) -> int:
     summary = {"splits": results, "missing": {s: [str(f) for f in files] for s, files in found.missing.items()}}
     write(args.json or eval_path(args, ALL_TESTS), None, summary | {"other_languages": found.other_languages})
     return 0
+
+
+def evaluate_tune(args: argparse.Namespace) -> int:
+    """The validation split translated once per --grid value of decode.<--tune>, each scored as
+    `--split SPLIT --<setting> VALUE` would score it; one row per value, the best by BLEU marked,
+    and DIR/eval/tune_<setting>_<split>.json (or --json) with every row."""
+    setting, data = args.tune, run_config(args).data
+    split = tune_split(args.split or data.valid_split, data)
+    text = load_split(data, split)
+    translator = load_translator(args)
+    if setting == "length_penalty" and translator.decode.beam == 1:
+        raise ConfigError(
+            "--tune length_penalty with beam 1: greedy search does not use the length penalty, every value would "
+            "translate alike; tune it with the beam you translate with (--beam N, N > 1)"
+        )
+    decodes = grid_decodes(translator.decode, setting, args.grid or TUNE_GRIDS[setting])
+    rows = [evaluate_set(args, translator.with_decode(d), split, text.src, text.tgt)[0] for d in decodes]
+    best = max(rows, key=lambda r: r["bleu"])  # max keeps the first of equals: the grid's order breaks ties
+    report_tune(setting, rows, best)
+    signatures = {key: rows[0][key] for key in ("bleu_signature", "chrf_signature")}
+    summary = {"setting": setting, "split": split, "grid": [r[setting] for r in rows], "best": best[setting]}
+    write(args.json or eval_path(args, f"tune_{setting}_{split}"), None, summary | signatures | {"rows": rows})
+    flag, value = DECODE_FLAGS[setting], best[setting]
+    passed = {f: getattr(args, k, None) for k, f in DECODE_FLAGS.items() if k != setting}  # evaluate has no --nbest
+    given = "".join(f" {f} {v}" for f, v in passed.items() if v is not None)
+    model = f"--run {args.run}" if args.run else f"--checkpoint {args.checkpoint}"
+    print(
+        f"to use it: set decode.{setting}: {value} in the config, or pass {flag} {value} to translate and evaluate "
+        f"(score the test split with it once: python -m mtapp.evaluate {model}{given} {flag} {value})"
+    )
+    return 0
+
+
+def tune_split(split: str, data: DataConfig) -> str:
+    """`split`, unless it is a test split (test_*, data.test_split, or `all` of them)."""
+    if split == ALL_TESTS or split.startswith("test") or split == data.test_split:
+        what = "`all` is every test split" if split == ALL_TESTS else f"{split} is a test split"
+        raise ConfigError(
+            f"--tune with --split {split}: {what}; never tune on a test split (the value would be fitted to the "
+            f"sentences it is then scored on). Tune on the validation split: --split {data.valid_split} (the default)"
+        )
+    return split
+
+
+def grid_decodes(decode: DecodeConfig, setting: str, grid: str) -> list[DecodeConfig]:
+    """`decode` with decode.<setting> set to each value of `grid` ("0.6,0.8,..."), each checked
+    as the decode.* key is; an error names --grid."""
+    values = [v.strip() for v in grid.split(",")]
+    if not all(values):
+        raise ConfigError(f"--grid {grid!r}: give comma-separated values, e.g. --grid {TUNE_GRIDS[setting]}")
+    return [decode_with(decode, {setting: grid_value(v)}, {setting: "--grid"}) for v in values]
+
+
+def grid_value(text: str) -> int | float | str:
+    """A --grid value as a number (int if it reads as one), or the text itself for the decode.*
+    check to refuse by its type."""
+    for kind in (int, float):
+        try:
+            value = kind(text)
+        except ValueError:
+            continue
+        if not math.isfinite(value):
+            raise ConfigError(f"--grid {text}: give finite numbers")
+        return value
+    return text
+
+
+def report_tune(setting: str, rows: list[dict], best: dict) -> None:
+    """One row per grid value, the best marked, then the signatures (the same for every row)."""
+    first = rows[0]
+    fixed = ", ".join(f"{k} {first[k]}" for k in ("beam", *TUNE_GRIDS, "max_len_b") if k != setting)
+    print(f"tune {setting} on {first['name']} ({first['num_sentences']} sentences; {fixed}):")
+    width = max(len(setting), 5)
+    print(f"{setting:>{width}}    BLEU     BP  ratio    chrF")
+    for r in rows:
+        mark = "  <- best" if r is best else ""
+        print(
+            f"{r[setting]!s:>{width}}  {r['bleu']:6.2f}  {r['bleu_bp']:5.3f}  {r['bleu_length_ratio']:5.3f}  "
+            f"{r['chrf']:6.2f}{mark}"
+        )
+    print(f"  BLEU: {first['bleu_signature']}")
+    print(f"  chrF: {first['chrf_signature']}")
+    print(f"best {setting} on {first['name']}: {best[setting]} (BLEU {best['bleu']:.2f}, BP {best['bleu_bp']:.3f})")
 
 
 def report(result: dict) -> None:

@@ -2,7 +2,9 @@
 
 BLEU (cased, 13a), chrF and TER as sacrebleu computes them by default; also `bleu_lowercase`,
 sacreBLEU with `lowercase=True, tokenize="13a"` (signature `case:lc`), labelled as such, to set
-beside published Multi30k figures, which are often lowercased and tokenized.
+beside published Multi30k figures, which are often lowercased and tokenized. BLEU's brevity
+penalty (`bleu_bp`) and length ratio (`bleu_length_ratio`, hypothesis / reference length in 13a
+tokens) are given on their own: outputs shorter than the references lower BLEU through them.
 """
 
 from __future__ import annotations
@@ -20,5 +22,7 @@ def score(hypotheses: list[str], references: list[str]) -> dict[str, float | str
         result[name] = round(value.score, 2)
         result[f"{name}_signature"] = str(metric.get_signature())
         if name == "bleu":
+            result["bleu_bp"] = round(value.bp, 3)
+            result["bleu_length_ratio"] = round(value.ratio, 3)
             result["bleu_detail"] = str(value)
     return result

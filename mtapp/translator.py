@@ -12,6 +12,7 @@ translated like lines of their own and their translations joined with a space, i
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 from dataclasses import dataclass, replace
@@ -90,6 +91,15 @@ class Translator:
             decode = replace(decode, amp="off")  # int8 weights, float32 activations: no autocast
         model.to(device_)
         return cls(model, tokenizer, decode, cfg.model.max_positions - 1, cfg.batching.pad_side)
+
+    def with_decode(self, decode: DecodeConfig) -> Translator:
+        """This translator (its model shared, not copied) decoding with `decode`, a checked
+        DecodeConfig (`config.decode_with`) with this one's amp: the autocast dtype is set once."""
+        if decode.amp != self.decode.amp:
+            raise ValueError(f"decode.amp {decode.amp} differs from the translator's ({self.decode.amp}): load it anew")
+        other = copy.copy(self)
+        other.decode = decode
+        return other
 
     def translate(self, lines: list[str], beam: int | None = None, progress: bool = False) -> list[str]:
         """The best translation of each line, in input order."""

@@ -35,6 +35,67 @@ def test_evaluate_scores_far_above_chance_and_writes_results(trained, capsys):
     assert len((run / "eval" / "test.hyp").read_text().splitlines()) == 80
 
 
+DECODING = ["--beam", "3", "--amp", "off"]  # float32: the same output on CPUs with and without bf16
+
+
+def test_tune_length_penalty_scores_each_value_as_evaluate_does_on_the_validation_split(trained, tmp_path, capsys):
+    _, run = trained
+    assert evaluate.main(["--run", str(run), "--tune", "length_penalty", "--grid", "0.0,1.0,2.5", *DECODING]) == 0
+    out = capsys.readouterr().out
+    tuned = json.loads((run / "eval" / "tune_length_penalty_val.json").read_text())
+    assert (tuned["setting"], tuned["split"], tuned["grid"]) == ("length_penalty", "val", [0.0, 1.0, 2.5])
+    assert tuned["bleu_signature"].startswith("nrefs:1|case:mixed")
+    for row in tuned["rows"]:  # each as a plain evaluate with that --length-penalty on the same split
+        value = row["length_penalty"]
+        alone = tmp_path / f"lp_{value}.json"
+        args = ["--run", str(run), "--split", "val", "--length-penalty", str(value), *DECODING, "--json", str(alone)]
+        assert evaluate.main(args) == 0
+        plain = json.loads(alone.read_text())
+        keys = ("name", "num_sentences", "beam", "bleu", "bleu_bp", "bleu_length_ratio", "chrf", "bleu_signature")
+        assert {k: row[k] for k in keys} == {k: plain[k] for k in keys}
+        assert row["name"] == "val" and row["num_sentences"] == 60 and row["beam"] == 3
+    printed = [line.split() for line in out.splitlines() if line.split()[:1] in (["0.0"], ["1.0"], ["2.5"])]
+    assert [[float(x) for x in cells[:5]] for cells in printed] == [
+        [r["length_penalty"], r["bleu"], r["bleu_bp"], r["bleu_length_ratio"], r["chrf"]] for r in tuned["rows"]
+    ]
+    best = max(tuned["rows"], key=lambda r: r["bleu"])["length_penalty"]
+    assert tuned["best"] == best
+    assert [cells[0] for cells in printed if cells[-2:] == ["<-", "best"]] == [str(best)]
+    assert f"set decode.length_penalty: {best} in the config, or pass --length-penalty {best}" in out
+
+
+@pytest.mark.parametrize("split", ["test", "test_2016_flickr", "all"])
+def test_tune_refuses_a_test_split(trained, capsys, split):
+    _, run = trained
+    assert evaluate.main(["--run", str(run), "--tune", "length_penalty", "--split", split, *DECODING]) == 2
+    err = capsys.readouterr().err
+    assert f"error: --tune with --split {split}:" in err
+    assert "never tune on a test split" in err and "--split val (the default)" in err
+    assert not (run / "eval" / f"tune_length_penalty_{split}.json").exists()
+
+
+@pytest.mark.parametrize(
+    "setting, grid, message",
+    [
+        ("length_penalty", "0.8,-1", "--grid -1: decode.length_penalty must lie in [0.0, inf]"),
+        ("length_penalty", "0.8,long", "--grid long: decode.length_penalty must be of type float"),
+        ("length_penalty", "0.8,,1.2", "--grid '0.8,,1.2': give comma-separated values"),
+        ("length_penalty", "nan", "--grid nan: give finite numbers"),
+        ("min_len", "1.5", "--grid 1.5: decode.min_len must be of type int"),
+    ],
+)
+def test_tune_refuses_a_bad_grid_value(trained, capsys, setting, grid, message):
+    _, run = trained
+    assert evaluate.main(["--run", str(run), "--tune", setting, "--grid", grid, *DECODING]) == 2
+    assert f"error: {message}" in capsys.readouterr().err
+
+
+def test_tune_length_penalty_refuses_greedy_search(trained, capsys):
+    _, run = trained
+    assert evaluate.main(["--run", str(run), "--tune", "length_penalty", "--beam", "1", "--amp", "off"]) == 2
+    assert "greedy search does not use the length penalty" in capsys.readouterr().err
+
+
 def translate_lines(tmp, run, lines: list[str], *options: str) -> list[str]:
     """`python -m mtapp.translate --input FILE --output FILE` over `lines`; the output lines."""
     (tmp / "in.txt").write_text("\n".join(lines) + "\n")
