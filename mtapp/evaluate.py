@@ -38,7 +38,7 @@ from mtapp.config import ConfigError, DataConfig, DecodeConfig, decode_with
 from mtapp.ct2 import ExportError
 from mtapp.data import CorpusError, load_split
 from mtapp.data.corpora import ALL_TESTS, find_test_splits, read_lines
-from mtapp.evaluation import score
+from mtapp.scoring import score
 from mtapp.translate import (
     DECODE_FLAGS,
     add_model_args,

@@ -28,11 +28,11 @@ from mtapp.checkpoint import rng_state, save_checkpoint, set_rng_state, tokenize
 from mtapp.config import Config, LossConfig, TrainConfig
 from mtapp.data.prepare import PreparedData
 from mtapp.distributed import Distributed
-from mtapp.evaluation import score
 from mtapp.loss import batch_loss
 from mtapp.models import Seq2Seq
 from mtapp.progress import EpochStats, Progress, StopSignals, bar_settings
 from mtapp.runtime import amp_dtype, autocast, memory_mb
+from mtapp.scoring import score
 from mtapp.translator import Translator
 
 __all__ = ["EpochStats", "Progress", "StopSignals", "Trainer", "TrainingError", "learning_rate"]

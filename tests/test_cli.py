@@ -8,7 +8,7 @@ from difflib import SequenceMatcher
 import pytest
 
 from mtapp import evaluate, train, translate
-from mtapp.evaluation import score
+from mtapp.scoring import score
 from tests.synthetic import synthetic_pairs
 
 

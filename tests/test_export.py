@@ -11,9 +11,9 @@ from mtapp.batching import collate
 from mtapp.checkpoint import save_checkpoint
 from mtapp.config import Config
 from mtapp.data import load_split
-from mtapp.evaluation import score
 from mtapp.models import build_model
 from mtapp.models.quantize import int8
+from mtapp.scoring import score
 from mtapp.translator import Translator
 from tests.synthetic import EXACT_MODELS, random_ids
 

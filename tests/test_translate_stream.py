@@ -1,5 +1,5 @@
 """Issue #17: `translate` streams, never loses a line, checks its flags before any work, and
-writes n-best lists with scores (evaluate's line-count error: tests/test_evaluation.py)."""
+writes n-best lists with scores (evaluate's line-count error: tests/test_scoring.py)."""
 
 import io
 import os

@@ -63,8 +63,8 @@ from mtapp.bench.peers_run import Command, Finished, run
 from mtapp.bench.peers_settings import Shared
 from mtapp.config import Config, load_config
 from mtapp.data.corpora import read_lines
-from mtapp.evaluation import score
 from mtapp.runtime import amp_dtype
+from mtapp.scoring import score
 
 PEERS = {m.KEY: m for m in (peers_opennmt, peers_joeynmt)}
 ENGINE_SYSTEMS = {"mtapp-ct2": "float32", "mtapp-ct2-int8": "int8"}  # mtapp's model, decoded by CTranslate2

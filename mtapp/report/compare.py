@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from mtapp.evaluation import score
 from mtapp.report import analysis, plots
 from mtapp.report.document import Document
 from mtapp.report.runs import Run, training_curves, training_summary
+from mtapp.scoring import score
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from sacrebleu.metrics import BLEU
 
 from mtapp import evaluate
 from mtapp.data.corpora import MULTI30K, REGISTRY, Split, read_lines
-from mtapp.evaluation import score
+from mtapp.scoring import score
 from tests.synthetic import synthetic_pairs, tiny_config, untrained_checkpoint
 
 HYPS = ["A dog runs across the grass.", "Two men are playing soccer in a park", "a woman sings", ""]
