@@ -13,11 +13,10 @@ import argparse
 import sys
 from pathlib import Path
 
-import yaml
-
+from mtapp import rundir
 from mtapp.averaging import average_last
 from mtapp.checkpoint import CheckpointError
-from mtapp.config import ConfigError, config_from_dict
+from mtapp.config import ConfigError
 from mtapp.translate import check_output
 
 
@@ -45,12 +44,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def configured_last(run: Path) -> int:
     """The run's train.average_last (from RUN/config.yaml); ConfigError when it is 0 or unknown."""
-    path = run / "config.yaml"
-    last = (
-        config_from_dict(yaml.safe_load(path.read_text(encoding="utf-8"))).train.average_last if path.is_file() else 0
-    )
+    path = rundir.config_file(run)
+    last = rundir.read_config(run).train.average_last if path.is_file() else 0
     if last < 1:
-        where = f"{path} has train.average_last: 0" if path.is_file() else f"{run} has no config.yaml"
+        where = f"{path} has train.average_last: 0" if path.is_file() else f"{run} has no {path.name}"
         raise ConfigError(f"give --last N: {where}, so there is no default number of checkpoints to average")
     return last
 

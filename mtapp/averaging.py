@@ -10,34 +10,21 @@ checkpoint's, so the result loads wherever a checkpoint does.
 
 from __future__ import annotations
 
-import re
+import logging
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from mtapp import rundir
 from mtapp.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
-EPOCH_FILE = re.compile(r"checkpoint_epoch(\d+)\.pt")
-AVERAGE_FILE = "checkpoint_avg.pt"
-
-
-def epoch_tag(epoch: int) -> str:
-    """The `which` of epoch `epoch`'s checkpoint, checkpoint_<which>.pt."""
-    return f"epoch{epoch:02d}"
-
-
-def epoch_checkpoints(run_dir: Path) -> list[Path]:
-    """The run's epoch checkpoints, oldest first."""
-    found = [
-        (int(m.group(1)), p) for p in Path(run_dir).glob("checkpoint_epoch*.pt") if (m := EPOCH_FILE.fullmatch(p.name))
-    ]
-    return [path for _, path in sorted(found)]
+log = logging.getLogger(__name__)
 
 
 def keep_newest(run_dir: Path, n: int) -> None:
     """Delete all but the newest `n` epoch checkpoints."""
-    for path in epoch_checkpoints(run_dir)[:-n]:
+    for path in rundir.epoch_checkpoints(run_dir)[:-n]:
         path.unlink()
 
 
@@ -45,7 +32,7 @@ def average_last(run_dir: Path, n: int, out: Path | None = None) -> tuple[Path, 
     """Average the newest `n` epoch checkpoints of `run_dir` into `out` (default
     RUN/checkpoint_avg.pt); returns (out, the checkpoints averaged)."""
     run_dir = Path(run_dir)
-    paths = epoch_checkpoints(run_dir)
+    paths = rundir.epoch_checkpoints(run_dir)
     if not paths:
         raise CheckpointError(
             f"{run_dir} has no epoch checkpoints (checkpoint_epochNN.pt): training keeps them only with "
@@ -57,10 +44,21 @@ def average_last(run_dir: Path, n: int, out: Path | None = None) -> tuple[Path, 
             f"the {n} asked for: lower --last to at most {len(paths)}, or train with train.average_last >= {n}"
         )
     chosen = paths[-n:]
-    out = out or run_dir / AVERAGE_FILE
+    out = out or rundir.checkpoint_file(run_dir, rundir.AVERAGE)
     content = average(chosen)
     save_checkpoint(out, {k: v for k, v in content.items() if k != "format"})
     return out, chosen
+
+
+def average_newest(run_dir: Path, wanted: int) -> Path:
+    """At the end of training: RUN/checkpoint_avg.pt, the mean of the newest `wanted` epoch
+    checkpoints (of fewer, when training ended sooner)."""
+    n = min(wanted, len(rundir.epoch_checkpoints(run_dir)))
+    if n < wanted:
+        log.warning("train.average_last=%d but training kept %d epoch checkpoint(s): averaging those", wanted, n)
+    path, _ = average_last(run_dir, n)
+    log.info("%s: the mean of the last %d epoch checkpoint(s)", path, n)
+    return path
 
 
 def average(paths: list[Path]) -> dict[str, Any]:

@@ -1,21 +1,31 @@
 """Checkpoints: everything needed to resume training or to translate, saved atomically.
 
 A checkpoint is a dict of plain tensors and containers (loadable with `weights_only=True`):
-model / optimizer state_dicts, the training progress and sampler position, RNG states, the
-resolved config, and the tokenizer model itself.
+model / optimizer / gradient scaler state_dicts, the training progress and sampler position,
+RNG states, the resolved config, and the tokenizer model itself. `Checkpoints` assembles a
+training checkpoint and restores training from one; where the files go is `mtapp.rundir`'s.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import random
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
+from mtapp import rundir
+from mtapp.config import Config
+from mtapp.distributed import Distributed
+from mtapp.progress import Progress
+
 FORMAT = "mtapp-checkpoint-v1"
+
+log = logging.getLogger(__name__)
 
 
 class CheckpointError(ValueError):
@@ -94,3 +104,95 @@ def cuda_state_for(saved, device: int) -> torch.Tensor | None:
     if isinstance(saved, (list, tuple)):
         return saved[device] if device < len(saved) else None
     return saved
+
+
+class Sampler(Protocol):
+    """Where training is in its batches: what a checkpoint saves of the sampler."""
+
+    def state_dict(self) -> dict[str, int]: ...
+
+    def load_state_dict(self, state: dict[str, int]) -> None: ...
+
+
+class Checkpoints:
+    """A run's training checkpoints: what goes into one, and how resuming restores it.
+
+    Each holds the state_dicts of the model, the optimizer and the gradient scaler, the sampler
+    position, the progress, the RNG state of every rank, the resolved config and the tokenizer.
+    Every rank calls `save` (their RNG states are gathered); rank 0 writes the file.
+    """
+
+    def __init__(self, run_dir: Path, cfg: Config, tokenizer: bytes, group: Distributed | None = None):
+        self.run_dir, self.cfg, self.tokenizer = Path(run_dir), cfg, tokenizer
+        self.group = group or Distributed()
+
+    def save(
+        self,
+        which: str,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scaler: torch.amp.GradScaler,
+        sampler: Sampler,
+        progress: Progress,
+    ) -> Path | None:
+        """RUN/checkpoint_<which>.pt; its path on rank 0, None on the others."""
+        rngs = self.group.gather(rng_state())
+        if not self.group.is_main:
+            return None
+        content = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict(),
+            "sampler": sampler.state_dict(),
+            "progress": asdict(progress),
+            "rng": rngs[0],
+            "config": self.cfg.to_dict(),
+            "tokenizer": tokenizer_to_tensor(self.tokenizer),
+            "tokenizer_path": str(rundir.tokenizer_file(self.run_dir)),
+        }
+        if self.group.active:
+            content.update(world_size=self.group.world_size, rng_ranks=rngs)
+        path = rundir.checkpoint_file(self.run_dir, which)
+        save_checkpoint(path, content)
+        return path
+
+    def restore(
+        self,
+        content: dict[str, Any],
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scaler: torch.amp.GradScaler,
+        sampler: Sampler,
+    ) -> Progress:
+        """Load a saved training state into these parts; the progress to go on from. Each rank
+        goes on with its own saved RNG stream, or, with another number of ranks, with rank 0's
+        made distinct per rank."""
+        model.load_state_dict(content["model"])
+        optimizer.load_state_dict(content["optimizer"])
+        if content["scaler"]:  # empty when saved by a disabled scaler (bf16 or float32 training)
+            scaler.load_state_dict(content["scaler"])
+        sampler.load_state_dict(resharded(content["sampler"], content.get("world_size", 1), self.group))
+        progress = Progress(**content["progress"])
+        progress.stopped = ""
+        rngs = content.get("rng_ranks", [content["rng"]])
+        if len(rngs) == self.group.world_size:
+            set_rng_state(rngs[self.group.rank])
+        else:
+            set_rng_state(content["rng"])
+            torch.manual_seed(self.cfg.train.seed + 1000 * progress.updates + self.group.rank)
+        return progress
+
+
+def resharded(state: dict[str, int], saved_world: int, group: Distributed) -> dict[str, int]:
+    """A sampler position saved with `saved_world` ranks, for this group. Each rank had taken
+    `position` batches of the epoch, `position * saved_world` together; with another number of
+    ranks training resumes after the largest whole step within those (a few batches repeat)."""
+    if saved_world == group.world_size:
+        return state
+    if group.is_main:
+        log.warning(
+            "resuming %d-rank training on %d ranks: the epoch resumes at its nearest step",
+            saved_world,
+            group.world_size,
+        )
+    return {**state, "position": state["position"] * saved_world // group.world_size}

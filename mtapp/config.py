@@ -3,6 +3,10 @@
 Every default lives here and nowhere else. `load_config` reads a YAML file, applies
 `--set key=value` overrides, checks names, types, ranges and cross-field rules, and returns
 a frozen `Config`. Any problem raises `ConfigError` naming the key.
+
+The shipped configs are package data (mtapp/configs/*.yaml); `config_path` finds one by its
+name (`multi30k_de_en_lstm`, with or without `.yaml`), and `DEFAULT_CONFIG` is the one that
+`python -m mtapp.train` trains without `--config`.
 """
 
 from __future__ import annotations
@@ -21,6 +25,29 @@ import yaml
 
 class ConfigError(ValueError):
     """A configuration value is missing, unknown, mistyped or inconsistent."""
+
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+DEFAULT_CONFIG = CONFIG_DIR / "multi30k_de_en_transformer.yaml"
+
+
+def shipped_configs() -> list[str]:
+    """The names of the configs that ship with mtapp."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def config_path(name_or_path: str | Path) -> Path:
+    """A YAML file's path as given, or a shipped config's file from its name (".yaml" optional)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = ", ".join(shipped_configs())
+    if path.parent != Path("."):
+        raise ConfigError(f"config file {path} does not exist (the shipped configs, by name: {shipped})")
+    found = CONFIG_DIR / (path.name if path.suffix == ".yaml" else f"{path.name}.yaml")
+    if not found.is_file():
+        raise ConfigError(f"no config named {path.name!r}: the shipped configs are {shipped}; or give a YAML file")
+    return found
 
 
 @dataclass(frozen=True)
@@ -186,12 +213,11 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
-    """Read a YAML config (or the defaults when `path` is None) and apply `key=value` overrides."""
+    """Read a YAML config (a file, or a shipped config's name; the defaults when `path` is None)
+    and apply `key=value` overrides."""
     raw: dict[str, Any] = {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
+        path = config_path(path)
         with open(path, encoding="utf-8") as f:
             try:
                 raw = yaml.safe_load(f) or {}
@@ -330,14 +356,7 @@ def _check_rules(cfg: Config) -> None:
         )
     if b.strategy == "packed_rows" and b.pad_side == "pre":
         raise ConfigError("batching.pad_side pre does not apply to packed_rows, which pads only the end of a row")
-    if b.strategy in ("tokens", "packed_rows"):
-        budget = b.row_tokens if b.strategy == "packed_rows" else b.max_tokens
-        if cfg.data.max_len + 1 > budget:
-            raise ConfigError(
-                f"data.max_len ({cfg.data.max_len}) + 1 must fit the budget of one "
-                f"{'row (batching.row_tokens' if b.strategy == 'packed_rows' else 'batch (batching.max_tokens'}"
-                f" = {budget}): lower data.max_len or raise the budget"
-            )
+    _check_budget(cfg)
     if cfg.data.src_lang == cfg.data.tgt_lang:
         raise ConfigError("data.src_lang and data.tgt_lang must differ")
     if not cfg.tokenizer.joint:
@@ -350,6 +369,17 @@ def _check_rules(cfg: Config) -> None:
             )
     if cfg.data.corpus == "hf" and not cfg.data.hf_path:
         raise ConfigError("data.corpus is 'hf': set data.hf_path (a hub name, or 'json', 'csv', ...)")
+
+
+def _check_budget(cfg: Config) -> None:
+    """The longest pair data.max_len admits must fit one batch (tokens) or one row (packed_rows)."""
+    from mtapp.batching.lengths import check_fits, with_specials  # not at the top: mtapp.batching imports this module
+
+    b, longest = cfg.batching, max(with_specials(cfg.data.max_len, cfg.data.max_len))
+    if b.strategy == "tokens":
+        check_fits(longest, b.max_tokens, "batching.max_tokens")
+    elif b.strategy == "packed_rows":
+        check_fits(longest, b.row_tokens, "batching.row_tokens")
 
 
 def _plain(obj: Any) -> Any:

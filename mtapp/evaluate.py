@@ -26,13 +26,13 @@ set's scores optimistic.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import sys
 import time
 from pathlib import Path
 
+from mtapp import rundir
 from mtapp.checkpoint import CheckpointError
 from mtapp.config import ConfigError, DataConfig, DecodeConfig, decode_with
 from mtapp.ct2 import ExportError
@@ -290,8 +290,7 @@ def eval_path(args: argparse.Namespace, name: str) -> Path:
     """Where results go by default: <run>/eval/<name>.json for the run's checkpoint_best.pt,
     <name>.<which>.json for another checkpoint (checkpoint_<which>.pt), so they never overwrite it."""
     checkpoint = checkpoint_path(args)
-    which = checkpoint.stem.removeprefix("checkpoint_")
-    out = checkpoint.parent / "eval" / (f"{name}.json" if which == "best" else f"{name}.{which}.json")
+    out = rundir.eval_file(checkpoint.parent, name, rundir.checkpoint_which(checkpoint))
     out.parent.mkdir(exist_ok=True)
     return out
 
@@ -300,9 +299,7 @@ def write(out: Path | None, hyps: list[str] | None, result: dict) -> None:
     """The scores to `out` (if any), and the translations made here beside them (.hyp)."""
     if out is None:
         return
-    if hyps is not None:
-        out.with_suffix(".hyp").write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
-    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    rundir.write_eval(out, result, hyps)
     print(f"written: {out}")
 
 

@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from mtapp import rundir
 from mtapp.checkpoint import CheckpointError
 from mtapp.config import ConfigError
 from mtapp.ct2 import QUANTIZATIONS, ExportError, export
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--force", action="store_true", help="replace a non-empty --out")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    checkpoint = args.checkpoint or args.run / "checkpoint_best.pt"
+    checkpoint = args.checkpoint or rundir.checkpoint_file(args.run)
     started = time.monotonic()
     try:
         out = export(checkpoint, args.out, args.quantize, args.force)

@@ -1,17 +1,26 @@
 """What a run has done so far and whether it should stop: `Progress` (saved in checkpoints),
-`EpochStats` (running sums for the logs), `StopSignals` (SIGINT / SIGTERM) and how progress
+`EpochStats` (running sums for the logs), the records of the run's log (`RunLog`: `train`,
+`valid` and `epoch` records in log.jsonl), `StopSignals` (SIGINT / SIGTERM) and how progress
 bars draw (`bar_settings`).
 """
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import threading
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
+import torch
+
+from mtapp import rundir
 from mtapp.batching import Batch
 from mtapp.distributed import Distributed
+from mtapp.runtime import memory_mb
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -108,3 +117,63 @@ class EpochStats:
             "tgt_padding_efficiency": self.tgt_tokens / max(self.slots - self.src_slots, 1),
             "seconds": self.seconds,
         }
+
+
+class RunLog:
+    """The run's log.jsonl (`mtapp.rundir`), one JSON record per line, written by rank 0 alone
+    (`is_main`); the other ranks' calls do nothing."""
+
+    def __init__(self, run_dir: Path, is_main: bool = True):
+        self.run_dir, self.is_main = Path(run_dir), is_main
+
+    def write(self, record: dict) -> None:
+        if self.is_main:
+            rundir.append_log(self.run_dir, record)
+
+    def epoch(self, record: dict, best_bleu: float) -> None:
+        """An `epoch_record`, into the file and, as one line, into the log of this process."""
+        self.write(record)
+        if self.is_main:
+            log.info(
+                "epoch %d: train loss %.3f, valid loss %.3f, valid BLEU %.2f (best %.2f), %.0f target tokens/s, "
+                "padding efficiency %.3f",
+                record["epoch"],
+                record["loss"],
+                record["valid_loss"],
+                record["valid_bleu"],
+                best_bleu,
+                record["tgt_tokens_per_s"],
+                record["padding_efficiency"],
+            )
+
+
+def train_record(epoch: int, update: int, stats: EpochStats) -> dict:
+    """Every `train.log_every` updates: the statistics of those updates, and this process's memory."""
+    return {"event": "train", "epoch": epoch, "update": update, **stats.summary(), **memory_mb()}
+
+
+def valid_record(epoch: int, update: int, elapsed: float, metrics: dict[str, float], tgt_tokens: int) -> dict:
+    """Every `train.valid_every_minutes`: the validation loss `elapsed` seconds into the run."""
+    record = {"event": "valid", "epoch": epoch, "update": update, "elapsed": elapsed}
+    return {**record, **metrics, "tgt_tokens_seen": tgt_tokens}
+
+
+def epoch_record(
+    epoch: int,
+    update: int,
+    stats: EpochStats,
+    metrics: dict[str, float],
+    valid_seconds: float,
+    elapsed: float,
+    device: torch.device,
+) -> dict:
+    """At each epoch's end: its statistics, the validation scores and how long they took, the
+    run's seconds so far, this process's RSS now and at its peak (issue #21: where training
+    memory goes), and on a GPU the epoch's peak allocation."""
+    record = {"event": "epoch", "epoch": epoch, "update": update, **stats.summary(), **metrics}
+    record["valid_seconds"] = valid_seconds
+    record["elapsed"] = elapsed
+    record |= memory_mb()
+    if device.type == "cuda":
+        record["peak_gpu_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return record

@@ -1,6 +1,6 @@
 """`python -m mtapp.train`: train a model from a config; no arguments = the default config.
 
-python -m mtapp.train [--config FILE] [--set section.key=value ...] [--run-dir DIR]
+python -m mtapp.train [--config NAME|FILE] [--set section.key=value ...] [--run-dir DIR]
                       [--max-minutes N] [--resume]
 
 Data-parallel on N processes (gloo on the CPU, NCCL with one GPU each):
@@ -15,25 +15,33 @@ import os
 import sys
 from pathlib import Path
 
-import yaml
+import torch
 
-from mtapp.checkpoint import CheckpointError, load_checkpoint, tokenizer_from_tensor
-from mtapp.config import Config, ConfigError, config_from_dict, load_config
+from mtapp import rundir
+from mtapp.batching import build_strategy
+from mtapp.batching.sharded import shard
+from mtapp.checkpoint import CheckpointError, Checkpoints, load_checkpoint, tokenizer_from_tensor
+from mtapp.config import DEFAULT_CONFIG, Config, ConfigError, config_from_dict, load_config, shipped_configs
 from mtapp.data import CorpusError
-from mtapp.data.prepare import prepare
+from mtapp.data.prepare import PreparedData, prepare
 from mtapp.distributed import Distributed
-from mtapp.models import build_model
-from mtapp.runtime import memory_policy, seed_everything, set_threads
+from mtapp.models import Seq2Seq, build_model
+from mtapp.progress import RunLog
+from mtapp.runtime import amp_dtype, memory_policy, seed_everything, set_threads
 from mtapp.tokenization import Tokenizer
-from mtapp.training import Trainer, TrainingError
+from mtapp.trainer import CorpusBatches, Trainer, TrainingError, Validation
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "multi30k_de_en_transformer.yaml"
 log = logging.getLogger("mtapp.train")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m mtapp.train", description="Train an mtapp model.")
-    p.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="YAML config (default: %(default)s)")
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=DEFAULT_CONFIG,
+        help=f"a shipped config ({', '.join(shipped_configs())}; default {DEFAULT_CONFIG.stem}) or a YAML file",
+    )
     p.add_argument(
         "--set",
         dest="overrides",
@@ -83,7 +91,7 @@ def refuse_overrides_that_change_the_run(overrides: list[str]) -> None:
 
 
 def run(args: argparse.Namespace, run_dir: Path, overrides: list[str]) -> int:
-    last = run_dir / "checkpoint_last.pt"
+    last = rundir.checkpoint_file(run_dir, rundir.LAST)
     content = None
     if args.resume:
         refuse_overrides_that_change_the_run(overrides)
@@ -107,14 +115,14 @@ def train(cfg: Config, content: dict | None, run_dir: Path, group: Distributed) 
     """Train on this process's share (all of it, for one process); rank 0 writes the run's files."""
     if group.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
+        rundir.write_config(run_dir, cfg)
     set_threads()
     memory_policy()
     seed_everything(cfg.train.seed)  # the same initial parameters on every rank
     tokenizer = Tokenizer(tokenizer_from_tensor(content["tokenizer"])) if content else None
     data = group.main_first(lambda: prepare(cfg, tokenizer))  # rank 0 fills the caches the others read
     if group.is_main:
-        data.tokenizer.save(run_dir / "spm.model")
+        data.tokenizer.save(rundir.tokenizer_file(run_dir))
     model = build_model(cfg.model, data.tokenizer.vocab_size)
     if group.active:
         seed_everything(cfg.train.seed + group.rank)  # ... and different dropout
@@ -127,9 +135,9 @@ def train(cfg: Config, content: dict | None, run_dir: Path, group: Distributed) 
         group.world_size,
         run_dir,
     )
-    trainer = Trainer(cfg, run_dir, model, data, group.device, group)
+    trainer = build_trainer(cfg, run_dir, model, data, group.device, group)
     if content:
-        trainer.load_state_dict(content)
+        trainer.resume(content)
         log.info(
             "resumed at epoch %d, batch %d, update %d",
             trainer.batches.epoch,
@@ -149,6 +157,31 @@ def train(cfg: Config, content: dict | None, run_dir: Path, group: Distributed) 
         run_dir,
     )
     return 0
+
+
+def build_trainer(
+    cfg: Config,
+    run_dir: Path,
+    model: Seq2Seq,
+    data: PreparedData,
+    device: torch.device,
+    group: Distributed | None = None,
+) -> Trainer:
+    """A `Trainer` of `model` on `data`, as this command trains: the model on `device` (compiled
+    when train.compile asks), Adam, a gradient scaler (on for fp16 only), this rank's share of
+    the configured batching strategy, validation on `data`, checkpoints and log in `run_dir`."""
+    group = group or Distributed(device=device)
+    t = cfg.train
+    model.to(device)
+    if t.compile:
+        model.compile(backend=t.compile_backend)  # in place: parameter names, and so checkpoints, stay the same
+    optimizer = torch.optim.Adam(model.parameters(), lr=t.lr, betas=t.betas, weight_decay=t.weight_decay, fused=True)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype(device, t.amp) == torch.float16)
+    strategy = build_strategy(cfg.batching, data.train.src_lengths, data.train.tgt_lengths)
+    batches = CorpusBatches(shard(strategy, group.rank, group.world_size), data.train)
+    checkpoints = Checkpoints(run_dir, cfg, data.tokenizer.model_bytes, group)
+    validation, run_log = Validation(cfg, data, device), RunLog(run_dir, group.is_main)
+    return Trainer(cfg, model, optimizer, scaler, batches, validation, checkpoints, run_log, device, group)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from typing import BinaryIO
 
 from tqdm import tqdm
 
+from mtapp import rundir
 from mtapp.checkpoint import CheckpointError, load_checkpoint
 from mtapp.config import Config, ConfigError, config_from_dict
 from mtapp.ct2 import CTranslate2Translator, ExportError, export_config, is_export
@@ -113,7 +114,7 @@ def run_config(args: argparse.Namespace) -> Config:
 
 
 def checkpoint_path(args: argparse.Namespace) -> Path:
-    return args.checkpoint or args.run / "checkpoint_best.pt"
+    return args.checkpoint or rundir.checkpoint_file(args.run)
 
 
 def load_translator(args: argparse.Namespace) -> Translator:

@@ -4,9 +4,10 @@
 #
 #   scripts/bench_peers.sh [--minutes 10] [--out runs/peers-DATE] [--systems mtapp,opennmt,joeynmt] ...
 #
-# Arguments go to `python -m mtapp.bench peers`. Each peer gets its own virtual environment under
-# $MTAPP_PEERS_DIR (default .cache/peers), never mtapp's; torch==2.13.0 (CPU) is installed there
-# first, so the peer runs on the same torch as mtapp. A peer that cannot be installed is
+# Arguments go to `python -m scripts.peers.bench` (scripts/peers/bench.py; the peers' driver is no
+# part of the mtapp package). Each peer gets its own virtual environment under $MTAPP_PEERS_DIR
+# (default .cache/peers), never mtapp's; torch==2.13.0 (CPU) is installed there first, so the
+# peer runs on the same torch as mtapp. A peer that cannot be installed is
 # reported in the table with the reason (pip's last lines, in $MTAPP_PEERS_DIR/<peer>.status).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -69,4 +70,4 @@ for arg in "$@"; do
   [[ $arg == --out || $arg == --out=* ]] && out_given=1
 done
 [ -n "${out_given:-}" ] || args+=(--out "runs/peers-$(date +%Y%m%d-%H%M%S)")
-.venv/bin/python -m mtapp.bench peers "${args[@]}"
+.venv/bin/python -m scripts.peers.bench "${args[@]}"  # from the repository root: scripts/ is a package

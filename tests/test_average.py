@@ -7,9 +7,10 @@ import torch
 import yaml
 
 from mtapp import average, evaluate, train
-from mtapp.averaging import average_last, epoch_checkpoints, keep_newest
+from mtapp.averaging import average_last, keep_newest
 from mtapp.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from mtapp.config import Config
+from mtapp.rundir import epoch_checkpoints
 from tests.synthetic import synthetic_pairs, tiny_config, write_text_corpus
 
 

@@ -1,3 +1,4 @@
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -8,9 +9,10 @@ from hypothesis import strategies as st
 
 from mtapp.batching import EpochBatches, build_strategy, collate
 from mtapp.batching.inference import inference_batches
-from mtapp.batching.packed_rows import first_fit
+from mtapp.batching.lengths import SOURCE_SPECIALS, TARGET_SPECIALS
+from mtapp.batching.packed_rows import PackedRows, first_fit
 from mtapp.batching.tokens import TokenBuckets
-from mtapp.config import BatchingConfig
+from mtapp.config import BatchingConfig, ConfigError, config_from_dict
 from mtapp.tokenization import BOS, EOS, PAD
 
 lengths = st.lists(st.integers(1, 60), min_size=1, max_size=400)
@@ -103,8 +105,23 @@ def test_a_sentence_longer_than_the_budget_is_a_clear_error():
         buckets([3, 20], [3, 3], max_tokens=16)
 
 
+@pytest.mark.parametrize("setting", ["max_tokens", "row_tokens"])
+def test_the_config_and_the_strategies_word_the_budget_check_alike(setting):
+    strategy = "tokens" if setting == "max_tokens" else "packed_rows"
+    key = f"batching.{setting}"
+    message = f"a sentence of 21 tokens (eos or bos included) does not fit {key}=16: raise {key} or lower data.max_len"
+    expected = re.escape(message)
+    with pytest.raises(ConfigError, match=expected):
+        config_from_dict({"data": {"max_len": 20}, "batching": {"strategy": strategy, setting: 16}})
+    with pytest.raises(ConfigError, match=expected):
+        if strategy == "tokens":
+            buckets([3, 20], [3, 3], max_tokens=16)
+        else:
+            PackedRows(np.array([3, 3]), np.array([3, 20]), max_tokens=64, row_tokens=16, seed=0)
+
+
 @pytest.mark.parametrize("side", ["post", "pre"])
-def test_collate_shapes_and_masks(side):
+def test_collate_shapes_and_masks(side):  # the example of batch.py's docstring
     src = [np.array([5, 6, 7]), np.array([8])]
     tgt = [np.array([9]), np.array([10, 11, 12, 13])]
     b = collate(src, tgt, [4, 9], side)
@@ -121,6 +138,29 @@ def test_collate_shapes_and_masks(side):
     assert b.indices.tolist() == [4, 9]
     assert (b.src_tokens, b.tgt_tokens, b.slots) == (6, 7, 8 + 10)
     assert b.to("cpu").src.dtype == torch.int64
+
+
+@pytest.mark.parametrize("strategy", ["global", "random", "sorted", "tokens"])
+def test_the_strategy_carries_batching_pad_side_to_collate(strategy):
+    src, tgt = corpus_lengths(300)
+    for side in ("post", "pre"):
+        cfg = BatchingConfig(strategy=strategy, pad_side=side, max_tokens=512, batch_size=16, pool_batches=2)
+        s = build_strategy(cfg, src, tgt)
+        item = s.plan(1)[0]
+        batch = s.collate(_FakeCorpus(src, tgt), item)
+        pads = batch.src_pad_mask
+        assert s.pad_side == side and pads.any()
+        assert (pads[:, -1] if side == "post" else pads[:, 0]).eq(pads.any(dim=1)).all()
+        assert not batch.tgt_pad_mask[:, 0].any()  # the target is post-padded either way
+
+
+def test_lengths_count_the_specials_collate_adds():
+    src, tgt = corpus_lengths(200)
+    s = build_strategy(BatchingConfig(strategy="random", batch_size=8), src, tgt)
+    item = s.plan(1)[0]
+    batch = s.collate(_FakeCorpus(src, tgt), item)
+    assert batch.src_lengths.tolist() == (src[item] + SOURCE_SPECIALS).tolist() == s.src[item].tolist()
+    assert (~batch.tgt_pad_mask).sum(dim=1).tolist() == (tgt[item] + TARGET_SPECIALS).tolist() == s.tgt[item].tolist()
 
 
 @settings(max_examples=50, deadline=None)
@@ -194,7 +234,7 @@ def test_tokens_multiple_of_rounds_padded_lengths_and_keeps_the_budget(multiple)
         width_src, width_tgt = s.widths(b)
         assert width_src % multiple == 0 and width_tgt % multiple == 0
         assert len(b) * max(width_src, width_tgt) <= 512
-        batch = s.collate(_FakeCorpus(src, tgt), b, "post")
+        batch = s.collate(_FakeCorpus(src, tgt), b)
         assert batch.src.shape == (len(b), width_src) and batch.tgt_in.shape == (len(b), width_tgt)
 
 
@@ -203,7 +243,7 @@ def test_packed_rows_fit_each_row_and_number_the_sentences_of_a_row():
     s = build_strategy(BatchingConfig(strategy="packed_rows", max_tokens=512, row_tokens=128), src, tgt)
     corpus = _FakeCorpus(src, tgt)
     for item in s.plan(1)[:5]:
-        batch = s.collate(corpus, item, "post")
+        batch = s.collate(corpus, item)
         rows, width_src, width_tgt = s.shape(item)
         assert batch.src.shape == (rows, width_src) and batch.tgt_in.shape == (rows, width_tgt)
         assert rows <= 4 and width_src <= 128 and width_tgt <= 128

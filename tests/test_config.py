@@ -2,9 +2,18 @@ from pathlib import Path
 
 import pytest
 
-from mtapp.config import Config, ConfigError, config_from_dict, load_config
+from mtapp.config import (
+    CONFIG_DIR,
+    DEFAULT_CONFIG,
+    Config,
+    ConfigError,
+    config_from_dict,
+    config_path,
+    load_config,
+    shipped_configs,
+)
 
-CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
+CONFIGS = sorted(CONFIG_DIR.glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
@@ -14,6 +23,29 @@ def test_shipped_configs_load_and_list_every_key(path):
     for section, values in cfg.to_dict().items():
         for key in values:
             assert f"\n  {key}:" in text, f"{path.name} does not document {section}.{key}"
+
+
+def test_a_shipped_config_is_found_by_its_name_and_any_file_by_its_path(tmp_path, monkeypatch):
+    assert len(CONFIGS) == 5 and DEFAULT_CONFIG in CONFIGS  # package data, beside mtapp/config.py
+    lstm = CONFIG_DIR / "multi30k_de_en_lstm.yaml"
+    assert config_path("multi30k_de_en_lstm") == config_path("multi30k_de_en_lstm.yaml") == lstm
+    assert load_config("multi30k_de_en_lstm").model.type == "lstm"
+    own = tmp_path / "own.yaml"
+    own.write_text("model:\n  d_model: 64\n")
+    assert config_path(own) == own
+    (tmp_path / "multi30k_de_en_lstm.yaml").write_text(own.read_text())
+    monkeypatch.chdir(tmp_path)  # a file of that name in the working directory comes first
+    assert config_path("multi30k_de_en_lstm.yaml") == Path("multi30k_de_en_lstm.yaml")
+    assert config_path("multi30k_de_en_lstm") == lstm
+
+
+def test_an_unknown_config_name_lists_the_shipped_ones():
+    names = ", ".join(shipped_configs())
+    assert "multi30k_de_en_transformer" in names
+    with pytest.raises(ConfigError, match=rf"no config named 'multi30k_de_en_gru': the shipped configs are {names};"):
+        load_config("multi30k_de_en_gru")
+    with pytest.raises(ConfigError, match=rf"config file no/such\.yaml does not exist \(the shipped configs.*{names}"):
+        config_path("no/such.yaml")
 
 
 def test_unknown_key_names_the_key_and_the_closest_valid_one():

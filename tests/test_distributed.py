@@ -23,7 +23,8 @@ from mtapp.data.prepare import prepare
 from mtapp.distributed import Distributed
 from mtapp.loss import batch_loss
 from mtapp.models import build_model
-from mtapp.training import EpochStats, Trainer
+from mtapp.progress import EpochStats
+from mtapp.train import build_trainer
 from tests.synthetic import EXACT_MODELS, random_ids, synthetic_pairs, tiny_config, write_text_corpus
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,10 +82,11 @@ def grads_worker(config: str, out: str) -> None:
     data = prepare(cfg)
     torch.manual_seed(0)
     model = build_model(cfg.model, data.tokenizer.vocab_size)
-    trainer = Trainer(cfg, Path(out), model, data, torch.device("cpu"), group)
+    trainer = build_trainer(cfg, Path(out), model, data, torch.device("cpu"), group)
     trainer.optimizer_step = lambda: None  # keep the gradients of the update
-    item = trainer.strategy.base.plan(1)[group.rank]
-    trainer.train_step([trainer.strategy.collate(data.train, item, "post")], EpochStats())
+    strategy = trainer.batches.strategy
+    item = strategy.base.plan(1)[group.rank]
+    trainer.train_step([strategy.collate(data.train, item)], EpochStats())
     torch.save({n: p.grad for n, p in model.named_parameters()}, Path(out) / f"grads{group.rank}.pt")
     group.close()
 
@@ -99,7 +101,7 @@ def test_two_ranks_give_the_gradients_of_one_process_over_both_batches(tmp_path)
     torch.manual_seed(0)
     model = build_model(cfg.model, data.tokenizer.vocab_size)
     strategy = build_strategy(cfg.batching, data.train.src_lengths, data.train.tgt_lengths)
-    a, b = (strategy.collate(data.train, item, "post") for item in strategy.plan(1)[:2])
+    a, b = (strategy.collate(data.train, item) for item in strategy.plan(1)[:2])
     assert a.tgt_tokens != b.tgt_tokens  # else averaging per-rank means would pass too
 
     def gradients(combine) -> dict[str, torch.Tensor]:

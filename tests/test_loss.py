@@ -85,7 +85,7 @@ def test_packed_rows_give_the_loss_of_the_padded_computation_on_the_same_sentenc
     packed_total = padded_total = 0.0
     with torch.no_grad():
         for item in strategy.plan(1):
-            batch = strategy.collate(corpus, item, "post")
+            batch = strategy.collate(corpus, item)
             assert batch.size < len(item)  # several sentences share a row
             packed_total += batch_loss(model, batch, 0.1)[0].item()
             padded = collate(

@@ -1,5 +1,6 @@
-"""`bench peers`: the pure parts — peer log parsing, the FLOP formula, ratios and targets, the
-peer configs — and the child-process measurement. No peer toolkit is installed or run here."""
+"""The peers benchmark (scripts/peers/, run by scripts/bench_peers.sh): the pure parts — peer log
+parsing, the FLOP formula, ratios and targets, the peer configs — and the child-process
+measurement. No peer toolkit is installed or run here."""
 
 import json
 import math
@@ -15,16 +16,21 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from mtapp.batching import collate
-from mtapp.bench import peers, peers_joeynmt, peers_launch, peers_opennmt, peers_report
-from mtapp.bench.peers_data import count_pieces, detokenise, prepare_pieces
-from mtapp.bench.peers_flops import forward_macs, training_flops_per_token
-from mtapp.bench.peers_launch import Budget
-from mtapp.bench.peers_run import Command, Finished, run
-from mtapp.bench.peers_settings import Shared
-from mtapp.config import ModelConfig, config_from_dict, load_config
+from mtapp.bench import __main__ as bench_main
+from mtapp.bench.child import Command, Finished, run
+from mtapp.bench.machine import forward_macs, training_flops_per_token
+from mtapp.config import DEFAULT_CONFIG, ModelConfig, config_from_dict, load_config
 from mtapp.data.corpora import read_lines
 from mtapp.loss import batch_loss
 from mtapp.models import build_model
+from scripts.peers import bench as peers
+from scripts.peers import launch as peers_launch
+from scripts.peers import peer_joeynmt as peers_joeynmt
+from scripts.peers import peer_opennmt as peers_opennmt
+from scripts.peers import report as peers_report
+from scripts.peers.data import count_pieces, detokenise, prepare_pieces
+from scripts.peers.launch import Budget
+from scripts.peers.settings import Shared
 from tests.synthetic import synthetic_pairs, tiny_config, write_text_corpus
 
 ONMT_LOG = """\
@@ -159,7 +165,7 @@ def test_targets_without_mtapp_or_peers_are_open():
 
 def test_shared_settings_reach_mtapps_config():
     shared = Shared(minutes=2.5, warmup=123)
-    cfg = load_config("configs/multi30k_de_en_transformer.yaml", shared.mtapp_overrides())
+    cfg = load_config(DEFAULT_CONFIG, shared.mtapp_overrides())
     assert (cfg.train.lr, cfg.train.warmup_steps, cfg.train.max_minutes) == (5e-4, 123, 2.5)
     assert cfg.train.betas == (0.9, 0.98) and cfg.train.clip_norm == 1.0
     assert (cfg.model.d_model, cfg.model.heads, cfg.model.encoder_layers, cfg.model.ffn_dim) == (256, 4, 3, 1024)
@@ -300,7 +306,7 @@ def test_launcher_writes_its_summary_when_the_toolkit_fails(tmp_path, monkeypatc
 
     monkeypatch.setitem(peers_launch.TOOLKITS, "opennmt", failing)
     path = tmp_path / "summary.json"
-    monkeypatch.setattr(sys, "argv", ["peers_launch.py", "opennmt", "60", str(path), "--", "-config", "x.yaml"])
+    monkeypatch.setattr(sys, "argv", ["launch.py", "opennmt", "60", str(path), "--", "-config", "x.yaml"])
     with pytest.raises(RuntimeError, match="toolkit crashed"):
         peers_launch.main()
     summary = json.loads(path.read_text())
@@ -361,9 +367,23 @@ def test_an_engine_system_needs_mtapp_trained_before_it(tmp_path):
         peers.main(["--systems", "mtapp-ct2-int8,opennmt", "--out", str(tmp_path)])
 
 
-def test_no_bench_module_hides_a_standard_library_module_from_the_peer_launcher():
-    # peers_launch.py runs as a script from mtapp/bench/, so that folder leads the peer's sys.path:
-    # a bench named like a standard module (it once was profile.py) broke OpenNMT-py's imports.
+def test_no_module_beside_the_peer_launcher_hides_one_it_or_its_toolkit_imports():
+    # launch.py runs as a script from scripts/peers/, so that folder leads the peer's sys.path: a
+    # module there named like a standard module (mtapp/bench/profile.py once broke OpenNMT-py's
+    # imports) or like a toolkit's package would be imported in its place. mtapp/bench, which
+    # held the launcher before, is kept to the same rule.
     folder = Path(peers.LAUNCHER).parent
-    names = {p.stem for p in folder.glob("*.py")}
-    assert not names & set(sys.stdlib_module_names)
+    assert folder.name == "peers" and folder.parent.name == "scripts"
+    toolkits = {"onmt", "joeynmt", "torch"}
+    for where in (folder, Path(bench_main.__file__).parent):
+        names = {p.stem for p in where.glob("*.py")}
+        assert not names & (set(sys.stdlib_module_names) | toolkits), where
+
+
+def test_the_peers_benchmark_is_no_mtapp_bench_and_says_where_it_is(capsys):
+    assert bench_main.main(["peers", "--minutes", "1"]) == 2
+    error = capsys.readouterr().err
+    assert "error: the peers benchmark is not part of the package: run scripts/bench_peers.sh" in error
+    assert bench_main.main(["peer"]) == 2
+    assert "error: unknown benchmark 'peer'" in capsys.readouterr().err
+    assert not list(Path(bench_main.__file__).parent.glob("peers*.py"))

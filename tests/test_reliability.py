@@ -16,7 +16,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mtapp import train, training
+from mtapp import train, trainer
 from mtapp.config import DecodeConfig, TokenizerConfig, config_from_dict
 from mtapp.data.prepare import prepare
 from mtapp.models import build_model
@@ -172,13 +172,13 @@ def test_a_loss_that_stays_non_finite_stops_training_without_writing_a_checkpoin
         write_text_corpus(corpus, split, synthetic_pairs(n, seed=1))
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump(tiny_config(tmp_path, train={"max_nonfinite": 2}, batching={"max_tokens": 128})))
-    real_loss = training.batch_loss
+    real_loss = trainer.batch_loss
 
     def inf_loss(*args, **kwargs):
         loss, nll, n = real_loss(*args, **kwargs)
         return loss + float("inf"), nll, n
 
-    monkeypatch.setattr(training, "batch_loss", inf_loss)
+    monkeypatch.setattr(trainer, "batch_loss", inf_loss)
     run = tmp_path / "run"
     assert train.main(["--config", str(config), "--run-dir", str(run)]) == 2
     assert "the loss was NaN or infinite in 2 updates in a row (train.max_nonfinite = 2)" in capsys.readouterr().err

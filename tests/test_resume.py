@@ -12,7 +12,7 @@ import time
 import torch
 import yaml
 
-from mtapp import train, training
+from mtapp import train, trainer
 from mtapp.checkpoint import load_checkpoint
 from mtapp.data.synthetic import write_synthetic_corpus
 from tests.synthetic import synthetic_pairs, tiny_config, write_text_corpus
@@ -71,7 +71,7 @@ def test_sigint_mid_update_saves_where_it_stopped_and_resumes_exactly(tmp_path, 
     config.write_text(yaml.safe_dump(raw))
     assert train.main(["--config", str(config), "--run-dir", str(tmp_path / "whole")]) == 0
 
-    real_loss, calls = training.batch_loss, []
+    real_loss, calls = trainer.batch_loss, []
 
     def loss_then_ctrl_c(model, *args, **kwargs):
         if model.training:
@@ -80,11 +80,11 @@ def test_sigint_mid_update_saves_where_it_stopped_and_resumes_exactly(tmp_path, 
                 os.kill(os.getpid(), signal.SIGINT)
         return real_loss(model, *args, **kwargs)
 
-    monkeypatch.setattr(training, "batch_loss", loss_then_ctrl_c)
+    monkeypatch.setattr(trainer, "batch_loss", loss_then_ctrl_c)
     cut = tmp_path / "cut"
     with caplog.at_level(logging.INFO):
         assert train.main(["--config", str(config), "--run-dir", str(cut)]) == 0
-    monkeypatch.setattr(training, "batch_loss", real_loss)
+    monkeypatch.setattr(trainer, "batch_loss", real_loss)
     state = load_checkpoint(cut / "checkpoint_last.pt")
     assert state["sampler"] == {"epoch": 1, "position": 5}  # mid-epoch 1, after update 5
     assert state["progress"]["updates"] == 5

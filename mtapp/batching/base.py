@@ -4,7 +4,8 @@
 A strategy is a small class. `plan(epoch)` is a pure function of the length arrays it was built
 from, its settings, the seed and the epoch number: strategies see lengths, never text.
 `collate` turns one planned batch into a `Batch`; the default pads every row to the batch's
-longest (`widths` may pad further, e.g. to the corpus maximum or a multiple of 8).
+longest (`widths` may pad further, e.g. to the corpus maximum or a multiple of 8), the source on
+the strategy's `pad_side`. batch.py shows what such a batch looks like.
 """
 
 from __future__ import annotations
@@ -15,16 +16,19 @@ from collections.abc import Iterator
 import numpy as np
 
 from mtapp.batching.batch import Batch, collate
+from mtapp.batching.lengths import with_specials
 from mtapp.data.encoded import EncodedCorpus
 
 
 class Strategy(ABC):
-    """Lengths are counted with the eos (source, target output) / bos (target input) each side gets."""
+    """Built from lengths without specials; `src` / `tgt` count them (`lengths.with_specials`).
 
-    def __init__(self, src_lengths: np.ndarray, tgt_lengths: np.ndarray, seed: int):
-        self.src = np.asarray(src_lengths, dtype=np.int64) + 1
-        self.tgt = np.asarray(tgt_lengths, dtype=np.int64) + 1
-        self.seed = seed
+    `pad_side` ("post" or "pre", `batching.pad_side`): where `collate` puts the source's pads."""
+
+    def __init__(self, src_lengths: np.ndarray, tgt_lengths: np.ndarray, seed: int, pad_side: str = "post"):
+        src, tgt = np.asarray(src_lengths, dtype=np.int64), np.asarray(tgt_lengths, dtype=np.int64)
+        self.src, self.tgt = with_specials(src, tgt)
+        self.seed, self.pad_side = seed, pad_side
 
     @abstractmethod
     def plan(self, epoch: int) -> list[np.ndarray]:
@@ -38,10 +42,11 @@ class Strategy(ABC):
         """(rows, source width, target width) of a planned batch: its padded token slots."""
         return (len(item), *self.widths(item))
 
-    def collate(self, corpus: EncodedCorpus, item: np.ndarray, pad_side: str) -> Batch:
+    def collate(self, corpus: EncodedCorpus, item: np.ndarray) -> Batch:
+        """The `Batch` of the planned batch `item`, padded to `widths(item)` on `pad_side`."""
         src = [corpus.src_ids(i) for i in item]
         tgt = [corpus.tgt_ids(i) for i in item]
-        return collate(src, tgt, item, pad_side, widths=self.widths(item))
+        return collate(src, tgt, item, self.pad_side, widths=self.widths(item))
 
     def efficiency(self, epoch: int = 1) -> dict[str, float]:
         """Real tokens / padded slots of one epoch's plan, per side and together; batch counts."""

@@ -1,4 +1,36 @@
-"""The `Batch` every model consumes, and `collate`, which builds it from id sequences."""
+"""The `Batch` every model consumes, and `collate`, which builds it from id sequences.
+
+What one padded batch looks like: two pairs, ids without specials (PAD 0, BOS 2, EOS 3),
+
+    a: src [5 6 7]   tgt [9]
+    b: src [8]       tgt [10 11 12 13]
+
+    collate([a.src, b.src], [a.tgt, b.tgt], indices=[4, 9], pad_side="post")
+
+    src      [[5 6 7 3]           src_pad_mask  [[F F F F]      src_lengths [4 2]
+              [8 3 0 0]]                         [F F T T]]
+    tgt_in   [[2  9  0  0  0]     tgt_pad_mask  [[F F T T T]    indices     [4 9]
+              [2 10 11 12 13]]                   [F F F F F]]
+    tgt_out  [[9  3  0  0  0]
+              [10 11 12 13 3]]
+
+pad_side="pre" moves the source pads to the front; the target is always post-padded:
+
+    src      [[5 6 7 3]           src_pad_mask  [[F F F F]
+              [0 0 8 3]]                         [T T F F]]
+
+Where each step happens:
+- the specials (eos after the source, bos / eos around the target): `lengths.SOURCE_END`,
+  `TARGET_START`, `TARGET_END`; every length count and budget adds them (`lengths.with_specials`)
+- which sentences share a batch: a strategy's `plan` (`base.Strategy`, one module per strategy)
+- how wide each side is padded: `Strategy.widths` (the batch's longest by default, the corpus
+  maximum for `global`, rounded up to `batching.multiple_of` for `tokens`)
+- the pad side: `batching.pad_side`, which `build_strategy` gives the strategy (`Strategy.pad_side`)
+  and the translator gives its source batches; `collate` applies it to the source only
+- that a sentence fits the budget: `lengths.check_fits`, for the config and the strategies
+- packed rows (`collate_packed`): several sentences per row, each with its specials, the row
+  post-padded, `src_segments` / `tgt_segments` telling the sentences apart
+"""
 
 from __future__ import annotations
 
@@ -8,7 +40,8 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 import torch
 
-from mtapp.tokenization import BOS, EOS, PAD
+from mtapp.batching.lengths import SOURCE_END, TARGET_END, TARGET_START
+from mtapp.tokenization import PAD
 
 
 @dataclass(frozen=True)
@@ -78,11 +111,11 @@ def collate(
 
     `widths`: padded (source, target) lengths; default the longest row of each side."""
     src_width, tgt_width = widths or (0, 0)
-    src_ids, src_lengths, src_mask = _pad([_append(s, EOS) for s in src], pad_side, src_width)
+    src_ids, src_lengths, src_mask = _pad([_with(s, after=SOURCE_END) for s in src], pad_side, src_width)
     tgt_in = tgt_out = tgt_mask = None
     if tgt is not None:
-        tgt_in, _, _ = _pad([_prepend(t, BOS) for t in tgt], "post", tgt_width)
-        tgt_out, _, tgt_mask = _pad([_append(t, EOS) for t in tgt], "post", tgt_width)
+        tgt_in, _, _ = _pad([_with(t, before=TARGET_START) for t in tgt], "post", tgt_width)
+        tgt_out, _, tgt_mask = _pad([_with(t, after=TARGET_END) for t in tgt], "post", tgt_width)
     return Batch(
         src=src_ids,
         src_lengths=src_lengths,
@@ -94,12 +127,9 @@ def collate(
     )
 
 
-def _append(ids: np.ndarray, token: int) -> np.ndarray:
-    return np.concatenate([np.asarray(ids, dtype=np.int64), [token]])
-
-
-def _prepend(ids: np.ndarray, token: int) -> np.ndarray:
-    return np.concatenate([[token], np.asarray(ids, dtype=np.int64)])
+def _with(ids: np.ndarray, before: tuple[int, ...] = (), after: tuple[int, ...] = ()) -> np.ndarray:
+    """int64 `ids` with the special tokens `before` and `after` them."""
+    return np.concatenate([np.asarray(part, dtype=np.int64) for part in (before, ids, after)])
 
 
 def collate_packed(corpus, sentences: np.ndarray, rows: np.ndarray) -> Batch:
@@ -107,9 +137,9 @@ def collate_packed(corpus, sentences: np.ndarray, rows: np.ndarray) -> Batch:
 
     Each sentence keeps its own eos / bos; `src_segments` / `tgt_segments` number the sentences
     of a row from 1 (0 = padding), so the model can mask attention block by block."""
-    src = [_append(corpus.src_ids(i), EOS) for i in sentences]
-    tgt_in = [_prepend(corpus.tgt_ids(i), BOS) for i in sentences]
-    tgt_out = [_append(corpus.tgt_ids(i), EOS) for i in sentences]
+    src = [_with(corpus.src_ids(i), after=SOURCE_END) for i in sentences]
+    tgt_in = [_with(corpus.tgt_ids(i), before=TARGET_START) for i in sentences]
+    tgt_out = [_with(corpus.tgt_ids(i), after=TARGET_END) for i in sentences]
     first = np.r_[True, rows[1:] != rows[:-1]]
     segment = np.arange(len(rows)) - np.maximum.accumulate(np.where(first, np.arange(len(rows)), 0)) + 1
     by_row = [np.flatnonzero(rows == r) for r in range(int(rows.max()) + 1)]

@@ -11,8 +11,10 @@ class GlobalPadding(Strategy):
     """`batch_size` sentences in random order per batch; every batch has the same fixed shape
     (corpus maximum on each side), as code that pads a whole dataset up front produces."""
 
-    def __init__(self, src_lengths: np.ndarray, tgt_lengths: np.ndarray, batch_size: int, seed: int):
-        super().__init__(src_lengths, tgt_lengths, seed)
+    def __init__(
+        self, src_lengths: np.ndarray, tgt_lengths: np.ndarray, batch_size: int, seed: int, pad_side: str = "post"
+    ):
+        super().__init__(src_lengths, tgt_lengths, seed, pad_side)
         self.batch_size = batch_size
 
     def plan(self, epoch: int) -> list[np.ndarray]:

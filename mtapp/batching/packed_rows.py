@@ -7,6 +7,9 @@ adjacent, in random order), each into the first row that still has room on both 
 (`row_tokens` per side). Rows with similar fills are grouped
 `max_tokens // row_tokens` to a batch (a batch is as wide as its fullest row), and the batch
 order is shuffled.
+
+Packed rows have no pad side: a row's sentences come first and its padding after them, so
+`pad_side` is always "post" (the config refuses batching.pad_side pre with packed_rows).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import numpy as np
 
 from mtapp.batching.base import Strategy
 from mtapp.batching.batch import Batch, collate_packed
+from mtapp.batching.lengths import check_fits
 from mtapp.data.encoded import EncodedCorpus
 
 
@@ -22,9 +26,7 @@ class PackedRows(Strategy):
     def __init__(self, src_lengths, tgt_lengths, max_tokens: int, row_tokens: int, seed: int):
         super().__init__(src_lengths, tgt_lengths, seed)
         self.row_tokens, self.rows_per_batch = row_tokens, max(1, max_tokens // row_tokens)
-        longest = int(max(self.src.max(), self.tgt.max()))
-        if longest > row_tokens:
-            raise ValueError(f"a sentence of {longest} tokens does not fit batching.row_tokens={row_tokens}")
+        check_fits(int(max(self.src.max(), self.tgt.max())), row_tokens, "batching.row_tokens")
 
     def plan(self, epoch: int) -> list[np.ndarray]:
         rng = self.rng(epoch)
@@ -50,7 +52,8 @@ class PackedRows(Strategy):
         tgt_fill = np.bincount(rows, weights=self.tgt[item[:, 0]])
         return len(src_fill), int(src_fill.max()), int(tgt_fill.max())
 
-    def collate(self, corpus: EncodedCorpus, item: np.ndarray, pad_side: str) -> Batch:
+    def collate(self, corpus: EncodedCorpus, item: np.ndarray) -> Batch:
+        """The packed `Batch` of `item`: (sentence, row) pairs, each row post-padded."""
         return collate_packed(corpus, item[:, 0], item[:, 1])
 
 

@@ -21,7 +21,7 @@ class ShardedStrategy(Strategy):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in a world of {world_size}")
         self.base, self.rank, self.world_size = base, rank, world_size
-        self.src, self.tgt, self.seed = base.src, base.tgt, base.seed
+        self.src, self.tgt, self.seed, self.pad_side = base.src, base.tgt, base.seed, base.pad_side
 
     def plan(self, epoch: int) -> list[np.ndarray]:
         batches = self.base.plan(epoch)
@@ -34,8 +34,8 @@ class ShardedStrategy(Strategy):
     def shape(self, item: np.ndarray) -> tuple[int, int, int]:
         return self.base.shape(item)
 
-    def collate(self, corpus: EncodedCorpus, item: np.ndarray, pad_side: str) -> Batch:
-        return self.base.collate(corpus, item, pad_side)
+    def collate(self, corpus: EncodedCorpus, item: np.ndarray) -> Batch:
+        return self.base.collate(corpus, item)
 
     def efficiency(self, epoch: int = 1) -> dict[str, float]:
         """The global plan's figures: sharding moves batches between ranks, it does not change them."""

@@ -12,8 +12,8 @@ class SortedBuckets(Strategy):
     then target length, cut it into batches of `batch_size`, shuffle the batch order (torchtext's
     BucketIterator, Hugging Face's `group_by_length`)."""
 
-    def __init__(self, src_lengths, tgt_lengths, batch_size: int, pool_batches: int, seed: int):
-        super().__init__(src_lengths, tgt_lengths, seed)
+    def __init__(self, src_lengths, tgt_lengths, batch_size: int, pool_batches: int, seed: int, pad_side: str = "post"):
+        super().__init__(src_lengths, tgt_lengths, seed, pad_side)
         self.batch_size, self.pool = batch_size, batch_size * pool_batches
 
     def plan(self, epoch: int) -> list[np.ndarray]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from mtapp.batching.base import Strategy
+from mtapp.batching.lengths import check_fits
 
 
 class TokenBuckets(Strategy):
@@ -16,10 +17,9 @@ class TokenBuckets(Strategy):
 
     Pairs are sorted by source length, then target length, with ties broken at random per
     epoch. The sorted order is cut into batches by `segment`, which trades padding against the
-    number of batches; the batch order is shuffled per epoch. Lengths are counted with the
-    eos (source, target output) or bos (target input) token each side gets. With `multiple_of`
-    > 1 padded lengths are rounded up to a multiple of it (as some hardware likes), and the budget
-    counts the rounded lengths.
+    number of batches; the batch order is shuffled per epoch. Lengths count each side's specials
+    (`lengths.with_specials`). With `multiple_of` > 1 padded lengths are rounded up to a multiple
+    of it (as some hardware likes), and the budget counts the rounded lengths.
     """
 
     def __init__(
@@ -30,16 +30,12 @@ class TokenBuckets(Strategy):
         seed: int,
         batch_cost: float,
         multiple_of: int,
+        pad_side: str = "post",
     ):
-        super().__init__(src_lengths, tgt_lengths, seed)
+        super().__init__(src_lengths, tgt_lengths, seed, pad_side)
         self.max_tokens, self.batch_cost, self.multiple_of = max_tokens, batch_cost, multiple_of
         self.src_slots, self.tgt_slots = round_up(self.src, multiple_of), round_up(self.tgt, multiple_of)
-        longest = int(max(self.src_slots.max(), self.tgt_slots.max()))
-        if longest > max_tokens:
-            raise ValueError(
-                f"a sentence of {longest} tokens does not fit batching.max_tokens={max_tokens}; "
-                "raise max_tokens or lower data.max_len"
-            )
+        check_fits(int(max(self.src_slots.max(), self.tgt_slots.max())), max_tokens, "batching.max_tokens")
 
     def plan(self, epoch: int) -> list[np.ndarray]:
         rng = self.rng(epoch)

@@ -1,5 +1,5 @@
 """`python -m mtapp.bench <benchmark> ...`; benchmarks: claims, decode, gpu, invariance, kernels, nested, padding,
-peers, profile, scale, serve, stream, train."""
+profile, scale, serve, stream, train. (mtapp against OpenNMT-py and JoeyNMT is scripts/bench_peers.sh.)"""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from mtapp.bench import (
     kernels,
     nested,
     padding,
-    peers,
     profiling,
     scale,
     serve,
@@ -29,19 +28,25 @@ BENCHMARKS = {
     "kernels": kernels.main,
     "nested": nested.main,
     "padding": padding.main,
-    "peers": peers.main,
     "profile": profiling.main,
     "scale": scale.main,
     "serve": serve.main,
     "stream": stream.main,
     "train": train.main,
 }
+# Benchmarks that live outside the package, in a checkout: name -> how to run them.
+ELSEWHERE = {"peers": "scripts/bench_peers.sh in a checkout of mtapp (it installs OpenNMT-py and JoeyNMT first)"}
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] not in BENCHMARKS:
         print(f"usage: python -m mtapp.bench {{{','.join(BENCHMARKS)}}} ...", file=sys.stderr)
+        if argv and argv[0] in ELSEWHERE:
+            where = ELSEWHERE[argv[0]]
+            print(f"error: the {argv[0]} benchmark is not part of the package: run {where}", file=sys.stderr)
+        elif argv:
+            print(f"error: unknown benchmark {argv[0]!r}", file=sys.stderr)
         return 2
     return BENCHMARKS[argv[0]](argv[1:])
 

@@ -46,10 +46,10 @@ from mtapp.bench.verdicts import (
     this_cpu,
     verdicts,
 )
+from mtapp.config import DEFAULT_CONFIG, config_path
 from mtapp.report.document import Document, Table
-from mtapp.train import DEFAULT_CONFIG
 
-LSTM_CONFIG = DEFAULT_CONFIG.parent / "multi30k_de_en_lstm.yaml"
+LSTM_CONFIG = config_path("multi30k_de_en_lstm")
 LSTM_GRID = ["model.encoder_padding=padded,masked,packed", "batching.pad_side=post,pre"]
 PADDED_POST = ["model.encoder_padding=padded", "batching.pad_side=post"]  # the run whose state drift (b) reads
 TRANSFORMER_VARIANTS = [RANDOM, SORTED, TOKENS, PACKED, TOKENS + UNMASKED, RANDOM + UNMASKED]

@@ -23,11 +23,10 @@ from pathlib import Path
 
 import torch
 
-from mtapp import ct2
+from mtapp import ct2, rundir
+from mtapp.bench.child import Command, run
 from mtapp.bench.invariance import machine, machine_line, run_config
-from mtapp.bench.peers_run import Command, run
 from mtapp.checkpoint import load_checkpoint
-from mtapp.data.corpora import read_lines
 from mtapp.report.document import markdown_table
 from mtapp.runtime import cpu_has_native_bf16
 from mtapp.translator import Translator
@@ -48,10 +47,10 @@ def variants(run_dir: Path, model_type: str, exports: Path) -> dict[str, list[st
 
 def export_all(run_dir: Path, exports: Path) -> dict[str, float]:
     """The run's CTranslate2 folders (float32 and int8); the seconds each export took."""
-    seconds = {}
+    seconds, checkpoint = {}, rundir.checkpoint_file(run_dir)
     for quantization in ("float32", "int8"):
         started = time.monotonic()
-        ct2.export(run_dir / "checkpoint_best.pt", exports / f"{run_dir.name}-{quantization}", quantization, force=True)
+        ct2.export(checkpoint, exports / f"{run_dir.name}-{quantization}", quantization, force=True)
         seconds[quantization] = time.monotonic() - started
     return seconds
 
@@ -62,11 +61,11 @@ def model_megabytes(run_dir: Path, name: str, flags: list[str]) -> float:
     if name.startswith("ctranslate2"):
         return (Path(flags[1]) / "model.bin").stat().st_size / 1e6
     if "int8" in name:
-        translator = Translator.from_checkpoint(run_dir / "checkpoint_best.pt", device="cpu", quantize="int8")
+        translator = Translator.from_checkpoint(rundir.checkpoint_file(run_dir), device="cpu", quantize="int8")
         buffer = io.BytesIO()
         torch.save(translator.model.state_dict(), buffer)
         return buffer.tell() / 1e6
-    weights = load_checkpoint(run_dir / "checkpoint_best.pt")["model"]
+    weights = load_checkpoint(rundir.checkpoint_file(run_dir))["model"]
     return sum(t.numel() * t.element_size() for t in weights.values()) / 1e6
 
 
@@ -77,8 +76,8 @@ def decode(flags: list[str], split: str, beam: int, out: Path) -> dict:
     finished = run(Command(args, out.with_suffix(".log")), timeout=3600)
     if finished.status != 0:
         raise SystemExit(f"decoding failed (exit {finished.status}): {' '.join(args)}; see {out.with_suffix('.log')}")
-    found = json.loads(out.read_text())
-    return found | {"peak_rss_mb": finished.peak_rss_mb, "hyps": read_lines(out.with_suffix(".hyp"))}
+    found = rundir.read_eval(out)
+    return found | {"peak_rss_mb": finished.peak_rss_mb, "hyps": rundir.read_hyps(out)}
 
 
 def summary(decodes: list[dict], reference: list[str]) -> dict:

@@ -35,17 +35,16 @@ from tqdm import tqdm
 
 from mtapp.bench import invariance, nested
 from mtapp.bench.train import summarize
-from mtapp.config import Config, config_from_dict
+from mtapp.config import DEFAULT_CONFIG, Config, config_from_dict, config_path
 from mtapp.data.prepare import PreparedData, prepare
 from mtapp.data.synthetic import tiny_config, write_synthetic_corpus
 from mtapp.models import build_model
 from mtapp.progress import bar_settings
 from mtapp.report.document import markdown_table
 from mtapp.runtime import memory_policy, seed_everything, set_threads
-from mtapp.train import DEFAULT_CONFIG
-from mtapp.training import Trainer
+from mtapp.train import build_trainer
 
-LSTM_CONFIG = DEFAULT_CONFIG.parent / "multi30k_de_en_lstm.yaml"
+LSTM_CONFIG = config_path("multi30k_de_en_lstm")
 STRATEGIES = ("tokens", "random", "packed_rows")
 LSTM_MODES = ("padded", "masked", "packed", "unrolled")
 PAD_SIDES = ("post", "pre")
@@ -131,7 +130,7 @@ class Data:
 
 
 def train_run(cfg: Config, data: PreparedData, device: torch.device, run_dir: Path) -> dict:
-    """Train through `Trainer` (as `python -m mtapp.train` does); the run's figures, checked."""
+    """Train through `build_trainer` (as `python -m mtapp.train` does); the run's figures, checked."""
     run_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.train.seed)
     model = build_model(cfg.model, data.tokenizer.vocab_size)
@@ -139,7 +138,7 @@ def train_run(cfg: Config, data: PreparedData, device: torch.device, run_dir: Pa
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
     started = time.monotonic()
-    trainer = Trainer(cfg, run_dir, model, data, device)
+    trainer = build_trainer(cfg, run_dir, model, data, device)
     progress = trainer.fit()
     result = summarize(run_dir) | {"updates": progress.updates, "skipped_updates": progress.skipped}
     result |= {"stopped": progress.stopped, "wall_seconds": time.monotonic() - started}

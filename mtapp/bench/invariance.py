@@ -24,7 +24,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from mtapp.bench.peers import cpu_name
+from mtapp import rundir
+from mtapp.bench.machine import cpu_name
 from mtapp.checkpoint import CheckpointError, load_checkpoint
 from mtapp.config import Config, config_from_dict
 from mtapp.data import load_split
@@ -91,14 +92,14 @@ def decode(
 
 
 def run_config(run: Path) -> Config:
-    return config_from_dict(load_checkpoint(run / "checkpoint_best.pt")["config"])
+    return config_from_dict(load_checkpoint(rundir.checkpoint_file(run))["config"])
 
 
 def measure_run(
     run: Path, cfg: Config, lines: list[str], grid: dict[str, list], bar: tqdm, device: str = "auto"
 ) -> list[dict]:
     """One result per (amp, beam) of `grid` ({"amps": [...], "beams": [...], "budgets": [...]}) for one run."""
-    checkpoint = run / "checkpoint_best.pt"
+    checkpoint = rundir.checkpoint_file(run)
     results = []
     for amp in grid["amps"]:
         for beam in grid["beams"]:

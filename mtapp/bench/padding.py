@@ -18,9 +18,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from mtapp.batching import build_strategy
-from mtapp.config import BatchingConfig, load_config
+from mtapp.config import DEFAULT_CONFIG, BatchingConfig, load_config
 from mtapp.data import encode, filter_for_training, load_split, train_tokenizer
-from mtapp.train import DEFAULT_CONFIG
 
 STRATEGIES = typing.get_args(typing.get_type_hints(BatchingConfig)["strategy"])
 

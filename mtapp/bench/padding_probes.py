@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mtapp import rundir
 from mtapp.batching import Batch, collate
 from mtapp.checkpoint import load_checkpoint
 from mtapp.config import Config, LossConfig, config_from_dict
@@ -27,7 +28,7 @@ from mtapp.translator import Translator
 
 def load_run(run_dir: Path) -> tuple[Seq2Seq, Tokenizer, Config]:
     """The run's last model (eval mode, CPU), its tokenizer and its config."""
-    path = run_dir / "checkpoint_last.pt"
+    path = rundir.checkpoint_file(run_dir, rundir.LAST)
     translator = Translator.from_checkpoint(path, device="cpu")
     return translator.model, translator.tokenizer, config_from_dict(load_checkpoint(path)["config"])
 

@@ -21,13 +21,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from mtapp.bench.peers import cpu_name
-from mtapp.bench.peers_flops import matmul_peak, training_flops_per_token
-from mtapp.config import load_config
+from mtapp.batching import Batch
+from mtapp.bench.machine import cpu_name, matmul_peak, training_flops_per_token
+from mtapp.config import DEFAULT_CONFIG, load_config
 from mtapp.data.prepare import prepare
 from mtapp.models import build_model
 from mtapp.progress import EpochStats
@@ -40,8 +39,8 @@ from mtapp.runtime import (
     select_device,
     set_threads,
 )
-from mtapp.train import DEFAULT_CONFIG
-from mtapp.training import Trainer
+from mtapp.train import build_trainer
+from mtapp.trainer import Trainer
 
 # An operator's kind, by the first pattern its name contains (aten names; order matters).
 KINDS = [
@@ -65,12 +64,11 @@ def kind(name: str) -> str:
     return "other"
 
 
-def steps(trainer: Trainer, plan: Iterator[np.ndarray], count: int) -> tuple[float, int]:
+def steps(trainer: Trainer, plan: Iterator[Batch], count: int) -> tuple[float, int]:
     """Run `count` updates, a batch each, of the batches `plan` yields; seconds and target tokens."""
     tokens, started = 0, time.perf_counter()
     for _ in range(count):
-        indices = next(plan)
-        batch = trainer.to_device(trainer.strategy.collate(trainer.data.train, indices, trainer.cfg.batching.pad_side))
+        batch = trainer.to_device(next(plan))
         trainer.train_step([batch], EpochStats())
         tokens += batch.tgt_tokens
     if trainer.device.type == "cuda":
@@ -78,7 +76,7 @@ def steps(trainer: Trainer, plan: Iterator[np.ndarray], count: int) -> tuple[flo
     return time.perf_counter() - started, tokens
 
 
-def endless(trainer: Trainer) -> Iterator[np.ndarray]:
+def endless(trainer: Trainer) -> Iterator[Batch]:
     """The trainer's batches, epoch after epoch."""
     while True:
         yield from trainer.batches.epoch_iter()
@@ -118,7 +116,7 @@ def by_kind(events: list, total_us: float, cuda: bool) -> list[dict]:
 
 
 def mfu(cfg, data, tgt_tokens_per_s: float, dtype: torch.dtype) -> dict:
-    """Useful training FLOP/s (`peers_flops`' count over the training corpus, eos included) over
+    """Useful training FLOP/s (`machine`'s count over the training corpus, eos included) over
     this machine's matrix-multiply peak in the precision that trained (CPU only: the peak is
     measured with torch.matmul on the CPU)."""
     m = cfg.model
@@ -166,7 +164,7 @@ def markdown(payload: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m mtapp.bench profile", description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    p.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="a shipped config's name, or a YAML file")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--warmup", type=int, default=60, help="updates before the profiled ones (default 60)")
     p.add_argument("--steps", type=int, default=20, help="profiled updates (default 20)")
@@ -180,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     data = prepare(cfg)
     args.out.mkdir(parents=True, exist_ok=True)
     device = select_device(cfg.train.device)
-    trainer = Trainer(cfg, args.out, build_model(cfg.model, data.tokenizer.vocab_size), data, device)
+    trainer = build_trainer(cfg, args.out, build_model(cfg.model, data.tokenizer.vocab_size), data, device)
     plan = endless(trainer)
     steps(trainer, plan, args.warmup)
     seconds, tokens = steps(trainer, plan, args.steps)  # unprofiled: the speed the profile explains

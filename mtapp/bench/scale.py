@@ -33,10 +33,9 @@ import pyarrow.compute as pc
 from tqdm import tqdm
 
 from mtapp.batching import build_strategy
-from mtapp.config import Config, load_config
+from mtapp.config import DEFAULT_CONFIG, Config, load_config
 from mtapp.data import CorpusError, encode, filter_for_training, load_split, train_tokenizer
 from mtapp.data.prepare import prepare
-from mtapp.train import DEFAULT_CONFIG
 
 CHUNK = 500_000  # pairs written at a time: the corpus is never held whole while it is built
 

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mtapp import rundir
 from mtapp.bench.invariance import machine, machine_line, run_config
 from mtapp.data import load_split
 from mtapp.report.document import Document, Paragraph, Table
@@ -156,7 +157,7 @@ def offline_throughput(run: Path, lines: list[str], per_call: list[int]) -> tupl
     """Sentences/s of `Translator.translate` over `lines` in one call (model loaded), and over
     their first 400 in calls of each `per_call` size: the ceiling of a server whose batches hold
     that many sentences."""
-    translator = Translator.from_checkpoint(run / "checkpoint_best.pt", device="cpu", amp="off")
+    translator = Translator.from_checkpoint(rundir.checkpoint_file(run), device="cpu", amp="off")
     translator.translate(lines[:8])  # warm-up
 
     def rate(some: list[str], n: int) -> float:

@@ -4,7 +4,7 @@ minutes, optimizer updates, or both) under each variant of a config, each run in
 table. With --repeats N every variant runs N times, interleaved round-robin (A B C, A B C, ...),
 and the table gives each key figure's mean ± the half-width of its 95% interval.
 
-    python -m mtapp.bench train --config configs/multi30k_de_en_lstm.yaml --minutes 3 \\
+    python -m mtapp.bench train --config multi30k_de_en_lstm --minutes 3 \\
         --vary model.encoder_padding=padded,masked,packed,unrolled --vary batching.pad_side=pre,post \\
         --json results/lstm_modes.json --report results/lstm_modes [--updates 350] [--repeats 3]
 """
@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mtapp import rundir
 from mtapp.bench.intervals import mean_ci, round_robin
 from mtapp.report.document import Document, Table
 from mtapp.report.plots import bars, pyplot, save
@@ -109,7 +110,7 @@ def run_once(job: Job, minutes: float, run_dir: Path, resume: bool) -> dict:
         result = json.loads(saved.read_text())
         if {key: result.get(key) for key in budget} == budget:
             return result
-    if resume and (run_dir / "log.jsonl").exists():  # a stale run: unfinished, or another budget's
+    if resume and rundir.log_file(run_dir).exists():  # a stale run: unfinished, or another budget's
         shutil.rmtree(run_dir)  # (a folder that only holds an earlier --repeats' runs has no log: kept)
     result = run_variant(job.config, job.overrides, minutes, run_dir, job.updates)
     saved.write_text(json.dumps(result, indent=2))
@@ -147,7 +148,7 @@ def half_width(interval: dict) -> float:
 def summarize(run_dir: Path) -> dict:
     """A run's figures from its log.jsonl: over every epoch record, target tokens and sentences per
     second of training, padding efficiency; the last epoch's losses and BLEU; the validation curve."""
-    records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    records = rundir.read_log(run_dir)
     epochs = [r for r in records if r["event"] == "epoch"]
     trained = sum(r["tgt_tokens"] for r in epochs)
     seconds = sum(r["seconds"] for r in epochs)

@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from mtapp.bench.intervals import all_of, combine, difference_ci, mean_ci, point, ratio_ci, verdict
-from mtapp.bench.peers import cpu_name
+from mtapp.bench.machine import cpu_name
 from mtapp.bench.train import runs_of
 from mtapp.runtime import cpu_has_native_bf16
 

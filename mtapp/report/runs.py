@@ -1,20 +1,19 @@
 """What a report reads from a run directory, and the training figures derived from its log.
 
-A run directory holds `config.yaml` (the resolved config), `log.jsonl` (one JSON record per line:
-`train` every `train.log_every` updates, `valid` every `train.valid_every_minutes`, `epoch` at
-each epoch's end) and `eval/<split>.json` + `eval/<split>.hyp` written by `python -m mtapp.evaluate`.
+A run directory (`mtapp.rundir`) holds `config.yaml` (the resolved config), `log.jsonl` (one JSON
+record per line: `train` every `train.log_every` updates, `valid` every `train.valid_every_minutes`,
+`epoch` at each epoch's end) and `eval/<split>.json` + `eval/<split>.hyp` written by
+`python -m mtapp.evaluate`.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
-from mtapp.config import Config, config_from_dict
-from mtapp.data.corpora import ParallelText, load_split, read_lines
+from mtapp import rundir
+from mtapp.config import Config
+from mtapp.data.corpora import ParallelText, load_split
 
 
 class RunError(ValueError):
@@ -44,28 +43,28 @@ def evaluate_command(path: Path, split: str) -> str:
 
 
 def read_config(path: Path) -> Config:
-    if not (path / "config.yaml").is_file():
-        raise RunError(f"{path} is not a run directory: it has no config.yaml")
-    return config_from_dict(yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8")))
+    if not rundir.config_file(path).is_file():
+        raise RunError(f"{path} is not a run directory: it has no {rundir.CONFIG_FILE}")
+    return rundir.read_config(path)
 
 
 def load_run(path: Path, split: str, name: str | None = None) -> Run:
     """Everything the report needs from `path`; RunError names the command that would produce
     a missing translation."""
     config = read_config(path)
-    if not (path / "log.jsonl").is_file():
-        raise RunError(f"{path} is not a run directory: it has no log.jsonl")
-    hyp = path / "eval" / f"{split}.hyp"
+    if not rundir.log_file(path).is_file():
+        raise RunError(f"{path} is not a run directory: it has no {rundir.LOG_FILE}")
+    scores = rundir.eval_file(path, split)
+    hyp = rundir.hyp_file(scores)
     if not hyp.is_file():
         raise RunError(f"{path} has no translation of {split} ({hyp}); run: {evaluate_command(path, split)}")
-    scores = path / "eval" / f"{split}.json"
     return Run(
         path=path,
         name=name or path.name,
         config=config,
-        records=[json.loads(line) for line in (path / "log.jsonl").read_text(encoding="utf-8").splitlines() if line],
-        evaluation=json.loads(scores.read_text(encoding="utf-8")) if scores.is_file() else {},
-        hypotheses=read_lines(hyp),
+        records=rundir.read_log(path),
+        evaluation=rundir.read_eval(scores) if scores.is_file() else {},
+        hypotheses=rundir.read_hyps(scores),
     )
 
 

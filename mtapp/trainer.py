@@ -1,41 +1,56 @@
-"""The training loop: `train_step`, `optimizer_step`, `evaluate`, `fit`, checkpoints.
+"""The update loop: `Trainer.train_step` / `optimizer_step` / `fit` over a stream of batches.
 
 One update = `train.accumulate` batches on each of the `world_size` processes (one, unless
 started by torchrun). The loss of an update is the sum over its real target tokens — of every
 batch on every process — divided once by their number; the learning rate is a pure function
 of the update number (linear warmup, then inverse square root decay). Rank 0 alone evaluates
 and writes logs and checkpoints.
+
+The caller builds the parts (`mtapp.train.build_trainer`: model, optimizer, gradient scaler,
+batch stream, validation hook, checkpoints, log) and hands them in; `Trainer` runs the updates,
+validates, stops, and says when a checkpoint is due. What a checkpoint holds is
+`mtapp.checkpoint`'s, what a log record holds `mtapp.progress`'s.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
-from dataclasses import asdict
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from mtapp.averaging import average_last, epoch_checkpoints, epoch_tag, keep_newest
-from mtapp.batching import Batch, EpochBatches, build_strategy, collate
+from mtapp.averaging import average_newest, keep_newest
+from mtapp.batching import Batch, EpochBatches, Strategy, collate
 from mtapp.batching.inference import inference_batches
-from mtapp.batching.sharded import shard
-from mtapp.checkpoint import rng_state, save_checkpoint, set_rng_state, tokenizer_to_tensor
+from mtapp.checkpoint import Checkpoints
 from mtapp.config import Config, LossConfig, TrainConfig
+from mtapp.data.encoded import EncodedCorpus
 from mtapp.data.prepare import PreparedData
 from mtapp.distributed import Distributed
 from mtapp.loss import batch_loss
 from mtapp.models import Seq2Seq
-from mtapp.progress import EpochStats, Progress, StopSignals, bar_settings
-from mtapp.runtime import amp_dtype, autocast, memory_mb
+from mtapp.progress import (
+    EpochStats,
+    Progress,
+    RunLog,
+    StopSignals,
+    bar_settings,
+    epoch_record,
+    train_record,
+    valid_record,
+)
+from mtapp.rundir import epoch_tag
+from mtapp.runtime import amp_dtype, autocast
 from mtapp.scoring import score
 from mtapp.translator import Translator
 
-__all__ = ["EpochStats", "Progress", "StopSignals", "Trainer", "TrainingError", "learning_rate"]
+__all__ = ["BatchStream", "CorpusBatches", "Trainer", "TrainingError", "Validation", "learning_rate"]
 
 log = logging.getLogger(__name__)
 
@@ -64,46 +79,127 @@ class TrainingLoss(torch.nn.Module):
         return batch_loss(self.model, batch, self.cfg.label_smoothing, self.cfg.mask_padding)
 
 
+def to_device(batch: Batch, device: torch.device, pin_memory: bool) -> Batch:
+    """`batch` on `device`; with `pin_memory` page-locked first, so that the copy runs
+    asynchronously with compute."""
+    if device.type != "cuda":
+        return batch
+    if pin_memory:
+        return batch.pin_memory().to(device, non_blocking=True)
+    return batch.to(device)
+
+
+# ---- what the loop is given ------------------------------------------------------------------
+class BatchStream(Protocol):
+    """Training batches epoch by epoch, resumable: `position` counts the batches of `epoch`
+    already handed out, and `epoch_iter` hands out the rest, then advances the epoch."""
+
+    epoch: int
+    position: int
+
+    def __len__(self) -> int: ...  # batches in the current epoch
+
+    def epoch_iter(self) -> Iterator[Batch]: ...
+
+    def state_dict(self) -> dict[str, int]: ...
+
+    def load_state_dict(self, state: dict[str, int]) -> None: ...
+
+
+class CorpusBatches:
+    """The `BatchStream` of a corpus: a strategy's planned batches (`EpochBatches`), collated
+    as they are handed out."""
+
+    def __init__(self, strategy: Strategy, corpus: EncodedCorpus):
+        self.strategy, self.corpus = strategy, corpus
+        self.sampler = EpochBatches(strategy)
+
+    @property
+    def epoch(self) -> int:
+        return self.sampler.epoch
+
+    @property
+    def position(self) -> int:
+        return self.sampler.position
+
+    def __len__(self) -> int:
+        return len(self.sampler.batches())
+
+    def epoch_iter(self) -> Iterator[Batch]:
+        for indices in self.sampler.epoch_iter():
+            yield self.strategy.collate(self.corpus, indices)
+
+    def state_dict(self) -> dict[str, int]:
+        return self.sampler.state_dict()
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.sampler.load_state_dict(state)
+
+
+class Validation:
+    """The validation hook of a run: teacher-forced loss (`loss`) and, at epoch ends, BLEU with
+    `train.valid_beam` too (`scores`), on the validation split."""
+
+    def __init__(self, cfg: Config, data: PreparedData, device: torch.device):
+        self.cfg, self.data, self.device = cfg, data, device
+        self.dtype = amp_dtype(device, cfg.train.amp)
+
+    def scores(self, model: Seq2Seq) -> dict[str, float]:
+        metrics = self.loss(model)
+        c = self.cfg
+        max_source = c.model.max_positions - 1
+        translator = Translator(model, self.data.tokenizer, c.decode, max_source, pad_side=c.batching.pad_side)
+        hyps = translator.translate(self.data.valid_text.src, beam=c.train.valid_beam)
+        return {**metrics, "valid_bleu": score(hyps, self.data.valid_text.tgt)["bleu"]}
+
+    @torch.no_grad()
+    def loss(self, model: Seq2Seq) -> dict[str, float]:
+        """Loss and NLL per real target token."""
+        model.eval()
+        valid, loss_sum, nll_sum, tokens = self.data.valid, 0.0, 0.0, 0
+        lengths = np.maximum(valid.src_lengths, valid.tgt_lengths)
+        for indices in inference_batches(lengths, self.cfg.batching.max_tokens):
+            src, tgt = [valid.src_ids(i) for i in indices], [valid.tgt_ids(i) for i in indices]
+            batch = collate(src, tgt, indices, self.cfg.batching.pad_side)
+            batch = to_device(batch, self.device, self.cfg.train.pin_memory)
+            with autocast(self.device, self.dtype):
+                loss, nll, n = batch_loss(model, batch, self.cfg.loss.label_smoothing)
+            loss_sum, nll_sum, tokens = loss_sum + loss.item(), nll_sum + nll.item(), tokens + n
+        return {"valid_loss": loss_sum / tokens, "valid_nll": nll_sum / tokens}
+
+
 class Trainer:
+    """Runs the updates of `model` over `batches` until a `train.*` limit, early stopping or a
+    signal stops it; validates with `validation`, writes records to `run_log` and checkpoints
+    through `checkpoints`. The model is on `device` already, the optimizer and scaler built on
+    its parameters."""
+
     def __init__(
         self,
         cfg: Config,
-        run_dir: Path,
         model: Seq2Seq,
-        data: PreparedData,
+        optimizer: torch.optim.Optimizer,
+        scaler: torch.amp.GradScaler,
+        batches: BatchStream,
+        validation: Validation,
+        checkpoints: Checkpoints,
+        run_log: RunLog,
         device: torch.device,
         group: Distributed | None = None,
     ):
-        self.cfg, self.run_dir, self.model, self.data, self.device = cfg, Path(run_dir), model, data, device
+        self.cfg, self.model, self.optimizer, self.scaler, self.batches = cfg, model, optimizer, scaler, batches
+        self.validation, self.checkpoints, self.run_log, self.device = validation, checkpoints, run_log, device
         self.group = group or Distributed(device=device)
-        self.model.to(device)
-        t = cfg.train
-        if t.compile:
-            self.model.compile(
-                backend=t.compile_backend
-            )  # in place: parameter names, and so checkpoints, stay the same
         self.loss = self.group.wrap(TrainingLoss(model, cfg.loss))
-        self.optimizer = torch.optim.Adam(
-            model.parameters(), lr=t.lr, betas=t.betas, weight_decay=t.weight_decay, fused=True
-        )
-        self.dtype = amp_dtype(device, t.amp)
-        self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype == torch.float16)
-        strategy = build_strategy(cfg.batching, data.train.src_lengths, data.train.tgt_lengths)
-        self.strategy = shard(strategy, self.group.rank, self.group.world_size)
-        self.batches = EpochBatches(self.strategy)
+        self.dtype = amp_dtype(device, cfg.train.amp)
         self.progress = Progress()
-        self.log_path = self.run_dir / "log.jsonl"
         self.signals = StopSignals()
         self.nonfinite_in_a_row = 0
         self.next_valid = cfg.train.valid_every_minutes * 60  # seconds into the run
 
     # ---- one update -------------------------------------------------------------------------
     def to_device(self, batch: Batch) -> Batch:
-        if self.device.type != "cuda":
-            return batch
-        if self.cfg.train.pin_memory:  # page-locked: the copy runs asynchronously with compute
-            return batch.pin_memory().to(self.device, non_blocking=True)
-        return batch.to(self.device)
+        return to_device(batch, self.device, self.cfg.train.pin_memory)
 
     def train_step(self, batches: list[Batch], stats: EpochStats) -> None:
         """Forward and backward over the batches of one update, then `optimizer_step`.
@@ -157,34 +253,6 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.progress.updates += 1
 
-    # ---- validation ---------------------------------------------------------------------------
-    def evaluate(self) -> dict[str, float]:
-        """Validation loss (teacher forcing) and BLEU (`train.valid_beam`) on the validation split."""
-        metrics = self.valid_loss()
-        translator = Translator(
-            self.model,
-            self.data.tokenizer,
-            self.cfg.decode,
-            self.cfg.model.max_positions - 1,
-            pad_side=self.cfg.batching.pad_side,
-        )
-        hyps = translator.translate(self.data.valid_text.src, beam=self.cfg.train.valid_beam)
-        return {**metrics, "valid_bleu": score(hyps, self.data.valid_text.tgt)["bleu"]}
-
-    @torch.no_grad()
-    def valid_loss(self) -> dict[str, float]:
-        """Teacher-forced loss and NLL per real target token on the validation split."""
-        self.model.eval()
-        valid, loss_sum, nll_sum, tokens = self.data.valid, 0.0, 0.0, 0
-        lengths = np.maximum(valid.src_lengths, valid.tgt_lengths)
-        for indices in inference_batches(lengths, self.cfg.batching.max_tokens):
-            src, tgt = [valid.src_ids(i) for i in indices], [valid.tgt_ids(i) for i in indices]
-            batch = self.to_device(collate(src, tgt, indices, self.cfg.batching.pad_side))
-            with autocast(self.device, self.dtype):
-                loss, nll, n = batch_loss(self.model, batch, self.cfg.loss.label_smoothing)
-            loss_sum, nll_sum, tokens = loss_sum + loss.item(), nll_sum + nll.item(), tokens + n
-        return {"valid_loss": loss_sum / tokens, "valid_nll": nll_sum / tokens}
-
     # ---- the loop -----------------------------------------------------------------------------
     def fit(self) -> Progress:
         t, p = self.cfg.train, self.progress
@@ -195,7 +263,7 @@ class Trainer:
                 self._fit_epoch(started, budget)
         self.save("last")
         if t.average_last and self.group.is_main and not p.stopped.startswith("interrupted"):
-            self._write_average()
+            average_newest(self.checkpoints.run_dir, t.average_last)
         return p
 
     def _stop_now(self, started: float, budget: float) -> bool:
@@ -225,13 +293,14 @@ class Trainer:
         p.elapsed = time.monotonic() - started
 
     def _train_epoch(self, started: float, budget: float) -> EpochStats:
+        """The rest of the current epoch, `train.accumulate` batches an update (fewer for its
+        last), until it ends or `_stop_now`; the epoch's statistics."""
         stats, interval = EpochStats(), EpochStats()
-        epoch = self.batches.epoch
+        epoch, length = self.batches.epoch, len(self.batches)
         if self.device.type == "cuda":  # the epoch record's peak_gpu_mb is this epoch's (its validation included)
             torch.cuda.reset_peak_memory_stats(self.device)
-        plan_length = len(self.batches.batches())
         bar = tqdm(
-            total=plan_length,
+            total=length,
             initial=self.batches.position,
             desc=f"epoch {epoch}",
             unit="batch",
@@ -239,25 +308,21 @@ class Trainer:
             **bar_settings(),
         )
         pending: list[Batch] = []
-        for indices in self.batches.epoch_iter():
+        stream = self.batches.epoch_iter()
+        while True:
             if not pending:
-                tick = time.monotonic()  # an update starts
-            batch = self.strategy.collate(self.data.train, indices, self.cfg.batching.pad_side)
+                tick = time.monotonic()  # an update starts (its seconds include making its batches)
+            batch = next(stream, None)
+            if batch is None:
+                break
             pending.append(self.to_device(batch))
-            if len(pending) == self.cfg.train.accumulate or self.batches.position == plan_length:
+            if len(pending) == self.cfg.train.accumulate or self.batches.position == length:
                 step = EpochStats()
                 self.train_step(pending, step)
                 pending = []
                 step.seconds = time.monotonic() - tick
                 stats.merge(step)
-                interval.merge(step)
-                self._maybe_validate(started, epoch)
-                if self.progress.updates % self.cfg.train.log_every == 0:
-                    summary = interval.reduced(self.group).summary()
-                    self._log(
-                        {"event": "train", "epoch": epoch, "update": self.progress.updates, **summary, **memory_mb()}
-                    )
-                    interval = EpochStats()
+                interval = self._after_update(step, interval, started, epoch)
                 bar.set_postfix(
                     loss=f"{step.loss / max(step.positions, 1):.3f}",
                     tok_s=f"{stats.tgt_tokens / max(stats.seconds, 1e-9):.0f}",
@@ -270,6 +335,16 @@ class Trainer:
         bar.close()
         return stats
 
+    def _after_update(self, step: EpochStats, interval: EpochStats, started: float, epoch: int) -> EpochStats:
+        """Add `step` to the log interval's sums; validate when due; every `train.log_every`
+        updates, the interval's `train` record, and a fresh interval."""
+        interval.merge(step)
+        self._maybe_validate(started, epoch)
+        if self.progress.updates % self.cfg.train.log_every:
+            return interval
+        self.run_log.write(train_record(epoch, self.progress.updates, interval.reduced(self.group)))
+        return EpochStats()
+
     def _maybe_validate(self, started: float, epoch: int) -> None:
         """Every `train.valid_every_minutes` of training, a validation-loss record (for curves)."""
         every = self.cfg.train.valid_every_minutes * 60
@@ -277,21 +352,16 @@ class Trainer:
         if every <= 0 or now < self.next_valid or not self.group.is_main:  # the others go on meanwhile
             return
         self.next_valid = now + every
-        record = {"event": "valid", "epoch": epoch, "update": self.progress.updates, "elapsed": now}
-        self._log({**record, **self.valid_loss(), "tgt_tokens_seen": self.progress.tgt_tokens})
+        metrics = self.validation.loss(self.model)
+        self.run_log.write(valid_record(epoch, self.progress.updates, now, metrics, self.progress.tgt_tokens))
 
     def _end_epoch(self, epoch: int, stats: EpochStats) -> None:
         """Rank 0 evaluates; every rank takes its scores, so every rank decides alike what follows."""
         p = self.progress
-        summary = stats.reduced(self.group).summary()
+        reduced = stats.reduced(self.group)
         tick = time.monotonic()
-        metrics = self.group.broadcast(self.evaluate() if self.group.is_main else None)
-        record = {"event": "epoch", "epoch": epoch, "update": p.updates, **summary, **metrics}
-        record["valid_seconds"] = time.monotonic() - tick
-        record["elapsed"] = p.elapsed
-        record |= memory_mb()  # this process's RSS now and at its peak (issue #21: where training memory goes)
-        if self.device.type == "cuda":
-            record["peak_gpu_mb"] = torch.cuda.max_memory_allocated(self.device) / 2**20
+        metrics = self.group.broadcast(self.validation.scores(self.model) if self.group.is_main else None)
+        record = epoch_record(epoch, p.updates, reduced, metrics, time.monotonic() - tick, p.elapsed, self.device)
         if metrics["valid_bleu"] > p.best_bleu:
             p.best_bleu, p.bad_epochs = metrics["valid_bleu"], 0
             self.save("best")
@@ -299,93 +369,18 @@ class Trainer:
             p.bad_epochs += 1
             if self.cfg.train.patience and p.bad_epochs >= self.cfg.train.patience:
                 p.stopped = f"no better validation BLEU for {p.bad_epochs} epochs"
-        self._log(record)
-        if self.group.is_main:
-            self._log_epoch(epoch, record)
+        self.run_log.epoch(record, p.best_bleu)
         self.save("last")
         if self.cfg.train.average_last:  # this epoch's checkpoint, and the newest average_last of them
             self.save(epoch_tag(epoch))
             if self.group.is_main:
-                keep_newest(self.run_dir, self.cfg.train.average_last)
-
-    def _log_epoch(self, epoch: int, record: dict) -> None:
-        log.info(
-            "epoch %d: train loss %.3f, valid loss %.3f, valid BLEU %.2f (best %.2f), %.0f target tokens/s, "
-            "padding efficiency %.3f",
-            epoch,
-            record["loss"],
-            record["valid_loss"],
-            record["valid_bleu"],
-            self.progress.best_bleu,
-            record["tgt_tokens_per_s"],
-            record["padding_efficiency"],
-        )
-
-    def _log(self, record: dict) -> None:
-        if not self.group.is_main:
-            return
-        with open(self.log_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+                keep_newest(self.checkpoints.run_dir, self.cfg.train.average_last)
 
     # ---- checkpoints --------------------------------------------------------------------------
-    def _write_average(self) -> None:
-        """checkpoint_avg.pt: the mean of the newest `train.average_last` epoch checkpoints (of
-        fewer, when training ended sooner)."""
-        wanted = self.cfg.train.average_last
-        n = min(wanted, len(epoch_checkpoints(self.run_dir)))
-        if n < wanted:
-            log.warning("train.average_last=%d but training kept %d epoch checkpoint(s): averaging those", wanted, n)
-        path, _ = average_last(self.run_dir, n)
-        log.info("%s: the mean of the last %d epoch checkpoint(s)", path, n)
-
     def save(self, which: str) -> Path | None:
-        """Every rank calls this (their RNG states are gathered); rank 0 writes the file."""
-        rngs = self.group.gather(rng_state())
-        if not self.group.is_main:
-            return None
-        path = self.run_dir / f"checkpoint_{which}.pt"
-        content = {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "sampler": self.batches.state_dict(),
-            "progress": asdict(self.progress),
-            "rng": rngs[0],
-            "config": self.cfg.to_dict(),
-            "tokenizer": tokenizer_to_tensor(self.data.tokenizer.model_bytes),
-            "tokenizer_path": str(self.run_dir / "spm.model"),
-        }
-        if self.group.active:
-            content.update(world_size=self.group.world_size, rng_ranks=rngs)
-        save_checkpoint(path, content)
-        return path
+        """RUN/checkpoint_<which>.pt of the training state now (every rank calls this)."""
+        return self.checkpoints.save(which, self.model, self.optimizer, self.scaler, self.batches, self.progress)
 
-    def load_state_dict(self, content: dict) -> None:
-        self.model.load_state_dict(content["model"])
-        self.optimizer.load_state_dict(content["optimizer"])
-        if content["scaler"]:  # empty when saved by a disabled scaler (bf16 or float32 training)
-            self.scaler.load_state_dict(content["scaler"])
-        self.batches.load_state_dict(resharded(content["sampler"], content.get("world_size", 1), self.group))
-        self.progress = Progress(**content["progress"])
-        self.progress.stopped = ""
-        rngs = content.get("rng_ranks", [content["rng"]])
-        if len(rngs) == self.group.world_size:
-            set_rng_state(rngs[self.group.rank])  # each rank goes on with its own stream
-        else:  # another number of ranks: rank 0's stream, made distinct per rank
-            set_rng_state(content["rng"])
-            torch.manual_seed(self.cfg.train.seed + 1000 * self.progress.updates + self.group.rank)
-
-
-def resharded(state: dict[str, int], saved_world: int, group: Distributed) -> dict[str, int]:
-    """A sampler position saved with `saved_world` ranks, for this group. Each rank had taken
-    `position` batches of the epoch, `position * saved_world` together; with another number of
-    ranks training resumes after the largest whole step within those (a few batches repeat)."""
-    if saved_world == group.world_size:
-        return state
-    if group.is_main:
-        log.warning(
-            "resuming %d-rank training on %d ranks: the epoch resumes at its nearest step",
-            saved_world,
-            group.world_size,
-        )
-    return {**state, "position": state["position"] * saved_world // group.world_size}
+    def resume(self, content: dict) -> None:
+        """Go on from the training state of checkpoint `content`."""
+        self.progress = self.checkpoints.restore(content, self.model, self.optimizer, self.scaler, self.batches)

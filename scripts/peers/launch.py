@@ -1,6 +1,6 @@
 """Train a peer toolkit for a wall-clock budget, inside the peer's own virtual environment.
 
-    <peer venv>/bin/python peers_launch.py {opennmt,joeynmt} SECONDS SUMMARY.json -- <toolkit arguments>
+    <peer venv>/bin/python launch.py {opennmt,joeynmt} SECONDS SUMMARY.json -- <toolkit arguments>
 
 The clock starts when the first training batch is ready (start-up, vocabulary and data loading
 are not counted, as mtapp's `train.max_minutes` counts from its first update), and training

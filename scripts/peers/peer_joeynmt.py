@@ -1,4 +1,4 @@
-"""JoeyNMT 2.3.0 in `bench peers`: its config, its commands and what its logs report.
+"""JoeyNMT 2.3.0 in the peers benchmark: its config, its commands and what its logs report.
 
 The model and recipe are the shared ones (`Shared`); everything else is JoeyNMT's default or
 what its Transformer configs use (Xavier initialisation, scaled embeddings, token
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import yaml
 
-from mtapp.bench.peers_data import Pieces
-from mtapp.bench.peers_run import Command
-from mtapp.bench.peers_settings import Shared
+from mtapp.bench.child import Command
+from scripts.peers.data import Pieces
+from scripts.peers.settings import Shared
 
 KEY, NAME, VERSION = "joeynmt", "JoeyNMT", "2.3.0"
 # JoeyNMT 2.3.0 reads `testing.min_output_length` and logs it, but `prediction.predict` never

@@ -1,8 +1,8 @@
-"""`python -m mtapp.bench peers`: mtapp against OpenNMT-py and JoeyNMT — the same data, the same
+"""`python -m scripts.peers.bench`: mtapp against OpenNMT-py and JoeyNMT — the same data, the same
 model, the same recipe and the same wall-clock budget, one system after another.
 
-    scripts/bench_peers.sh [--minutes 10] [--out DIR]          installs the peers, then runs this
-    python -m mtapp.bench peers --minutes 10 --out DIR [--peers-dir .cache/peers]
+    scripts/bench_peers.sh [--minutes 10] [--out DIR]         installs the peers, then runs this:
+    python -m scripts.peers.bench --minutes 10 --out DIR [--peers-dir .cache/peers]   (in the repository root)
 
 Every system trains the shared Transformer (`Shared`: 3+3 layers, d_model 256, 4 heads, FFN
 1024, label smoothing 0.1, Adam 0.9/0.98, peak lr 5e-4 after a linear warmup, ~4096-token
@@ -33,7 +33,7 @@ for every system:
   a shared machine falls on every system alike. Each decoding figure is that of the median
   round; peers.json keeps every round's seconds;
 - BLEU: sacreBLEU on detokenised output against the raw references, one signature for all;
-- model FLOP utilisation: useful training FLOPs per second (`peers_flops`) over the measured
+- model FLOP utilisation: useful training FLOPs per second (`mtapp.bench.machine`) over the measured
   fp32 matmul peak of this machine (and over the bf16 peak, for context).
 
 The peers run from their own virtual environments under `--peers-dir` (scripts/bench_peers.sh
@@ -55,21 +55,21 @@ from pathlib import Path
 import torch
 
 from mtapp import ct2
-from mtapp.bench import peers_joeynmt, peers_opennmt
-from mtapp.bench.peers_data import Pieces, count_pieces, detokenise, prepare_pieces, write_lines
-from mtapp.bench.peers_flops import matmul_peak, training_flops_per_token
-from mtapp.bench.peers_report import markdown
-from mtapp.bench.peers_run import Command, Finished, run
-from mtapp.bench.peers_settings import Shared
-from mtapp.config import Config, load_config
+from mtapp.bench.child import Command, Finished, run
+from mtapp.bench.machine import cpu_name, matmul_peak, training_flops_per_token
+from mtapp.config import DEFAULT_CONFIG, Config, load_config
 from mtapp.data.corpora import read_lines
 from mtapp.runtime import amp_dtype
 from mtapp.scoring import score
+from scripts.peers import peer_joeynmt, peer_opennmt
+from scripts.peers.data import Pieces, count_pieces, detokenise, prepare_pieces, write_lines
+from scripts.peers.report import markdown
+from scripts.peers.settings import Shared
 
-PEERS = {m.KEY: m for m in (peers_opennmt, peers_joeynmt)}
+PEERS = {m.KEY: m for m in (peer_opennmt, peer_joeynmt)}
 ENGINE_SYSTEMS = {"mtapp-ct2": "float32", "mtapp-ct2-int8": "int8"}  # mtapp's model, decoded by CTranslate2
 SYSTEMS = ("mtapp", "mtapp-fp32", *ENGINE_SYSTEMS, *PEERS)
-LAUNCHER = Path(__file__).with_name("peers_launch.py")
+LAUNCHER = Path(__file__).with_name("launch.py")
 
 
 class SystemFailed(RuntimeError):
@@ -77,12 +77,12 @@ class SystemFailed(RuntimeError):
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m mtapp.bench peers", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m scripts.peers.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--minutes", type=float, default=10.0, help="training budget of each system (default 10)")
     p.add_argument("--out", type=Path, required=True, help="folder for data, runs, logs, peers.json, peers.md")
     p.add_argument("--peers-dir", type=Path, default=Path(os.environ.get("MTAPP_PEERS_DIR", ".cache/peers")))
     p.add_argument("--systems", default="mtapp,opennmt,joeynmt", help=f"comma-separated, from {', '.join(SYSTEMS)}")
-    p.add_argument("--config", type=Path, default=Path("configs/multi30k_de_en_transformer.yaml"))
+    p.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="a shipped config's name, or a YAML file")
     p.add_argument("--warmup", type=int, default=Shared.warmup, help="learning-rate warmup updates")
     p.add_argument(
         "--fixed-length",
@@ -159,16 +159,6 @@ def machine() -> dict:
         "fp32_peak_flops": matmul_peak(torch.float32),
         "bf16_peak_flops": matmul_peak(torch.bfloat16),
     }
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 @dataclass(frozen=True)
@@ -255,7 +245,7 @@ def mtapp_translate(
 
 # ---- the peers ---------------------------------------------------------------------------------------
 def train_peer(peer, shared: Shared, pieces: Pieces, folder: Path, venv: Path) -> tuple[dict, Decoder]:
-    """Train through peers_launch.py in the peer's environment; the decoder translates the test
+    """Train through launch.py in the peer's environment; the decoder translates the test
     pieces with the peer's own command."""
     python = venv / "bin" / "python"
     if not python.exists():

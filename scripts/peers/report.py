@@ -1,4 +1,4 @@
-"""The table of `bench peers`: every system's figures, mtapp's ratio to each peer and to the best
+"""The table of the peers benchmark: every system's figures, mtapp's ratio to each peer and to the best
 peer of each column, and the targets of issue #7 (training tokens/s ≥ 1.5× the best peer's,
 beam-5 sentences/s ≥ 2×, BLEU ≥; sentences/s also at equal work, every output the same
 length) — computed from the JSON payload `peers.main` writes."""

@@ -1,4 +1,5 @@
-"""Model FLOP utilisation: the useful training FLOPs of a Transformer over the machine's matmul peak.
+"""This machine and the work of a Transformer: the CPU's name, the measured matmul peak, and the
+useful training FLOPs per target token, whose ratio is the model FLOP utilisation.
 
 Useful FLOPs count the matrix products of real tokens only (what mtapp's Transformer computes
 for a batch without padding), multiply-adds as 2 FLOPs, and a backward pass as twice the
@@ -18,7 +19,9 @@ Embedding look-ups, layer norms, softmax and the loss are not matrix products an
 
 from __future__ import annotations
 
+import platform
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -48,3 +51,14 @@ def matmul_peak(dtype: torch.dtype = torch.float32, n: int = 2048, repeats: int 
         torch.matmul(a, b)
         best = min(best, time.perf_counter() - started)
     return 2 * n**3 / best
+
+
+def cpu_name() -> str:
+    """The processor's model name (from /proc/cpuinfo; elsewhere `platform.processor()`)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()

@@ -1,4 +1,4 @@
-"""The settings every system of `bench peers` trains and decodes with (issue #7): one model size,
+"""The settings every system of the peers benchmark trains and decodes with (issue #7): one model size,
 one recipe, one budget. Each system's config is written from these."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""OpenNMT-py 3.5.1 in `bench peers`: its config, its commands and what its logs report.
+"""OpenNMT-py 3.5.1 in the peers benchmark: its config, its commands and what its logs report.
 
 The model and recipe are the shared ones (`Shared`); everything else is OpenNMT-py's default or
 what its documentation recommends for Transformers (Glorot initialisation, token
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import yaml
 
-from mtapp.bench.peers_data import Pieces
-from mtapp.bench.peers_run import Command
-from mtapp.bench.peers_settings import Shared
+from mtapp.bench.child import Command
+from scripts.peers.data import Pieces
+from scripts.peers.settings import Shared
 
 KEY, NAME, VERSION = "opennmt", "OpenNMT-py", "3.5.1"
 # torch >= 2.6 loads checkpoints with weights_only=True by default, which OpenNMT-py 3.5.1's

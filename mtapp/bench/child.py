@@ -1,7 +1,6 @@
-"""Run one command of `bench peers` as a child process and measure it: wall time, the peak
-resident memory of its largest process (`wait4`'s ru_maxrss) and of its whole process tree
-(sampled twice a second: the sum of the proportional set sizes of the process and its
-descendants, e.g. OpenNMT-py's data-loader worker).
+"""Run a command as a measured child process: wall time, the peak resident memory of its largest
+process (`wait4`'s ru_maxrss) and of its whole process tree (sampled twice a second: the sum of
+the proportional set sizes of the process and its descendants, e.g. a data-loader worker).
 
 The command is started by a small reaper process (`python -S`, ~10 MB) that waits for it and
 reports its ru_maxrss: Linux records the memory of the process that calls exec in the new

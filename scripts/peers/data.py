@@ -1,4 +1,4 @@
-"""The data every system of `bench peers` gets: mtapp's joint SentencePiece model, and the
+"""The data every system of the peers benchmark gets: mtapp's joint SentencePiece model, and the
 Multi30k splits encoded with it into piece files that OpenNMT-py and JoeyNMT read as they are.
 
     folder/spm.model                  the SentencePiece model mtapp trains with (same cache)

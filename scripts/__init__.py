@@ -1,0 +1,1 @@
+"""Scripts of a checkout (never installed): `scripts.peers` is importable from the repository root."""
