@@ -54,7 +54,7 @@ from pathlib import Path
 
 import torch
 
-from mtapp import ct2
+from mtapp import ct2, rundir
 from mtapp.bench.child import Command, Finished, run
 from mtapp.bench.machine import cpu_name, matmul_peak, training_flops_per_token
 from mtapp.config import DEFAULT_CONFIG, Config, load_config
@@ -186,7 +186,7 @@ def train_mtapp(
     args = [sys.executable, "-m", "mtapp.train", "--config", str(config), "--run-dir", str(run_dir)]
     args += [a for s in sets for a in ("--set", s)]
     trained = run_checked(Command(args, folder / "train.log", env=shared.thread_env()), shared, "training")
-    records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    records = rundir.read_log(run_dir)
     epochs = [r for r in records if r["event"] == "epoch"]
     seconds = sum(r["seconds"] for r in epochs)  # update time: validation excluded
     result = {
@@ -201,7 +201,7 @@ def train_mtapp(
         **training_figures(trained),
     }
 
-    model = ["--checkpoint", str(run_dir / "checkpoint_last.pt")]
+    model = ["--checkpoint", str(rundir.checkpoint_file(run_dir, rundir.LAST))]
     return result | {"run_dir": str(run_dir)}, mtapp_decoder(model, folder, shared, pieces)
 
 
@@ -220,7 +220,8 @@ def export_mtapp(name: str, mtapp: dict, shared: Shared, pieces: Pieces, out: Pa
     import ctranslate2
 
     quantization, folder = ENGINE_SYSTEMS[name], out / name
-    export = ct2.export(Path(mtapp["run_dir"]) / "checkpoint_last.pt", folder / "export", quantization, force=True)
+    last = rundir.checkpoint_file(Path(mtapp["run_dir"]), rundir.LAST)
+    export = ct2.export(last, folder / "export", quantization, force=True)
     result = mtapp | {"system": name, "version": f"mtapp on CTranslate2 {ctranslate2.__version__} {quantization}"}
     result["precision"] = f"{mtapp['precision']}; decoding {quantization}"
     return result, mtapp_decoder(["--run", str(export)], folder, shared, pieces)
@@ -239,8 +240,7 @@ def mtapp_translate(
     if length:
         args += ["--min-len", str(length), "--max-len-a", "0", "--max-len-b", str(length)]
     translated = run_checked(Command(args, scores.with_suffix(".log"), env=shared.thread_env()), shared, "translation")
-    hyps = read_lines(scores.with_suffix(".hyp"))  # written by mtapp.evaluate beside the scores
-    return json.loads(scores.read_text()), translated, hyps
+    return rundir.read_eval(scores), translated, rundir.read_hyps(scores)  # evaluate writes both
 
 
 # ---- the peers ---------------------------------------------------------------------------------------
