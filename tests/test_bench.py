@@ -89,6 +89,7 @@ def _result(overrides, speed, loss=3.0, bleu=20.0, efficiency=0.97, **probes):
         "sentences_per_s": 10.0,
         "train_loss": 3.0,
         "peak_rss_mb": 900.0,
+        "wall_seconds": 600.0,
         "valid_curve": [[30, 4.0], [60, 3.5]],
         **probes,
     }
@@ -174,7 +175,8 @@ def test_claims_report_has_every_verdict_table_and_plot(tmp_path):
     lstm, transformer = fake_grids()
     rows = verdicts.verdicts(lstm, transformer, "Test CPU")
     plots = claims.plot(lstm, transformer, tmp_path)
-    settings = {"repeats": 3, "lstm_updates": 350, "transformer_updates": 350}
+    settings = {"repeats": 3, "lstm_updates": 350, "transformer_updates": 350, "machine_hours": 1.5}
+    settings["complete"] = {"lstm": 3, "transformer": 3}
     claims.write_report(tmp_path, settings, lstm, transformer, rows, plots)
     report = (tmp_path / "report.md").read_text()
     for r in rows:
@@ -305,6 +307,42 @@ def test_run_jobs_interleaves_the_repeats_and_resumes_finished_runs(tmp_path, mo
     jobs[1] = replace(jobs[1], updates=20)
     bench_train.run_jobs(jobs, 2, 0.0, resume=True)
     assert trained == [("variant01/repeat0", 20), ("variant01/repeat1", 20)]  # another budget: trained again
+    trained.clear()
+    (tmp_path / "variant00").rename(tmp_path / "moved")  # a folder of runs moved elsewhere is read back there
+    moved = bench_train.run_jobs([replace(jobs[0], folder=tmp_path / "moved")], 2, 0.0, resume=True)
+    assert [r["run_dir"] for r in moved[0]] == [str(tmp_path / "moved" / f"repeat{r}") for r in (0, 1)] and not trained
+
+
+def test_run_jobs_starts_no_run_that_would_end_past_the_deadline_and_a_rerun_continues(tmp_path, monkeypatch):
+    clock, trained = [0.0], []
+
+    def fake_run_variant(config, overrides, minutes, run_dir, updates=0):
+        trained.append(run_dir.relative_to(tmp_path).as_posix())
+        clock[0] += 100.0 * (1 + len(overrides[0]) % 2)  # variant00 takes 100 s, variant01 200 s
+        run_dir.mkdir(parents=True)
+        record = {"overrides": overrides, "minutes": minutes, "updates": updates, "run_dir": str(run_dir)}
+        return record | {
+            "tgt_tokens_per_s": 1.0,
+            "valid_loss": 3.0,
+            "wall_seconds": 100.0 * (1 + len(overrides[0]) % 2),
+        }
+
+    monkeypatch.setattr(bench_train, "run_variant", fake_run_variant)
+    monkeypatch.setattr(bench_train.time, "monotonic", lambda: clock[0])
+    jobs = [
+        bench_train.Job(Path("x.yaml"), [o], tmp_path / f"variant{i:02d}", 10) for i, o in enumerate(["a=1", "a=12"])
+    ]
+    seen = []
+    after = lambda job, run: seen.append(job.folder.name) or run | {"after": True}  # noqa: E731
+    runs = bench_train.run_jobs(jobs, 3, 0.0, resume=True, after=after, deadline=650.0)
+    # 100 + 200 + 100 + 200 = 600 s: variant00's third run (100 s more) would end at 700 > 650
+    assert trained == ["variant00/repeat0", "variant01/repeat0", "variant00/repeat1", "variant01/repeat1"]
+    assert [[bool(r) for r in variant] for variant in runs] == [[True, True, False], [True, True, False]]
+    assert all(r["after"] for variant in runs for r in variant if r) and len(seen) == 4
+    trained.clear()
+    runs = bench_train.run_jobs(jobs, 3, 0.0, resume=True, after=after, deadline=clock[0] + 1000.0)
+    assert trained == ["variant00/repeat2", "variant01/repeat2"]  # the first four read back, then the rest
+    assert all(all(variant) for variant in runs) and len(seen) == 4 + 6
 
 
 def test_train_bench_repeats_a_variant_for_a_fixed_number_of_updates(tmp_path):
@@ -354,50 +392,102 @@ def test_state_drift_is_zero_for_an_exact_encoder_only(tiny_lstms):
     assert min(padding_probes.state_drift(tiny_lstms["padded"]).values()) > 1e-3
 
 
-def test_claims_probe_each_lstm_run_once_and_keep_the_figures(tmp_path, monkeypatch):
+def test_claims_probe_each_lstm_run_once_then_delete_its_model_files(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(claims, "first_position_gradient", lambda d: calls.append(("gradient", d.name)) or 0.5)
     monkeypatch.setattr(claims, "state_drift", lambda d: calls.append(("drift", d.name)) or {"post": 0.1, "pre": 0.2})
+    lstm_jobs, transformer_jobs = claims.jobs(tmp_path, 350, 350)
     runs = []
-    for i, overrides in enumerate(bench_train.variants(claims.LSTM_GRID)):
-        (tmp_path / f"v{i}").mkdir()
-        runs.append([{"overrides": overrides, "run_dir": str(tmp_path / f"v{i}")}])
-    claims.add_probes(runs)
-    assert runs[0][0]["overrides"] == claims.PADDED_POST
-    assert sorted(calls) == sorted([("drift", "v0")] + [("gradient", f"v{i}") for i in range(6)])
-    saved = json.loads((tmp_path / "v0" / "result.json").read_text())
+    for job in lstm_jobs + transformer_jobs:
+        job.folder.mkdir(parents=True)
+        for name in ("checkpoint_best.pt", "checkpoint_last.pt", "spm.model", "log.jsonl", "config.yaml"):
+            (job.folder / name).write_text("x")
+        runs.append(claims.finish(job, {"overrides": job.overrides, "run_dir": str(job.folder)}))
+    assert lstm_jobs[0].overrides == claims.PADDED_POST
+    assert sorted(calls) == sorted([("drift", "variant00")] + [("gradient", f"variant{i:02d}") for i in range(6)])
+    saved = json.loads((lstm_jobs[0].folder / "result.json").read_text())
     assert saved["state_drift"] == {"post": 0.1, "pre": 0.2} and saved["first_position_gradient"] == 0.5
+    assert runs[0] == saved and "first_position_gradient" not in runs[6]  # Transformers are not probed
+    for job in lstm_jobs + transformer_jobs:  # the records are kept, the model files gone
+        assert sorted(p.name for p in job.folder.iterdir()) == ["config.yaml", "log.jsonl"] + (
+            ["result.json"] if job in lstm_jobs else []
+        )
     calls.clear()
-    claims.add_probes(runs)
-    assert calls == []
+    assert claims.finish(lstm_jobs[0], saved) == saved and calls == []  # probed once, even without checkpoints
+    with pytest.raises(SystemExit, match="lacks first_position_gradient and its checkpoints"):
+        claims.finish(lstm_jobs[1], {"overrides": lstm_jobs[1].overrides, "run_dir": str(lstm_jobs[1].folder)})
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "checkpoint_best.pt").write_text("x")
+    claims.finish(transformer_jobs[0], {"overrides": [], "run_dir": str(kept)}, keep_checkpoints=True)
+    assert (kept / "checkpoint_best.pt").exists()
+
+
+def test_claims_runs_of_each_kind_of_machine_go_to_their_own_folder(tmp_path):
+    folders = {
+        claims.machine_folder(tmp_path, h)
+        for h in (
+            "AMD EPYC, bf16 training (native bf16)",
+            "AMD EPYC, float32 training (no native bf16)",
+            "Intel(R) Xeon(R) CPU @ 2.20GHz, float32 training (no native bf16)",
+        )
+    }
+    assert len(folders) == 3 and all(f.parent == tmp_path and f.name.isascii() and " " not in f.name for f in folders)
+
+
+def test_complete_counts_the_repeats_every_variant_has_finished():
+    assert claims.complete([[{"a": 1}, {"a": 1}, {}], [{"a": 1}, {}, {}]]) == 1
+    assert claims.complete([[{"a": 1}] * 3] * 2) == 3
+    assert claims.complete([[{}, {}], [{"a": 1}, {}]]) == 0
 
 
 def test_claims_main_interleaves_both_grids_and_puts_single_measurements_beside_the_rows(tmp_path, monkeypatch):
     lstm, transformer = fake_grids()
     calls = []
 
-    def fake_run_jobs(jobs, repeats, minutes, resume=False):
-        calls.append((jobs, repeats, minutes, resume))
+    def fake_run_jobs(jobs, repeats, minutes, resume=False, after=None, deadline=None):
+        calls.append((jobs, repeats, minutes, resume, deadline))
         return [bench_train.runs_of(r) for r in lstm + transformer]  # the order of the jobs
 
     monkeypatch.setattr(claims, "run_jobs", fake_run_jobs)
+    monkeypatch.setattr(claims, "this_cpu", lambda: "Test CPU, float32 training (no native bf16)")
     (tmp_path / "gpu.json").write_text(json.dumps(_gpu_check()))
     (tmp_path / "inv.json").write_text(json.dumps({"machine": None, "results": _decodes("transformer", 0, 2)}))
     report = tmp_path / "report"
     args = ["--report", str(report), "--lstm-updates", "40", "--gpu-json", str(tmp_path / "gpu.json")]
     assert claims.main([*args, "--invariance-json", str(tmp_path / "inv.json")]) == 0
-    ((jobs, repeats, minutes, resume),) = calls
-    assert (repeats, minutes, resume) == (3, 0.0, True)
+    ((jobs, repeats, minutes, resume, deadline),) = calls
+    assert (repeats, minutes, resume, deadline) == (3, 0.0, True, None)
+    folder = report / "test-cpu-float32-training-no-native-bf16"
     assert [(j.config.stem, j.updates) for j in jobs] == [("multi30k_de_en_lstm", 40)] * 6 + [
         ("multi30k_de_en_transformer", claims.UPDATES)
     ] * 6
+    assert all(j.folder.parent.parent == folder for j in jobs)
     assert [j.overrides for j in jobs[6:]] == claims.TRANSFORMER_VARIANTS
-    payload = json.loads((report / "claims.json").read_text())
+    payload = json.loads((folder / "claims.json").read_text())
     letters = [r["claim"][:3] for r in payload["verdicts"]]
     assert letters == ["(a)", "(a)", "(b)", "(c)", "(c)", "(d)", "(d)", "(e)", "(f)", "(g)", "(g)", "(i)", "(i)"]
     assert [r["hardware"].startswith("NVIDIA H200") for r in payload["verdicts"][:2]] == [False, True]
     assert payload["lstm"][0]["runs"][2]["tgt_tokens_per_s"] == pytest.approx(1000 * SLOW_SPELLS[2])
-    assert (report / "report.html").exists() and (report / "lstm.png").exists()
+    assert payload["complete"] == {"lstm": 3, "transformer": 3} and payload["machine_hours"] == pytest.approx(6.0)
+    assert (folder / "report.html").exists() and (folder / "lstm.png").exists()
+
+
+def test_claims_main_judges_the_complete_repeats_of_an_unfinished_run(tmp_path, monkeypatch, capsys):
+    lstm, transformer = fake_grids()
+    runs = [bench_train.runs_of(r) for r in lstm + transformer]
+    for variant in runs[:6]:
+        variant[2] = {}  # the LSTM grid's third repeat not made yet
+    runs[6][1] = runs[6][2] = {}  # nor the Transformer grid's second and third (first variant)
+    monkeypatch.setattr(claims, "run_jobs", lambda *args, **kwargs: runs)
+    monkeypatch.setattr(claims, "this_cpu", lambda: "Test CPU")
+    assert claims.main(["--report", str(tmp_path), "--hours", "2"]) == 0
+    payload = json.loads((tmp_path / "test-cpu" / "claims.json").read_text())
+    assert payload["complete"] == {"lstm": 2, "transformer": 1}
+    assert [r["claim"][:3] for r in payload["verdicts"]] == ["(a)", "(b)", "(c)", "(d)", "(e)", "(f)", "(g)"]
+    assert [len(r["runs"]) for r in payload["lstm"]] == [2] * 6 and "runs" not in payload["transformer"][0]
+    assert {c["n"] for r in payload["verdicts"] for c in r["comparisons"] if r["claim"][1] in "dg"} == {1}
+    assert "LSTM 2, Transformer 1 of 3; rerun the same command to continue" in capsys.readouterr().out
 
 
 def test_profile_bench_accounts_for_the_profiled_time_by_operator_and_kind(tmp_path):

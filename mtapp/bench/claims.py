@@ -23,12 +23,22 @@ with repeat i of another. A finished run (its result.json) is not trained again 
 reruns. --gpu-json (scripts/gpu_check.sh's gpu_check.json) adds rows on its GPU for (a), (c),
 (d), (g) and (i). Writes DIR/claims.json, DIR/report.md with the verdicts and tables, PNG plots
 beside it, and DIR/report.html (one self-contained file).
+
+DIR here is a subfolder of --report named after the processor and the precision it trains in
+(`machine_folder`), so that repeats made in several sittings on one kind of machine pool, and
+never with another kind's. --hours starts no run that would end past its budget; the verdicts
+then use the repeats every variant of a grid has finished, and a rerun continues. Once a run is
+probed its checkpoints and tokenizer are deleted (--keep-checkpoints keeps them): its
+result.json and log.jsonl are what the claims read, small enough to commit.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import re
+import time
 from pathlib import Path
 
 from mtapp.bench.padding_probes import first_position_gradient, state_drift
@@ -72,19 +82,45 @@ def jobs(folder: Path, lstm_updates: int, transformer_updates: int) -> tuple[lis
     return lstm, transformer
 
 
-def add_probes(lstm_runs: list[list[dict]]) -> None:
-    """Probe every trained LSTM once (`padding_probes`): its first-position gradient and, for the
-    padded post-padding runs, its state drift; kept in the run's record and result.json."""
-    for run in (run for runs in lstm_runs for run in runs):
-        probes = {"first_position_gradient": first_position_gradient}
-        if sorted(run["overrides"]) == sorted(PADDED_POST):
-            probes["state_drift"] = state_drift
-        missing = [key for key in probes if key not in run]
-        if missing:
-            run_dir = Path(run["run_dir"])
-            print(f"probing {run_dir}: {', '.join(missing)}", flush=True)
-            run.update({key: probes[key](run_dir) for key in missing})
-            (run_dir / "result.json").write_text(json.dumps(run, indent=2))
+def machine_folder(report: Path, hardware: str) -> Path:
+    """DIR/<processor and precision>: repeats made in several sittings on one kind of machine
+    pool there, and never with another kind's."""
+    return report / (re.sub(r"[^a-z0-9]+", "-", hardware.lower()).strip("-") or "machine")
+
+
+def finish(job: Job, run: dict, keep_checkpoints: bool = False) -> dict:
+    """What `run_jobs` does after each run: an LSTM run is probed (`probe`); then, unless kept,
+    the run's model files (checkpoints, tokenizer) are deleted: result.json and log.jsonl hold
+    every figure the claims read, small enough to keep with the code."""
+    if job.config == LSTM_CONFIG:
+        run = probe(run)
+    if not keep_checkpoints:
+        for path in Path(run["run_dir"]).glob("*"):
+            if path.suffix == ".pt" or path.name.startswith("spm."):
+                path.unlink()
+    return run
+
+
+def probe(run: dict) -> dict:
+    """Probe a trained LSTM once (`padding_probes`): its first-position gradient and, for a padded
+    post-padding run, its state drift; kept in the run's record and result.json."""
+    probes = {"first_position_gradient": first_position_gradient}
+    if sorted(run["overrides"]) == sorted(PADDED_POST):
+        probes["state_drift"] = state_drift
+    missing = [key for key in probes if key not in run]
+    if missing:
+        run_dir = Path(run["run_dir"])
+        if not any(run_dir.glob("*.pt")):
+            raise SystemExit(f"{run_dir} lacks {', '.join(missing)} and its checkpoints: delete the folder to rerun it")
+        print(f"probing {run_dir}: {', '.join(missing)}", flush=True)
+        run = {**run, **{key: probes[key](run_dir) for key in missing}}
+        (run_dir / "result.json").write_text(json.dumps(run, indent=2))
+    return run
+
+
+def complete(runs: list[list[dict]]) -> int:
+    """How many repeats every variant of a grid has finished (repeats finish in order)."""
+    return min((next((r for r, run in enumerate(runs_) if not run), len(runs_)) for runs_ in runs), default=0)
 
 
 def single_measurements(args: argparse.Namespace) -> list[dict]:
@@ -104,6 +140,7 @@ def plot(lstm: list[dict], transformer: list[dict], folder: Path) -> list[str]:
     return [
         plot_results(results, folder / f"{name}.png", f"{name}: the same number of updates per variant")
         for name, results in (("lstm", lstm), ("transformer", transformer))
+        if results
     ]
 
 
@@ -133,8 +170,10 @@ def write_report(folder: Path, settings: dict, lstm: list[dict], transformer: li
     doc = Document("Batching claims, measured")
     doc.paragraph(
         f"Multi30k de->en, {settings['lstm_updates']} updates per LSTM variant and {settings['transformer_updates']} "
-        f"per Transformer variant, {settings['repeats']} runs of each, interleaved round-robin on one machine "
-        "(`python -m mtapp.bench claims`). Intervals are paired 95% Student-t intervals over the repeats (ratios: "
+        f"per Transformer variant, {settings['repeats']} runs of each, interleaved round-robin on one kind of machine "
+        f"(`python -m mtapp.bench claims`); complete repeats: LSTM {settings['complete']['lstm']}, Transformer "
+        f"{settings['complete']['transformer']}; {settings['machine_hours']:.2f} hours of training and probing in "
+        "all. Intervals are paired 95% Student-t intervals over the repeats (ratios: "
         "the geometric mean of the per-repeat ratios). A claim holds when its whole interval lies on the claimed "
         "side of its threshold, does not hold when the interval lies wholly on the other side, and is undecided "
         "otherwise; rows of 1 run are single measurements, judged on their values. Validation BLEU is greedy."
@@ -147,6 +186,8 @@ def write_report(folder: Path, settings: dict, lstm: list[dict], transformer: li
         ("LSTM: encoder padding mode x pad side", lstm),
         ("Transformer: batching strategies", transformer),
     ):
+        if not results:
+            continue
         doc.heading(title)
         doc.add(results_table(results))
         doc.paragraph("Each run:")
@@ -158,7 +199,9 @@ def write_report(folder: Path, settings: dict, lstm: list[dict], transformer: li
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m mtapp.bench claims", description=__doc__.split("\n\n")[0])
-    p.add_argument("--report", type=Path, required=True, help="folder for the runs, report.md and plots")
+    p.add_argument(
+        "--report", type=Path, required=True, help="folder whose subfolder for this machine gets the runs and report"
+    )
     p.add_argument("--repeats", type=int, default=3, help="runs of every variant, interleaved (default %(default)s)")
     p.add_argument(
         "--lstm-updates", type=int, default=UPDATES, help="updates of each LSTM run (default %(default)s: two epochs)"
@@ -169,6 +212,12 @@ def main(argv: list[str] | None = None) -> int:
         default=UPDATES,
         help="updates of each Transformer run (default %(default)s: two epochs of token batches)",
     )
+    p.add_argument(
+        "--hours", type=float, default=0.0, help="start no run that would end past this many hours (0 = no limit)"
+    )
+    p.add_argument(
+        "--keep-checkpoints", action="store_true", help="keep each run's checkpoints (default: deleted once probed)"
+    )
     p.add_argument("--serve-json", type=Path, help="a `bench serve` serve.json: adds claim (h)")
     p.add_argument("--invariance-json", type=Path, help="a `bench invariance` invariance.json: adds claim (i)")
     p.add_argument("--gpu-json", type=Path, help="a scripts/gpu_check.sh gpu_check.json: adds rows on its GPU")
@@ -176,24 +225,36 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeats < 1 or min(args.lstm_updates, args.transformer_updates) < 1:
         p.error("--repeats, --lstm-updates and --transformer-updates must be at least 1")
     measured_once = single_measurements(args)
-    args.report.mkdir(parents=True, exist_ok=True)
-    lstm_jobs, transformer_jobs = jobs(args.report, args.lstm_updates, args.transformer_updates)
-    runs = run_jobs(lstm_jobs + transformer_jobs, args.repeats, minutes=0.0, resume=True)
-    lstm_runs, transformer_runs = runs[: len(lstm_jobs)], runs[len(lstm_jobs) :]
-    add_probes(lstm_runs)
-    lstm, transformer = [pool(r) for r in lstm_runs], [pool(r) for r in transformer_runs]
     hardware = this_cpu()
+    folder = machine_folder(args.report, hardware)
+    folder.mkdir(parents=True, exist_ok=True)
+    lstm_jobs, transformer_jobs = jobs(folder, args.lstm_updates, args.transformer_updates)
+    deadline = time.monotonic() + args.hours * 3600 if args.hours else None
+    after = functools.partial(finish, keep_checkpoints=args.keep_checkpoints)
+    runs = run_jobs(lstm_jobs + transformer_jobs, args.repeats, 0.0, resume=True, after=after, deadline=deadline)
+    lstm_runs, transformer_runs = runs[: len(lstm_jobs)], runs[len(lstm_jobs) :]
+    done = {"lstm": complete(lstm_runs), "transformer": complete(transformer_runs)}
+    lstm = [pool(r[: done["lstm"]]) for r in lstm_runs] if done["lstm"] else []
+    transformer = [pool(r[: done["transformer"]]) for r in transformer_runs] if done["transformer"] else []
     rows = sorted(verdicts(lstm, transformer, hardware) + measured_once, key=lambda r: r["claim"][:3])
-    plots = plot(lstm, transformer, args.report)
+    plots = plot(lstm, transformer, folder)
+    finished = [run for variant in runs for run in variant if run]
     settings = {
         "repeats": args.repeats,
+        "complete": done,
         "lstm_updates": args.lstm_updates,
         "transformer_updates": args.transformer_updates,
+        "machine_hours": sum(run["wall_seconds"] for run in finished) / 3600,
     }
     payload = {**settings, "hardware": hardware, "lstm": lstm, "transformer": transformer, "verdicts": rows}
-    (args.report / "claims.json").write_text(json.dumps(payload, indent=2) + "\n")
-    write_report(args.report, settings, lstm, transformer, rows, plots)
+    (folder / "claims.json").write_text(json.dumps(payload, indent=2) + "\n")
+    write_report(folder, settings, lstm, transformer, rows, plots)
     for r in rows:
         print(f"{r['claim']} [{r['hardware']}]: {r['verdict']} -- {r['measured']}")
-    print(f"report: {args.report / 'report.md'}")
+    if min(done.values()) < args.repeats:
+        print(
+            f"complete repeats: LSTM {done['lstm']}, Transformer {done['transformer']} of {args.repeats}; "
+            "rerun the same command to continue (finished runs are kept)"
+        )
+    print(f"report: {folder / 'report.md'}")
     return 0

@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,33 +88,59 @@ def run_variant(config: Path, overrides: list[str], minutes: float, run_dir: Pat
     }
 
 
-def run_jobs(jobs: list[Job], repeats: int, minutes: float, resume: bool = False) -> list[list[dict]]:
+def run_jobs(
+    jobs: list[Job],
+    repeats: int,
+    minutes: float,
+    resume: bool = False,
+    after: Callable[[Job, dict], dict] | None = None,
+    deadline: float | None = None,
+) -> list[list[dict]]:
     """Train every job `repeats` times in `round_robin` order, each run in its own process, in
     job.folder (one repeat) or job.folder/repeat{r}; runs[job][repeat]. With `resume`, a run
-    whose result.json records the same overrides and budget is read back, not trained again."""
+    whose result.json records the same overrides and budget is read back, not trained again.
+    `after(job, record)` sees every run, trained or read back, and returns its record (e.g. with
+    probes added). With a `deadline` (time.monotonic()), no run starts that would end after it
+    (its length guessed from the job's last run, else the longest so far): the runs not made
+    are {}, and a rerun with `resume` continues from them."""
     runs: list[list[dict]] = [[{} for _ in range(repeats)] for _ in jobs]
     order = round_robin(jobs, repeats)
+    longest: dict[int, float] = {}  # job -> wall seconds of its last run trained or read back
     for n, (repeat, i) in enumerate(order, 1):
         job = jobs[i]
-        print(f"[{n}/{len(order)}] {job.config.stem} {' '.join(job.overrides)}, repeat {repeat + 1}", flush=True)
         run_dir = job.folder / f"repeat{repeat}" if repeats > 1 else job.folder
-        run = runs[i][repeat] = run_once(job, minutes, run_dir, resume)
+        finished = resume and saved_run(job, minutes, run_dir) is not None
+        guess = longest.get(i, max(longest.values(), default=0.0))
+        if deadline is not None and not finished and time.monotonic() + guess > deadline:
+            print(f"stopping before run {n}/{len(order)}: it would end past the deadline", flush=True)
+            break
+        print(f"[{n}/{len(order)}] {job.config.stem} {' '.join(job.overrides)}, repeat {repeat + 1}", flush=True)
+        run = run_once(job, minutes, run_dir, resume)
+        run = runs[i][repeat] = after(job, run) if after else run
+        longest[i] = run.get("wall_seconds", 0.0)
         print(f"    {run['tgt_tokens_per_s']:.0f} target tokens/s, valid loss {run['valid_loss']:.3f}", flush=True)
     return runs
 
 
+def saved_run(job: Job, minutes: float, run_dir: Path) -> dict | None:
+    """The record in run_dir/result.json if it is of `job` with this budget, else None; its
+    run_dir is where it is now (a folder of runs may have been moved, or committed elsewhere)."""
+    saved = run_dir / "result.json"
+    if not saved.exists():
+        return None
+    result = json.loads(saved.read_text())
+    budget = {"overrides": job.overrides, "minutes": minutes, "updates": job.updates}
+    return {**result, "run_dir": str(run_dir)} if {key: result.get(key) for key in budget} == budget else None
+
+
 def run_once(job: Job, minutes: float, run_dir: Path, resume: bool) -> dict:
     """One run of `job` (see `run_jobs`), its record also saved as run_dir/result.json."""
-    saved = run_dir / "result.json"
-    budget = {"overrides": job.overrides, "minutes": minutes, "updates": job.updates}
-    if resume and saved.exists():
-        result = json.loads(saved.read_text())
-        if {key: result.get(key) for key in budget} == budget:
-            return result
+    if resume and (result := saved_run(job, minutes, run_dir)) is not None:
+        return result
     if resume and rundir.log_file(run_dir).exists():  # a stale run: unfinished, or another budget's
         shutil.rmtree(run_dir)  # (a folder that only holds an earlier --repeats' runs has no log: kept)
     result = run_variant(job.config, job.overrides, minutes, run_dir, job.updates)
-    saved.write_text(json.dumps(result, indent=2))
+    (run_dir / "result.json").write_text(json.dumps(result, indent=2))
     return result
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 
 from mtapp.bench.intervals import all_of, combine, difference_ci, mean_ci, point, ratio_ci, verdict
 from mtapp.bench.machine import cpu_name
@@ -107,9 +108,10 @@ def hardware_of(machine: dict | None) -> str:
 
 
 def this_cpu() -> str:
-    """This machine's processor and the precision training uses on it (train.amp auto)."""
+    """This machine's processor, the widest vector instructions torch uses on it (a model name
+    such as "AMD EPYC" covers several generations) and the precision training uses (amp auto)."""
     precision = "bf16 training (native bf16)" if cpu_has_native_bf16() else "float32 training (no native bf16)"
-    return f"{cpu_name()}, {precision}"
+    return f"{cpu_name()} ({torch.backends.cpu.get_cpu_capability()}), {precision}"
 
 
 # ---- claims (a)-(g), from the grids' repeats ---------------------------------------------------
@@ -232,16 +234,14 @@ def packed_rows_speed(transformer: list[dict], hardware: str) -> dict:
 
 def verdicts(lstm: list[dict], transformer: list[dict], hardware: str) -> list[dict]:
     """Claims (a)-(g) from the pooled records of both grids (`bench.train.pool`), whose LSTM runs
-    carry their probes (`first_position_gradient`; `state_drift` on the padded post-padding runs)."""
-    return [
-        post_vs_pre(lstm, hardware),
-        padding_harmless(lstm, hardware),
-        packing_speed(lstm, hardware),
-        bucketing_speed(transformer, hardware),
-        loss_mask(transformer, hardware),
-        first_gradient(lstm, hardware),
-        packed_rows_speed(transformer, hardware),
-    ]
+        carry their probes (`first_position_gradient`; `state_drift` on the padded post-padding runs);
+    an empty grid (no complete repeat yet) gives no rows."""
+    rows = []
+    if lstm:  # a grid with no complete repeat yet has no rows
+        rows += [f(lstm, hardware) for f in (post_vs_pre, padding_harmless, packing_speed, first_gradient)]
+    if transformer:
+        rows += [f(transformer, hardware) for f in (bucketing_speed, loss_mask, packed_rows_speed)]
+    return sorted(rows, key=lambda r: r["claim"][:3])
 
 
 # ---- single measurements: (h), (i), the GPU rows ----------------------------------------------
