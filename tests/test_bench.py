@@ -343,6 +343,10 @@ def test_run_jobs_starts_no_run_that_would_end_past_the_deadline_and_a_rerun_con
     runs = bench_train.run_jobs(jobs, 3, 0.0, resume=True, after=after, deadline=clock[0] + 1000.0)
     assert trained == ["variant00/repeat2", "variant01/repeat2"]  # the first four read back, then the rest
     assert all(all(variant) for variant in runs) and len(seen) == 4 + 6
+    trained.clear()
+    (tmp_path / "variant00" / "repeat0" / "result.json").unlink()  # a run to redo, first in the order
+    runs = bench_train.run_jobs(jobs, 3, 0.0, resume=True, deadline=0.0)  # a deadline past: nothing trained
+    assert trained == [] and [[bool(r) for r in variant] for variant in runs] == [[False, True, True], [True] * 3]
 
 
 def test_train_bench_repeats_a_variant_for_a_fixed_number_of_updates(tmp_path):
@@ -479,7 +483,8 @@ def test_claims_main_judges_the_complete_repeats_of_an_unfinished_run(tmp_path, 
     for variant in runs[:6]:
         variant[2] = {}  # the LSTM grid's third repeat not made yet
     runs[6][1] = runs[6][2] = {}  # nor the Transformer grid's second and third (first variant)
-    monkeypatch.setattr(claims, "run_jobs", lambda *args, **kwargs: runs)
+    deadlines = []
+    monkeypatch.setattr(claims, "run_jobs", lambda *args, **kwargs: deadlines.append(kwargs["deadline"]) or runs)
     monkeypatch.setattr(claims, "this_cpu", lambda: "Test CPU")
     assert claims.main(["--report", str(tmp_path), "--hours", "2"]) == 0
     payload = json.loads((tmp_path / "test-cpu" / "claims.json").read_text())
@@ -488,6 +493,13 @@ def test_claims_main_judges_the_complete_repeats_of_an_unfinished_run(tmp_path, 
     assert [len(r["runs"]) for r in payload["lstm"]] == [2] * 6 and "runs" not in payload["transformer"][0]
     assert {c["n"] for r in payload["verdicts"] for c in r["comparisons"] if r["claim"][1] in "dg"} == {1}
     assert "LSTM 2, Transformer 1 of 3; rerun the same command to continue" in capsys.readouterr().out
+    runs[6][0] = {}  # the Transformer grid with no complete repeat: no rows of its own, but its runs shown
+    assert claims.main(["--report", str(tmp_path), "--no-train"]) == 0
+    assert deadlines[0] > 0 and deadlines[1] == 0.0  # --no-train: a deadline already past
+    payload = json.loads((tmp_path / "test-cpu" / "claims.json").read_text())
+    assert [r["claim"][:3] for r in payload["verdicts"]] == ["(a)", "(b)", "(c)", "(f)"]
+    report = (tmp_path / "test-cpu" / "report.md").read_text()
+    assert "Each run so far:" in report and report.count("| strategy=") == 5 * 3  # every finished run
 
 
 def test_profile_bench_accounts_for_the_profiled_time_by_operator_and_kind(tmp_path):

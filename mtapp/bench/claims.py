@@ -165,8 +165,11 @@ def probe_cells(run: dict) -> list[str]:
     return [gradient, f"{drift['post']:.1%} / {drift['pre']:.1%}" if drift else "-"]
 
 
-def write_report(folder: Path, settings: dict, lstm: list[dict], transformer: list[dict], rows, plots) -> None:
-    """DIR/report.md beside the plots, and DIR/report.html with the plots embedded."""
+def write_report(
+    folder: Path, settings: dict, lstm: list[dict], transformer: list[dict], rows, plots, made=None
+) -> None:
+    """DIR/report.md beside the plots, and DIR/report.html with the plots embedded; `made` (grid ->
+    records of every finished run, complete repeats or not) gives the tables of runs."""
     doc = Document("Batching claims, measured")
     doc.paragraph(
         f"Multi30k de->en, {settings['lstm_updates']} updates per LSTM variant and {settings['transformer_updates']} "
@@ -182,16 +185,18 @@ def write_report(folder: Path, settings: dict, lstm: list[dict], transformer: li
         COLUMNS,
         [[r[key] for key in ("claim", "hardware", "threshold", "measured", "verdict", "numbers")] for r in rows],
     )
-    for title, results in (
-        ("LSTM: encoder padding mode x pad side", lstm),
-        ("Transformer: batching strategies", transformer),
+    made = made or {"lstm": lstm, "transformer": transformer}
+    for title, name, results in (
+        ("LSTM: encoder padding mode x pad side", "lstm", lstm),
+        ("Transformer: batching strategies", "transformer", transformer),
     ):
-        if not results:
+        if not results and not made[name]:
             continue
         doc.heading(title)
-        doc.add(results_table(results))
-        doc.paragraph("Each run:")
-        doc.add(runs_table(results))
+        if results:
+            doc.add(results_table(results))
+        doc.paragraph("Each run (of the complete repeats and any beyond them):" if results else "Each run so far:")
+        doc.add(runs_table(made[name]))
     for name in plots:
         doc.figure(name, name)
     doc.write(folder)
@@ -215,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--hours", type=float, default=0.0, help="start no run that would end past this many hours (0 = no limit)"
     )
+    p.add_argument("--no-train", action="store_true", help="train nothing: judge and report the finished runs")
     p.add_argument(
         "--keep-checkpoints", action="store_true", help="keep each run's checkpoints (default: deleted once probed)"
     )
@@ -229,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     folder = machine_folder(args.report, hardware)
     folder.mkdir(parents=True, exist_ok=True)
     lstm_jobs, transformer_jobs = jobs(folder, args.lstm_updates, args.transformer_updates)
-    deadline = time.monotonic() + args.hours * 3600 if args.hours else None
+    deadline = 0.0 if args.no_train else time.monotonic() + args.hours * 3600 if args.hours else None
     after = functools.partial(finish, keep_checkpoints=args.keep_checkpoints)
     runs = run_jobs(lstm_jobs + transformer_jobs, args.repeats, 0.0, resume=True, after=after, deadline=deadline)
     lstm_runs, transformer_runs = runs[: len(lstm_jobs)], runs[len(lstm_jobs) :]
@@ -248,7 +254,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     payload = {**settings, "hardware": hardware, "lstm": lstm, "transformer": transformer, "verdicts": rows}
     (folder / "claims.json").write_text(json.dumps(payload, indent=2) + "\n")
-    write_report(folder, settings, lstm, transformer, rows, plots)
+    made = {
+        name: [pool([r for r in v if r]) for v in grid if any(v)]
+        for name, grid in (("lstm", lstm_runs), ("transformer", transformer_runs))
+    }
+    write_report(folder, settings, lstm, transformer, rows, plots, made)
     for r in rows:
         print(f"{r['claim']} [{r['hardware']}]: {r['verdict']} -- {r['measured']}")
     if min(done.values()) < args.repeats:

@@ -101,19 +101,23 @@ def run_jobs(
     whose result.json records the same overrides and budget is read back, not trained again.
     `after(job, record)` sees every run, trained or read back, and returns its record (e.g. with
     probes added). With a `deadline` (time.monotonic()), no run starts that would end after it
-    (its length guessed from the job's last run, else the longest so far): the runs not made
-    are {}, and a rerun with `resume` continues from them."""
+    (its length guessed from the job's last run, else the longest so far), nor any after it;
+    finished runs further on are still read back. The runs not made are {}, and a rerun with
+    `resume` continues from them."""
     runs: list[list[dict]] = [[{} for _ in range(repeats)] for _ in jobs]
     order = round_robin(jobs, repeats)
     longest: dict[int, float] = {}  # job -> wall seconds of its last run trained or read back
+    stopped = False  # once a run is left for the deadline, no later one is trained (order kept)
     for n, (repeat, i) in enumerate(order, 1):
         job = jobs[i]
         run_dir = job.folder / f"repeat{repeat}" if repeats > 1 else job.folder
         finished = resume and saved_run(job, minutes, run_dir) is not None
         guess = longest.get(i, max(longest.values(), default=0.0))
-        if deadline is not None and not finished and time.monotonic() + guess > deadline:
-            print(f"stopping before run {n}/{len(order)}: it would end past the deadline", flush=True)
-            break
+        if not finished and (stopped or (deadline is not None and time.monotonic() + guess > deadline)):
+            if not stopped:
+                print(f"stopping before run {n}/{len(order)}: it would end past the deadline", flush=True)
+            stopped = True
+            continue
         print(f"[{n}/{len(order)}] {job.config.stem} {' '.join(job.overrides)}, repeat {repeat + 1}", flush=True)
         run = run_once(job, minutes, run_dir, resume)
         run = runs[i][repeat] = after(job, run) if after else run
