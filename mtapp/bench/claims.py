@@ -173,10 +173,11 @@ def write_report(
     doc = Document("Batching claims, measured")
     doc.paragraph(
         f"Multi30k de->en, {settings['lstm_updates']} updates per LSTM variant and {settings['transformer_updates']} "
-        f"per Transformer variant, {settings['repeats']} runs of each, interleaved round-robin on one kind of machine "
+        f"per Transformer variant, --repeats {settings['repeats']} runs of each, interleaved round-robin on one kind "
+        "of machine "
         f"(`python -m mtapp.bench claims`); complete repeats: LSTM {settings['complete']['lstm']}, Transformer "
-        f"{settings['complete']['transformer']}; {settings['machine_hours']:.2f} hours of training and probing in "
-        "all. Intervals are paired 95% Student-t intervals over the repeats (ratios: "
+        f"{settings['complete']['transformer']}; {settings['machine_hours']:.2f} hours of training in all (the "
+        "runs' wall time). Intervals are paired 95% Student-t intervals over the repeats (ratios: "
         "the geometric mean of the per-repeat ratios). A claim holds when its whole interval lies on the claimed "
         "side of its threshold, does not hold when the interval lies wholly on the other side, and is undecided "
         "otherwise; rows of 1 run are single measurements, judged on their values. Validation BLEU is greedy."
