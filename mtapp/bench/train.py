@@ -111,15 +111,15 @@ def run_jobs(
     for n, (repeat, i) in enumerate(order, 1):
         job = jobs[i]
         run_dir = job.folder / f"repeat{repeat}" if repeats > 1 else job.folder
-        finished = resume and saved_run(job, minutes, run_dir) is not None
+        saved = saved_run(job, minutes, run_dir) if resume else None
         guess = longest.get(i, max(longest.values(), default=0.0))
-        if not finished and (stopped or (deadline is not None and time.monotonic() + guess > deadline)):
+        if saved is None and (stopped or (deadline is not None and time.monotonic() + guess > deadline)):
             if not stopped:
                 print(f"stopping before run {n}/{len(order)}: it would end past the deadline", flush=True)
             stopped = True
             continue
         print(f"[{n}/{len(order)}] {job.config.stem} {' '.join(job.overrides)}, repeat {repeat + 1}", flush=True)
-        run = run_once(job, minutes, run_dir, resume)
+        run = saved or train_once(job, minutes, run_dir, resume)
         run = runs[i][repeat] = after(job, run) if after else run
         longest[i] = run.get("wall_seconds", 0.0)
         print(f"    {run['tgt_tokens_per_s']:.0f} target tokens/s, valid loss {run['valid_loss']:.3f}", flush=True)
@@ -137,10 +137,8 @@ def saved_run(job: Job, minutes: float, run_dir: Path) -> dict | None:
     return {**result, "run_dir": str(run_dir)} if {key: result.get(key) for key in budget} == budget else None
 
 
-def run_once(job: Job, minutes: float, run_dir: Path, resume: bool) -> dict:
-    """One run of `job` (see `run_jobs`), its record also saved as run_dir/result.json."""
-    if resume and (result := saved_run(job, minutes, run_dir)) is not None:
-        return result
+def train_once(job: Job, minutes: float, run_dir: Path, resume: bool) -> dict:
+    """Train one run of `job` (see `run_jobs`), its record also saved as run_dir/result.json."""
     if resume and rundir.log_file(run_dir).exists():  # a stale run: unfinished, or another budget's
         shutil.rmtree(run_dir)  # (a folder that only holds an earlier --repeats' runs has no log: kept)
     result = run_variant(job.config, job.overrides, minutes, run_dir, job.updates)
