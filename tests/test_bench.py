@@ -445,13 +445,13 @@ def test_complete_counts_the_repeats_every_variant_has_finished():
     assert claims.complete([[{}, {}], [{"a": 1}, {}]]) == 0
 
 
-def test_claims_main_interleaves_both_grids_and_puts_single_measurements_beside_the_rows(tmp_path, monkeypatch):
+def test_claims_main_runs_one_grid_after_the_other_and_puts_single_measurements_beside_the_rows(tmp_path, monkeypatch):
     lstm, transformer = fake_grids()
     calls = []
 
     def fake_run_jobs(jobs, repeats, minutes, resume=False, after=None, deadline=None):
         calls.append((jobs, repeats, minutes, resume, deadline))
-        return [bench_train.runs_of(r) for r in lstm + transformer]  # the order of the jobs
+        return [bench_train.runs_of(r) for r in (lstm if len(calls) == 1 else transformer)]
 
     monkeypatch.setattr(claims, "run_jobs", fake_run_jobs)
     monkeypatch.setattr(claims, "this_cpu", lambda: "Test CPU, float32 training (no native bf16)")
@@ -460,12 +460,11 @@ def test_claims_main_interleaves_both_grids_and_puts_single_measurements_beside_
     report = tmp_path / "report"
     args = ["--report", str(report), "--lstm-updates", "40", "--gpu-json", str(tmp_path / "gpu.json")]
     assert claims.main([*args, "--invariance-json", str(tmp_path / "inv.json")]) == 0
-    ((jobs, repeats, minutes, resume, deadline),) = calls
-    assert (repeats, minutes, resume, deadline) == (3, 0.0, True, None)
+    assert [call[1:] for call in calls] == [(3, 0.0, True, None)] * 2
+    jobs = calls[0][0] + calls[1][0]
     folder = report / "test-cpu-float32-training-no-native-bf16"
-    assert [(j.config.stem, j.updates) for j in jobs] == [("multi30k_de_en_lstm", 40)] * 6 + [
-        ("multi30k_de_en_transformer", claims.UPDATES)
-    ] * 6
+    assert [(j.config.stem, j.updates) for j in calls[0][0]] == [("multi30k_de_en_lstm", 40)] * 6
+    assert [(j.config.stem, j.updates) for j in calls[1][0]] == [("multi30k_de_en_transformer", claims.UPDATES)] * 6
     assert all(j.folder.parent.parent == folder for j in jobs)
     assert [j.overrides for j in jobs[6:]] == claims.TRANSFORMER_VARIANTS
     payload = json.loads((folder / "claims.json").read_text())
@@ -484,7 +483,12 @@ def test_claims_main_judges_the_complete_repeats_of_an_unfinished_run(tmp_path, 
         variant[2] = {}  # the LSTM grid's third repeat not made yet
     runs[6][1] = runs[6][2] = {}  # nor the Transformer grid's second and third (first variant)
     deadlines = []
-    monkeypatch.setattr(claims, "run_jobs", lambda *args, **kwargs: deadlines.append(kwargs["deadline"]) or runs)
+
+    def fake_run_jobs(jobs, *args, deadline=None, **kwargs):
+        deadlines.append(deadline)
+        return runs[:6] if jobs[0].config.stem.endswith("lstm") else runs[6:]
+
+    monkeypatch.setattr(claims, "run_jobs", fake_run_jobs)
     monkeypatch.setattr(claims, "this_cpu", lambda: "Test CPU")
     assert claims.main(["--report", str(tmp_path), "--hours", "2"]) == 0
     payload = json.loads((tmp_path / "test-cpu" / "claims.json").read_text())
@@ -495,7 +499,8 @@ def test_claims_main_judges_the_complete_repeats_of_an_unfinished_run(tmp_path, 
     assert "LSTM 2, Transformer 1 of 3; rerun the same command to continue" in capsys.readouterr().out
     runs[6][0] = {}  # the Transformer grid with no complete repeat: no rows of its own, but its runs shown
     assert claims.main(["--report", str(tmp_path), "--no-train"]) == 0
-    assert deadlines[0] > 0 and deadlines[1] == 0.0  # --no-train: a deadline already past
+    # the LSTM grid unfinished: the Transformer grid trains nothing; --no-train: a deadline already past
+    assert deadlines[0] > 0 and deadlines[1:] == [0.0] * 3
     payload = json.loads((tmp_path / "test-cpu" / "claims.json").read_text())
     assert [r["claim"][:3] for r in payload["verdicts"]] == ["(a)", "(b)", "(c)", "(f)"]
     report = (tmp_path / "test-cpu" / "report.md").read_text()

@@ -17,12 +17,13 @@ interleaved repeats decides it (holds / does not hold / undecided, `bench.verdic
 Two grids of `bench train` variants: the LSTM config over encoder padding mode (padded, masked,
 packed) x pad side, and the Transformer config over batching strategies (plus the loss without
 its pad mask). Every variant of a grid trains for the same number of updates (default two
-epochs), and the variants of both grids run --repeats times, interleaved round-robin, so that a
-slow spell of a shared machine falls on every variant alike and repeat i of one variant pairs
-with repeat i of another. A finished run (its result.json) is not trained again when the bench
-reruns. --gpu-json (scripts/gpu_check.sh's gpu_check.json) adds rows on its GPU for (a), (c),
-(d), (g) and (i). Writes DIR/claims.json, DIR/report.md with the verdicts and tables, PNG plots
-beside it, and DIR/report.html (one self-contained file).
+epochs); the LSTM grid runs first, then the Transformer grid, each grid's variants --repeats
+times, interleaved round-robin, so that a slow spell of a shared machine falls on every variant
+alike and repeat i of one variant pairs with repeat i of another. A finished run (its
+result.json) is not trained again when the bench reruns. --gpu-json (scripts/gpu_check.sh's
+gpu_check.json) adds rows on its GPU for (a), (c), (d), (g) and (i). Writes DIR/claims.json,
+DIR/report.md with the verdicts and tables, PNG plots beside it, and DIR/report.html (one
+self-contained file).
 
 DIR here is a subfolder of --report named after the processor and the precision it trains in
 (`machine_folder`), so that repeats made in several sittings on one kind of machine pool, and
@@ -238,8 +239,16 @@ def main(argv: list[str] | None = None) -> int:
     lstm_jobs, transformer_jobs = jobs(folder, args.lstm_updates, args.transformer_updates)
     deadline = 0.0 if args.no_train else time.monotonic() + args.hours * 3600 if args.hours else None
     after = functools.partial(finish, keep_checkpoints=args.keep_checkpoints)
-    runs = run_jobs(lstm_jobs + transformer_jobs, args.repeats, 0.0, resume=True, after=after, deadline=deadline)
-    lstm_runs, transformer_runs = runs[: len(lstm_jobs)], runs[len(lstm_jobs) :]
+    # One grid after the other, each grid's repeats interleaved: a repeat of a grid (the runs its
+    # paired ratios compare) spans only that grid's runs, and a sitting that ends early leaves one
+    # grid complete rather than both half made. Once the LSTM grid left a run for the deadline,
+    # the Transformer grid trains nothing (its finished runs are still read back).
+    lstm_runs = run_jobs(lstm_jobs, args.repeats, 0.0, resume=True, after=after, deadline=deadline)
+    left = complete(lstm_runs) < args.repeats
+    transformer_runs = run_jobs(
+        transformer_jobs, args.repeats, 0.0, resume=True, after=after, deadline=0.0 if left else deadline
+    )
+    runs = lstm_runs + transformer_runs
     done = {"lstm": complete(lstm_runs), "transformer": complete(transformer_runs)}
     lstm = [pool(r[: done["lstm"]]) for r in lstm_runs] if done["lstm"] else []
     transformer = [pool(r[: done["transformer"]]) for r in transformer_runs] if done["transformer"] else []
