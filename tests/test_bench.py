@@ -13,7 +13,7 @@ import yaml
 from mtapp import train
 from mtapp.bench import claims, kernels, nested, padding, padding_probes, profiling, scale, verdicts
 from mtapp.bench import train as bench_train
-from mtapp.config import BatchingConfig
+from mtapp.config import BatchingConfig, load_config
 from mtapp.data.synthetic import write_synthetic_corpus
 from tests.synthetic import tiny_config
 
@@ -285,11 +285,13 @@ def test_pool_averages_the_runs_and_the_table_gives_each_key_figure_a_half_width
 def test_run_jobs_interleaves_the_repeats_and_resumes_finished_runs(tmp_path, monkeypatch):
     trained = []
 
-    def fake_run_variant(config, overrides, minutes, run_dir, updates=0):
+    def fake_run_variant(config, overrides, minutes, run_dir, updates=0, seed_offset=0):
         trained.append((run_dir.relative_to(tmp_path).as_posix(), updates))
+        assert seed_offset == int(run_dir.name[-1])  # repeat r: the config's seeds + r
         run_dir.mkdir(parents=True)  # fails if a stale run was left in place
         (run_dir / "log.jsonl").write_text("")
         record = {"overrides": overrides, "minutes": minutes, "updates": updates, "run_dir": str(run_dir)}
+        record["seed_offset"] = seed_offset
         return record | {"tgt_tokens_per_s": 100.0 * len(trained), "valid_loss": 3.0}
 
     monkeypatch.setattr(bench_train, "run_variant", fake_run_variant)
@@ -311,17 +313,30 @@ def test_run_jobs_interleaves_the_repeats_and_resumes_finished_runs(tmp_path, mo
     (tmp_path / "variant00").rename(tmp_path / "moved")  # a folder of runs moved elsewhere is read back there
     moved = bench_train.run_jobs([replace(jobs[0], folder=tmp_path / "moved")], 2, 0.0, resume=True)
     assert [r["run_dir"] for r in moved[0]] == [str(tmp_path / "moved" / f"repeat{r}") for r in (0, 1)] and not trained
+    for repeat in (0, 1):  # runs saved before repeats had seeds of their own: only repeat 0's seeds match
+        saved = tmp_path / "moved" / f"repeat{repeat}" / "result.json"
+        saved.write_text(json.dumps({k: v for k, v in json.loads(saved.read_text()).items() if k != "seed_offset"}))
+    bench_train.run_jobs([replace(jobs[0], folder=tmp_path / "moved")], 2, 0.0, resume=True)
+    assert trained == [("moved/repeat1", 10)]
+
+
+def test_a_repeat_moves_the_seeds_of_the_config_it_trains(tmp_path):
+    config = tiny_config_file(tmp_path)
+    shuffling = load_config(config).batching.seed
+    assert bench_train.seed_overrides(config, ["train.seed=7"], 0) == []  # repeat 0: the config as it is
+    assert bench_train.seed_overrides(config, ["train.seed=7"], 2) == ["train.seed=9", f"batching.seed={shuffling + 2}"]
 
 
 def test_run_jobs_starts_no_run_that_would_end_past_the_deadline_and_a_rerun_continues(tmp_path, monkeypatch):
     clock, trained = [0.0], []
 
-    def fake_run_variant(config, overrides, minutes, run_dir, updates=0):
+    def fake_run_variant(config, overrides, minutes, run_dir, updates=0, seed_offset=0):
         trained.append(run_dir.relative_to(tmp_path).as_posix())
         clock[0] += 100.0 * (1 + len(overrides[0]) % 2)  # variant00 takes 100 s, variant01 200 s
         run_dir.mkdir(parents=True)
         record = {"overrides": overrides, "minutes": minutes, "updates": updates, "run_dir": str(run_dir)}
         return record | {
+            "seed_offset": seed_offset,
             "tgt_tokens_per_s": 1.0,
             "valid_loss": 3.0,
             "wall_seconds": 100.0 * (1 + len(overrides[0]) % 2),
@@ -358,8 +373,11 @@ def test_train_bench_repeats_a_variant_for_a_fixed_number_of_updates(tmp_path):
     assert len(variant["runs"]) == 2 and set(variant["intervals"]) == set(bench_train.KEY_FIGURES)
     for repeat, run in enumerate(variant["runs"]):
         assert run["run_dir"] == str(report / "variant00" / f"repeat{repeat}") and run["updates"] == 3
+        assert run["seed_offset"] == repeat
         log = [json.loads(line) for line in (Path(run["run_dir"]) / "log.jsonl").read_text().splitlines()]
         assert [r["update"] for r in log if r["event"] == "epoch"][-1] == 3
+    first, second = variant["runs"]
+    assert first["train_loss"] != second["train_loss"]  # other seeds, another run: the interval has a spread
     assert " ± " in (report / "table.md").read_text()
 
 

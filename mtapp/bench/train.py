@@ -2,7 +2,11 @@
 minutes, optimizer updates, or both) under each variant of a config, each run in its own process
 (so peak memory is the run's own), with the figures collected into one JSON file and a markdown
 table. With --repeats N every variant runs N times, interleaved round-robin (A B C, A B C, ...),
-and the table gives each key figure's mean ± the half-width of its 95% interval.
+and the table gives each key figure's mean ± the half-width of its 95% interval. Repeat r trains
+with the config's seeds plus r (`train.seed`: initial parameters and dropout; `batching.seed`:
+the shuffling), the same for every variant: repeats of a variant differ as training runs differ,
+so an interval of loss or BLEU measures that spread (one seed would repeat the same numbers and
+give an interval of width zero), and repeat r of two variants pairs runs of the same seeds.
 
     python -m mtapp.bench train --config multi30k_de_en_lstm --minutes 3 \\
         --vary model.encoder_padding=padded,masked,packed,unrolled --vary batching.pad_side=pre,post \\
@@ -29,6 +33,7 @@ import torch
 
 from mtapp import rundir
 from mtapp.bench.intervals import mean_ci, round_robin
+from mtapp.config import load_config
 from mtapp.report.document import Document, Table
 from mtapp.report.plots import bars, pyplot, save
 
@@ -61,14 +66,33 @@ class Job:
     updates: int = 0
 
 
-def run_variant(config: Path, overrides: list[str], minutes: float, run_dir: Path, updates: int = 0) -> dict:
-    """Train one variant in a child process for `minutes` and/or `updates` (0 = no limit); its
-    last epoch record plus peak RSS, wall time and the budget."""
+SEEDS = ("train.seed", "batching.seed")  # what a repeat's seed offset is added to
+
+
+def seed_overrides(config: Path, overrides: list[str], offset: int) -> list[str]:
+    """The `--set` items that move the config's seeds (after `overrides`) up by `offset`; none for
+    offset 0, which trains the config as it is."""
+    if not offset:
+        return []
+    cfg = load_config(config, overrides)
+    items = []
+    for key in SEEDS:
+        section, name = key.split(".")
+        items.append(f"{key}={getattr(getattr(cfg, section), name) + offset}")
+    return items
+
+
+def run_variant(
+    config: Path, overrides: list[str], minutes: float, run_dir: Path, updates: int = 0, seed_offset: int = 0
+) -> dict:
+    """Train one variant in a child process for `minutes` and/or `updates` (0 = no limit), its
+    seeds moved by `seed_offset` (`seed_overrides`); its last epoch record plus peak RSS, wall
+    time, the budget and the seed offset."""
     cmd = [sys.executable, "-m", "mtapp.train", "--config", str(config), "--run-dir", str(run_dir)]
     cmd += ["--max-minutes", str(minutes), "--set", "train.patience=0", "--set", "train.max_epochs=1000"]
     cmd += ["--set", f"train.valid_every_minutes={minutes / 6:.4f}"]  # points for the validation curve
     cmd += ["--set", f"train.max_updates={updates}"] if updates else []
-    for item in overrides:
+    for item in overrides + seed_overrides(config, overrides, seed_offset):
         cmd += ["--set", item]
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -84,6 +108,7 @@ def run_variant(config: Path, overrides: list[str], minutes: float, run_dir: Pat
         "wall_seconds": time.monotonic() - started,
         "minutes": minutes,
         "updates": updates,
+        "seed_offset": seed_offset,
         "run_dir": str(run_dir),
     }
 
@@ -97,8 +122,9 @@ def run_jobs(
     deadline: float | None = None,
 ) -> list[list[dict]]:
     """Train every job `repeats` times in `round_robin` order, each run in its own process, in
-    job.folder (one repeat) or job.folder/repeat{r}; runs[job][repeat]. With `resume`, a run
-    whose result.json records the same overrides and budget is read back, not trained again.
+    job.folder (one repeat) or job.folder/repeat{r}, repeat r with the config's seeds + r;
+    runs[job][repeat]. With `resume`, a run whose result.json records the same overrides, budget
+    and seed offset is read back, not trained again.
     `after(job, record)` sees every run, trained or read back, and returns its record (e.g. with
     probes added). With a `deadline` (time.monotonic()), no run starts that would end after it
     (its length guessed from the job's last run, else the longest so far), nor any after it;
@@ -111,7 +137,7 @@ def run_jobs(
     for n, (repeat, i) in enumerate(order, 1):
         job = jobs[i]
         run_dir = job.folder / f"repeat{repeat}" if repeats > 1 else job.folder
-        saved = saved_run(job, minutes, run_dir) if resume else None
+        saved = saved_run(job, minutes, run_dir, repeat) if resume else None
         guess = longest.get(i, max(longest.values(), default=0.0))
         if saved is None and (stopped or (deadline is not None and time.monotonic() + guess > deadline)):
             if not stopped:
@@ -119,29 +145,31 @@ def run_jobs(
             stopped = True
             continue
         print(f"[{n}/{len(order)}] {job.config.stem} {' '.join(job.overrides)}, repeat {repeat + 1}", flush=True)
-        run = saved or train_once(job, minutes, run_dir, resume)
+        run = saved or train_once(job, minutes, run_dir, resume, repeat)
         run = runs[i][repeat] = after(job, run) if after else run
         longest[i] = run.get("wall_seconds", 0.0)
         print(f"    {run['tgt_tokens_per_s']:.0f} target tokens/s, valid loss {run['valid_loss']:.3f}", flush=True)
     return runs
 
 
-def saved_run(job: Job, minutes: float, run_dir: Path) -> dict | None:
-    """The record in run_dir/result.json if it is of `job` with this budget, else None; its
-    run_dir is where it is now (a folder of runs may have been moved, or committed elsewhere)."""
+def saved_run(job: Job, minutes: float, run_dir: Path, seed_offset: int = 0) -> dict | None:
+    """The record in run_dir/result.json if it is of `job` with this budget and seed offset (a
+    record without one was trained with the config's seeds: offset 0), else None; its run_dir is
+    where it is now (a folder of runs may have been moved, or committed elsewhere)."""
     saved = run_dir / "result.json"
     if not saved.exists():
         return None
     result = json.loads(saved.read_text())
-    budget = {"overrides": job.overrides, "minutes": minutes, "updates": job.updates}
+    result.setdefault("seed_offset", 0)
+    budget = {"overrides": job.overrides, "minutes": minutes, "updates": job.updates, "seed_offset": seed_offset}
     return {**result, "run_dir": str(run_dir)} if {key: result.get(key) for key in budget} == budget else None
 
 
-def train_once(job: Job, minutes: float, run_dir: Path, resume: bool) -> dict:
+def train_once(job: Job, minutes: float, run_dir: Path, resume: bool, seed_offset: int = 0) -> dict:
     """Train one run of `job` (see `run_jobs`), its record also saved as run_dir/result.json."""
     if resume and rundir.log_file(run_dir).exists():  # a stale run: unfinished, or another budget's
         shutil.rmtree(run_dir)  # (a folder that only holds an earlier --repeats' runs has no log: kept)
-    result = run_variant(job.config, job.overrides, minutes, run_dir, job.updates)
+    result = run_variant(job.config, job.overrides, minutes, run_dir, job.updates, seed_offset)
     (run_dir / "result.json").write_text(json.dumps(result, indent=2))
     return result
 
