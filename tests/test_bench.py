@@ -525,6 +525,32 @@ def test_claims_main_judges_the_complete_repeats_of_an_unfinished_run(tmp_path, 
     assert "Each run so far:" in report and report.count("| strategy=") == 5 * 3  # every finished run
 
 
+def test_claims_grids_trains_the_grids_named_in_their_order_and_judges_the_others_finished_runs(
+    tmp_path, monkeypatch, capsys
+):
+    lstm, transformer = fake_grids()
+    calls = []
+
+    def fake_run_jobs(jobs, *args, deadline=None, **kwargs):
+        grid = "lstm" if jobs[0].config.stem.endswith("lstm") else "transformer"
+        calls.append((grid, deadline))
+        return [bench_train.runs_of(r) for r in (lstm if grid == "lstm" else transformer)]
+
+    monkeypatch.setattr(claims, "run_jobs", fake_run_jobs)
+    monkeypatch.setattr(claims, "this_cpu", lambda: "Test CPU")
+    assert claims.main(["--report", str(tmp_path), "--grids", "transformer"]) == 0
+    assert calls == [("transformer", None), ("lstm", 0.0)]  # the LSTM grid only read back
+    payload = json.loads((tmp_path / "test-cpu" / "claims.json").read_text())
+    assert payload["complete"] == {"lstm": 3, "transformer": 3} and len(payload["verdicts"]) == 7
+    calls.clear()
+    assert claims.main(["--report", str(tmp_path), "--grids", "transformer,lstm", "--hours", "1"]) == 0
+    assert [grid for grid, _ in calls] == ["transformer", "lstm"] and all(d > 0 for _, d in calls)
+    for bad in ("gru", "lstm,lstm", ""):
+        with pytest.raises(SystemExit):
+            claims.main(["--report", str(tmp_path), "--grids", bad])
+        assert "--grids" in capsys.readouterr().err
+
+
 def test_profile_bench_accounts_for_the_profiled_time_by_operator_and_kind(tmp_path):
     config = tiny_config_file(tmp_path, batching={"max_tokens": 256})
     out = tmp_path / "profile"

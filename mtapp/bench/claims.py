@@ -67,6 +67,7 @@ TRANSFORMER_VARIANTS = [RANDOM, SORTED, TOKENS, PACKED, TOKENS + UNMASKED, RANDO
 # Both configs' token batches (batching.max_tokens: 4,096 slots a side) cut Multi30k's 29,000
 # training pairs into 175 batches an epoch: 350 updates are two epochs.
 UPDATES = 350
+GRIDS = ("lstm", "transformer")
 COLUMNS = ["claim", "hardware", "threshold", "measured: mean [95% CI] (n)", "verdict", "numbers"]
 
 
@@ -222,6 +223,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--hours", type=float, default=0.0, help="start no run that would end past this many hours (0 = no limit)"
     )
+    p.add_argument(
+        "--grids",
+        type=lambda s: s.split(","),
+        default=list(GRIDS),
+        help="the grids to train, in this order (default %(default)s); the others' finished runs are still judged",
+    )
     p.add_argument("--no-train", action="store_true", help="train nothing: judge and report the finished runs")
     p.add_argument(
         "--keep-checkpoints", action="store_true", help="keep each run's checkpoints (default: deleted once probed)"
@@ -232,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.repeats < 1 or min(args.lstm_updates, args.transformer_updates) < 1:
         p.error("--repeats, --lstm-updates and --transformer-updates must be at least 1")
+    if not args.grids or set(args.grids) - set(GRIDS) or len(set(args.grids)) < len(args.grids):
+        p.error(f"--grids {','.join(args.grids)}: name each of {', '.join(GRIDS)} at most once")
     measured_once = single_measurements(args)
     hardware = this_cpu()
     folder = machine_folder(args.report, hardware)
@@ -239,15 +248,20 @@ def main(argv: list[str] | None = None) -> int:
     lstm_jobs, transformer_jobs = jobs(folder, args.lstm_updates, args.transformer_updates)
     deadline = 0.0 if args.no_train else time.monotonic() + args.hours * 3600 if args.hours else None
     after = functools.partial(finish, keep_checkpoints=args.keep_checkpoints)
-    # One grid after the other, each grid's repeats interleaved: a repeat of a grid (the runs its
-    # paired ratios compare) spans only that grid's runs, and a sitting that ends early leaves one
-    # grid complete rather than both half made. Once the LSTM grid left a run for the deadline,
-    # the Transformer grid trains nothing (its finished runs are still read back).
-    lstm_runs = run_jobs(lstm_jobs, args.repeats, 0.0, resume=True, after=after, deadline=deadline)
-    left = complete(lstm_runs) < args.repeats
-    transformer_runs = run_jobs(
-        transformer_jobs, args.repeats, 0.0, resume=True, after=after, deadline=0.0 if left else deadline
-    )
+    # One grid after the other (--grids), each grid's repeats interleaved: a repeat of a grid (the
+    # runs its paired ratios compare) spans only that grid's runs, and a sitting that ends early
+    # leaves one grid complete rather than both half made. Once a grid left a run for the
+    # deadline, the next trains nothing; a grid not named trains nothing either (deadline 0: its
+    # finished runs are still read back).
+    grids = {"lstm": lstm_jobs, "transformer": transformer_jobs}
+    grid_runs: dict[str, list[list[dict]]] = {}
+    for name in args.grids + [g for g in GRIDS if g not in args.grids]:
+        left = any(complete(runs) < args.repeats for runs in grid_runs.values())
+        chosen = name in args.grids and not left
+        grid_runs[name] = run_jobs(
+            grids[name], args.repeats, 0.0, resume=True, after=after, deadline=deadline if chosen else 0.0
+        )
+    lstm_runs, transformer_runs = grid_runs["lstm"], grid_runs["transformer"]
     runs = lstm_runs + transformer_runs
     done = {"lstm": complete(lstm_runs), "transformer": complete(transformer_runs)}
     lstm = [pool(r[: done["lstm"]]) for r in lstm_runs] if done["lstm"] else []
