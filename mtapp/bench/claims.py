@@ -19,8 +19,10 @@ packed) x pad side, and the Transformer config over batching strategies (plus th
 its pad mask). Every variant of a grid trains for the same number of updates (default two
 epochs); the LSTM grid runs first, then the Transformer grid, each grid's variants --repeats
 times, interleaved round-robin, so that a slow spell of a shared machine falls on every variant
-alike and repeat i of one variant pairs with repeat i of another. A finished run (its
-result.json) is not trained again when the bench reruns. --gpu-json (scripts/gpu_check.sh's
+alike and repeat i of one variant pairs with repeat i of another; repeat i trains with the
+config's seeds + i (`bench.train.seed_overrides`), so loss and BLEU intervals span training runs.
+A finished run (its result.json, for its repeat's seeds) is not trained again when the bench
+reruns; --grids picks the grids a sitting trains. --gpu-json (scripts/gpu_check.sh's
 gpu_check.json) adds rows on its GPU for (a), (c), (d), (g) and (i). Writes DIR/claims.json,
 DIR/report.md with the verdicts and tables, PNG plots beside it, and DIR/report.html (one
 self-contained file).
