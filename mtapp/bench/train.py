@@ -66,20 +66,14 @@ class Job:
     updates: int = 0
 
 
-SEEDS = ("train.seed", "batching.seed")  # what a repeat's seed offset is added to
-
-
 def seed_overrides(config: Path, overrides: list[str], offset: int) -> list[str]:
-    """The `--set` items that move the config's seeds (after `overrides`) up by `offset`; none for
-    offset 0, which trains the config as it is."""
+    """The `--set` items that move the config's seeds (after `overrides`) up by `offset`:
+    `train.seed` (initial parameters, dropout) and `batching.seed` (shuffling); none for offset 0,
+    which trains the config as it is."""
     if not offset:
         return []
     cfg = load_config(config, overrides)
-    items = []
-    for key in SEEDS:
-        section, name = key.split(".")
-        items.append(f"{key}={getattr(getattr(cfg, section), name) + offset}")
-    return items
+    return [f"train.seed={cfg.train.seed + offset}", f"batching.seed={cfg.batching.seed + offset}"]
 
 
 def run_variant(
