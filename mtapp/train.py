@@ -15,21 +15,16 @@ import os
 import sys
 from pathlib import Path
 
-import torch
-
 from mtapp import rundir
-from mtapp.batching import build_strategy
-from mtapp.batching.sharded import shard
-from mtapp.checkpoint import CheckpointError, Checkpoints, load_checkpoint, tokenizer_from_tensor
+from mtapp.checkpoint import CheckpointError, load_checkpoint, tokenizer_from_tensor
 from mtapp.config import DEFAULT_CONFIG, Config, ConfigError, config_from_dict, load_config, shipped_configs
 from mtapp.data import CorpusError
-from mtapp.data.prepare import PreparedData, prepare
+from mtapp.data.prepare import prepare
 from mtapp.distributed import Distributed
-from mtapp.models import Seq2Seq, build_model
-from mtapp.progress import RunLog
-from mtapp.runtime import amp_dtype, memory_policy, seed_everything, set_threads
+from mtapp.models import build_model
+from mtapp.runtime import memory_policy, seed_everything, set_threads
 from mtapp.tokenization import Tokenizer
-from mtapp.trainer import CorpusBatches, Trainer, TrainingError, Validation
+from mtapp.trainer import TrainingError, build_trainer
 
 log = logging.getLogger("mtapp.train")
 
@@ -157,31 +152,6 @@ def train(cfg: Config, content: dict | None, run_dir: Path, group: Distributed) 
         run_dir,
     )
     return 0
-
-
-def build_trainer(
-    cfg: Config,
-    run_dir: Path,
-    model: Seq2Seq,
-    data: PreparedData,
-    device: torch.device,
-    group: Distributed | None = None,
-) -> Trainer:
-    """A `Trainer` of `model` on `data`, as this command trains: the model on `device` (compiled
-    when train.compile asks), Adam, a gradient scaler (on for fp16 only), this rank's share of
-    the configured batching strategy, validation on `data`, checkpoints and log in `run_dir`."""
-    group = group or Distributed(device=device)
-    t = cfg.train
-    model.to(device)
-    if t.compile:
-        model.compile(backend=t.compile_backend)  # in place: parameter names, and so checkpoints, stay the same
-    optimizer = torch.optim.Adam(model.parameters(), lr=t.lr, betas=t.betas, weight_decay=t.weight_decay, fused=True)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype(device, t.amp) == torch.float16)
-    strategy = build_strategy(cfg.batching, data.train.src_lengths, data.train.tgt_lengths)
-    batches = CorpusBatches(shard(strategy, group.rank, group.world_size), data.train)
-    checkpoints = Checkpoints(run_dir, cfg, data.tokenizer.model_bytes, group)
-    validation, run_log = Validation(cfg, data, device), RunLog(run_dir, group.is_main)
-    return Trainer(cfg, model, optimizer, scaler, batches, validation, checkpoints, run_log, device, group)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ batch on every process — divided once by their number; the learning rate is a 
 of the update number (linear warmup, then inverse square root decay). Rank 0 alone evaluates
 and writes logs and checkpoints.
 
-The caller builds the parts (`mtapp.train.build_trainer`: model, optimizer, gradient scaler,
+`build_trainer` builds the parts (model, optimizer, gradient scaler,
 batch stream, validation hook, checkpoints, log) and hands them in; `Trainer` runs the updates,
 validates, stops, and says when a checkpoint is due. What a checkpoint holds is
 `mtapp.checkpoint`'s, what a log record holds `mtapp.progress`'s.
@@ -26,8 +26,9 @@ import torch
 from tqdm import tqdm
 
 from mtapp.averaging import average_newest, keep_newest
-from mtapp.batching import Batch, EpochBatches, Strategy, collate
+from mtapp.batching import Batch, EpochBatches, Strategy, build_strategy, collate
 from mtapp.batching.inference import inference_batches
+from mtapp.batching.sharded import shard
 from mtapp.checkpoint import Checkpoints
 from mtapp.config import Config, LossConfig, TrainConfig
 from mtapp.data.encoded import EncodedCorpus
@@ -50,7 +51,7 @@ from mtapp.runtime import amp_dtype, autocast
 from mtapp.scoring import score
 from mtapp.translator import Translator
 
-__all__ = ["BatchStream", "CorpusBatches", "Trainer", "TrainingError", "Validation", "learning_rate"]
+__all__ = ["BatchStream", "CorpusBatches", "Trainer", "TrainingError", "Validation", "build_trainer", "learning_rate"]
 
 log = logging.getLogger(__name__)
 
@@ -384,3 +385,28 @@ class Trainer:
     def resume(self, content: dict) -> None:
         """Go on from the training state of checkpoint `content`."""
         self.progress = self.checkpoints.restore(content, self.model, self.optimizer, self.scaler, self.batches)
+
+
+def build_trainer(
+    cfg: Config,
+    run_dir: Path,
+    model: Seq2Seq,
+    data: PreparedData,
+    device: torch.device,
+    group: Distributed | None = None,
+) -> Trainer:
+    """A `Trainer` of `model` on `data`, as this command trains: the model on `device` (compiled
+    when train.compile asks), Adam, a gradient scaler (on for fp16 only), this rank's share of
+    the configured batching strategy, validation on `data`, checkpoints and log in `run_dir`."""
+    group = group or Distributed(device=device)
+    t = cfg.train
+    model.to(device)
+    if t.compile:
+        model.compile(backend=t.compile_backend)  # in place: parameter names, and so checkpoints, stay the same
+    optimizer = torch.optim.Adam(model.parameters(), lr=t.lr, betas=t.betas, weight_decay=t.weight_decay, fused=True)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype(device, t.amp) == torch.float16)
+    strategy = build_strategy(cfg.batching, data.train.src_lengths, data.train.tgt_lengths)
+    batches = CorpusBatches(shard(strategy, group.rank, group.world_size), data.train)
+    checkpoints = Checkpoints(run_dir, cfg, data.tokenizer.model_bytes, group)
+    validation, run_log = Validation(cfg, data, device), RunLog(run_dir, group.is_main)
+    return Trainer(cfg, model, optimizer, scaler, batches, validation, checkpoints, run_log, device, group)

@@ -24,7 +24,7 @@ from mtapp.distributed import Distributed
 from mtapp.loss import batch_loss
 from mtapp.models import build_model
 from mtapp.progress import EpochStats
-from mtapp.train import build_trainer
+from mtapp.trainer import build_trainer
 from tests.synthetic import EXACT_MODELS, random_ids, synthetic_pairs, tiny_config, write_text_corpus
 
 ROOT = Path(__file__).resolve().parent.parent

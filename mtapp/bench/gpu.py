@@ -42,7 +42,7 @@ from mtapp.models import build_model
 from mtapp.progress import bar_settings
 from mtapp.report.document import markdown_table
 from mtapp.runtime import memory_policy, seed_everything, set_threads
-from mtapp.train import build_trainer
+from mtapp.trainer import build_trainer
 
 LSTM_CONFIG = config_path("multi30k_de_en_lstm")
 STRATEGIES = ("tokens", "random", "packed_rows")

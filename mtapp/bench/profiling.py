@@ -39,8 +39,7 @@ from mtapp.runtime import (
     select_device,
     set_threads,
 )
-from mtapp.train import build_trainer
-from mtapp.trainer import Trainer
+from mtapp.trainer import Trainer, build_trainer
 
 # An operator's kind, by the first pattern its name contains (aten names; order matters).
 KINDS = [
