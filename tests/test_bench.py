@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from mtapp import train
-from mtapp.bench import claims, kernels, nested, padding, padding_probes, profiling, scale, verdicts
+from mtapp.bench import claims, kernels, nested, padding, padding_probes, profiling, scale, speed, verdicts
 from mtapp.bench import train as bench_train
 from mtapp.config import BatchingConfig, load_config
 from mtapp.data.synthetic import write_synthetic_corpus
@@ -140,28 +140,25 @@ def fake_grids(repeats=3):
 PACKED_NOISE = (0.10, -0.08, 0.0)  # packed_rows' own run-to-run noise: its speed ratio straddles 1.05
 
 
-def test_claim_verdicts_follow_the_intervals_of_the_paired_repeats():
+def test_quality_verdicts_follow_the_intervals_of_the_paired_seeds():
     lstm, transformer = fake_grids()
-    rows = {r["claim"][:3]: r for r in verdicts.verdicts(lstm, transformer, "Test CPU")}
-    assert list(rows) == ["(a)", "(b)", "(c)", "(d)", "(e)", "(f)", "(g)"]
-    assert rows["(a)"]["verdict"] == "does not hold" and "padded: 1.01x [1.01x, 1.01x] (n=3)" in rows["(a)"]["measured"]
+    rows = {r["claim"][:3]: r for r in verdicts.quality_rows(lstm, transformer, "Test CPU")}
+    assert list(rows) == ["(b)", "(f)", "(e)"]
     assert rows["(b)"]["verdict"] == "does not hold"  # padded loses 0.3 / 0.2 and its states drift 20% / 10%
-    assert rows["(c)"]["verdict"] == "holds" and rows["(c)"]["threshold"] == "packed/padded speed >= 1.05x"
-    assert rows["(c)"]["comparisons"][0]["values"] == pytest.approx([1.3] * 3)  # packed post / padded post, per repeat
-    assert rows["(d)"]["verdict"] == "holds" and "2.33x" in rows["(d)"]["measured"]
     assert rows["(e)"]["verdict"] == "holds" and "+5.00" in rows["(e)"]["measured"]
     assert rows["(f)"]["verdict"] == "post: does not hold; pre: holds"  # 0.95 vs 0.50 of packed's, claimed <= 0.8
-    g = rows["(g)"]["comparisons"][0]
-    assert rows["(g)"]["verdict"] == "undecided" and g["low"] < 1.05 < g["high"]
-    assert g["values"] == pytest.approx([3600 * (1 + n) / 3500 for n in PACKED_NOISE])
     assert all(r["hardware"] == "Test CPU" for r in rows.values())
+    gap = verdicts.pre_padding_loss(lstm)  # (a)'s quality side: padded pre 3.2 vs post 3.3, packed 3.0 vs 3.0
+    assert (
+        gap == "valid loss pre minus post: padded -0.100 [-0.100, -0.100] (n=3), packed +0.000 [+0.000, +0.000] (n=3)"
+    )
 
 
-def test_one_repeat_leaves_every_trained_claim_undecided():
+def test_one_seed_leaves_every_quality_claim_undecided():
     lstm, transformer = fake_grids(repeats=1)
-    for row in verdicts.verdicts(lstm, transformer, "Test CPU"):
-        assert {c["verdict"] for c in row["comparisons"]} == {"undecided"}
-        assert "(n=1: no interval)" in row["measured"]
+    for row in verdicts.quality_rows(lstm, transformer, "Test CPU"):
+        assert {c["verdict"] for c in row["comparisons"]} == {"undecided"} and row["verdict"] == "undecided"
+        assert "(n=1: no interval)" in row["measured"] and "rules out" not in row["measured"]
 
 
 def test_nested_probe_reports_each_operation():
@@ -172,12 +169,24 @@ def test_nested_probe_reports_each_operation():
 
 
 def test_claims_report_has_every_verdict_table_and_plot(tmp_path):
+    from tests.test_bench_speed import fake_speed_payload
+
     lstm, transformer = fake_grids()
-    rows = verdicts.verdicts(lstm, transformer, "Test CPU")
-    plots = claims.plot(lstm, transformer, tmp_path)
+    speed_payload = fake_speed_payload()
+    rows = verdicts.quality_rows(lstm, transformer, "Test CPU") + verdicts.speed_rows(
+        speed_payload["summary"], "Test CPU", lstm
+    )
+    plots = [claims.forest_plot(rows, tmp_path / "forest.png")] + claims.plot(lstm, transformer, tmp_path)
     settings = {"repeats": 3, "lstm_updates": 350, "transformer_updates": 350, "machine_hours": 1.5}
-    settings["complete"] = {"lstm": 3, "transformer": 3}
-    claims.write_report(tmp_path, settings, lstm, transformer, rows, plots)
+    settings |= {"complete": {"lstm": 3, "transformer": 3}, "hardware": "Test CPU", "speed_rounds": "6 rounds"}
+    claims.write_report(
+        tmp_path,
+        settings,
+        speed_payload,
+        {"lstm": (lstm, lstm), "transformer": (transformer, transformer)},
+        rows,
+        plots,
+    )
     report = (tmp_path / "report.md").read_text()
     for r in rows:
         assert all(r[key] in report for key in ("claim", "hardware", "threshold", "measured", "verdict", "numbers"))
@@ -185,6 +194,8 @@ def test_claims_report_has_every_verdict_table_and_plot(tmp_path):
     assert report.count("| encoder_padding=") == 6 + 6 * 3 and report.count("| strategy=") == 6 + 6 * 3
     speeds = 1287 * np.array(SLOW_SPELLS)  # packed pre's runs: the mean ± the t-interval's half-width
     assert f"| {speeds.mean():.0f} ± {4.303 * speeds.std(ddof=1) / np.sqrt(3):.0f} |" in report
+    assert "| (c) post | packed post / padded post | 1.300x |" in report  # the speed bench's table
+    assert "the update after a switch took" in report and "| lstm_random | packed random |" in report
     page = (tmp_path / "report.html").read_text()
     for name in plots:
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"]({name})" in report
@@ -426,10 +437,10 @@ def test_claims_probe_each_lstm_run_once_then_delete_its_model_files(tmp_path, m
             (job.folder / name).write_text("x")
         runs.append(claims.finish(job, {"overrides": job.overrides, "run_dir": str(job.folder)}))
     assert lstm_jobs[0].overrides == claims.PADDED_POST
-    assert sorted(calls) == sorted([("drift", "variant00")] + [("gradient", f"variant{i:02d}") for i in range(6)])
+    assert sorted(calls) == sorted([("drift", "variant00")] + [("gradient", f"variant{i:02d}") for i in (0, 1, 4, 5)])
     saved = json.loads((lstm_jobs[0].folder / "result.json").read_text())
     assert saved["state_drift"] == {"post": 0.1, "pre": 0.2} and saved["first_position_gradient"] == 0.5
-    assert runs[0] == saved and "first_position_gradient" not in runs[6]  # Transformers are not probed
+    assert runs[0] == saved and "first_position_gradient" not in runs[4]  # Transformers are not probed
     for job in lstm_jobs + transformer_jobs:  # the records are kept, the model files gone
         assert sorted(p.name for p in job.folder.iterdir()) == ["config.yaml", "log.jsonl"] + (
             ["result.json"] if job in lstm_jobs else []
@@ -463,70 +474,126 @@ def test_complete_counts_the_repeats_every_variant_has_finished():
     assert claims.complete([[{}, {}], [{"a": 1}, {}]]) == 0
 
 
-def test_claims_main_runs_one_grid_after_the_other_and_puts_single_measurements_beside_the_rows(tmp_path, monkeypatch):
+def _runs_for(jobs, lstm, transformer):
+    """What `run_jobs` gives back for `jobs`: each job's runs, from the fake grids' variants."""
+    records = {tuple(sorted(r["overrides"])): bench_train.runs_of(r) for r in lstm + transformer}
+    return [list(records[tuple(sorted(j.overrides))]) for j in jobs]
+
+
+@pytest.fixture
+def fake_speed(monkeypatch):
+    """`bench speed` replaced by a payload of chosen rounds; the settings it was called with."""
+    from tests.test_bench_speed import fake_speed_payload
+
+    calls = []
+    monkeypatch.setattr(speed, "measure", lambda args: calls.append(args) or fake_speed_payload())
+    return calls
+
+
+def test_claims_main_measures_speed_then_quality_and_puts_single_measurements_beside_the_rows(
+    tmp_path, monkeypatch, fake_speed
+):
     lstm, transformer = fake_grids()
     calls = []
 
     def fake_run_jobs(jobs, repeats, minutes, resume=False, after=None, deadline=None):
         calls.append((jobs, repeats, minutes, resume, deadline))
-        return [bench_train.runs_of(r) for r in (lstm if len(calls) == 1 else transformer)]
+        return _runs_for(jobs, lstm, transformer)
 
     monkeypatch.setattr(claims, "run_jobs", fake_run_jobs)
     monkeypatch.setattr(claims, "this_cpu", lambda: "Test CPU, float32 training (no native bf16)")
     (tmp_path / "gpu.json").write_text(json.dumps(_gpu_check()))
     (tmp_path / "inv.json").write_text(json.dumps({"machine": None, "results": _decodes("transformer", 0, 2)}))
     report = tmp_path / "report"
-    args = ["--report", str(report), "--lstm-updates", "40", "--gpu-json", str(tmp_path / "gpu.json")]
+    args = ["--report", str(report), "--lstm-updates", "40", "--gpu-json", str(tmp_path / "gpu.json"), "--repeats", "3"]
     assert claims.main([*args, "--invariance-json", str(tmp_path / "inv.json")]) == 0
+    folder = report / "test-cpu-float32-training-no-native-bf16"
+    assert [(a.minutes, a.out) for a in fake_speed] == [(speed.DEFAULT_MINUTES, folder / "speed")]  # speed first
     assert [call[1:] for call in calls] == [(3, 0.0, True, None)] * 2
     jobs = calls[0][0] + calls[1][0]
-    folder = report / "test-cpu-float32-training-no-native-bf16"
-    assert [(j.config.stem, j.updates) for j in calls[0][0]] == [("multi30k_de_en_lstm", 40)] * 6
-    assert [(j.config.stem, j.updates) for j in calls[1][0]] == [("multi30k_de_en_transformer", claims.UPDATES)] * 6
+    assert [(j.config.stem, j.updates) for j in calls[0][0]] == [("multi30k_de_en_lstm", 40)] * 4
+    assert [j.overrides[0] for j in calls[0][0]] == ["model.encoder_padding=padded"] * 2 + [
+        "model.encoder_padding=packed"
+    ] * 2
+    assert [(j.config.stem, j.updates) for j in calls[1][0]] == [("multi30k_de_en_transformer", claims.UPDATES)] * 2
+    assert [j.overrides for j in calls[1][0]] == claims.QUALITY_TRANSFORMER
+    assert [j.folder.name for j in jobs] == [
+        "variant00",
+        "variant01",
+        "variant04",
+        "variant05",
+        "variant00",
+        "variant05",
+    ]
     assert all(j.folder.parent.parent == folder for j in jobs)
-    assert [j.overrides for j in jobs[6:]] == claims.TRANSFORMER_VARIANTS
     payload = json.loads((folder / "claims.json").read_text())
     letters = [r["claim"][:3] for r in payload["verdicts"]]
-    assert letters == ["(a)", "(a)", "(b)", "(c)", "(c)", "(d)", "(d)", "(e)", "(f)", "(g)", "(g)", "(i)", "(i)"]
+    expected = [
+        "(a)",
+        "(a)",
+        "(b)",
+        "(c)",
+        "(c)",
+        "(co",
+        "(d)",
+        "(d)",
+        "(e)",
+        "(f)",
+        "(g)",
+        "(g)",
+        "(i)",
+        "(i)",
+        "(j)",
+        "(k)",
+    ]
+    assert letters == expected
     assert [r["hardware"].startswith("NVIDIA H200") for r in payload["verdicts"][:2]] == [False, True]
+    assert "valid loss pre minus post: padded" in payload["verdicts"][0]["numbers"]  # (a): speed and, over seeds, loss
     assert payload["lstm"][0]["runs"][2]["tgt_tokens_per_s"] == pytest.approx(1000 * SLOW_SPELLS[2])
-    assert payload["complete"] == {"lstm": 3, "transformer": 3} and payload["machine_hours"] == pytest.approx(6.0)
-    assert (folder / "report.html").exists() and (folder / "lstm.png").exists()
+    assert payload["complete"] == {"lstm": 3, "transformer": 3} and payload["machine_hours"] == pytest.approx(3.0)
+    assert (folder / "report.html").exists() and (folder / "forest.png").exists() and (folder / "lstm.png").exists()
+    (folder / "speed").mkdir()
+    (folder / "speed" / "speed.json").write_text("{}")
+    assert claims.main(args) == 0 and fake_speed[-1].minutes == 0  # saved rounds: read back, none added
+    assert claims.main([*args, "--speed-minutes", "5"]) == 0 and fake_speed[-1].minutes == 5
 
 
-def test_claims_main_judges_the_complete_repeats_of_an_unfinished_run(tmp_path, monkeypatch, capsys):
+def test_claims_main_judges_the_complete_seeds_of_an_unfinished_run(tmp_path, monkeypatch, capsys, fake_speed):
     lstm, transformer = fake_grids()
-    runs = [bench_train.runs_of(r) for r in lstm + transformer]
-    for variant in runs[:6]:
-        variant[2] = {}  # the LSTM grid's third repeat not made yet
-    runs[6][1] = runs[6][2] = {}  # nor the Transformer grid's second and third (first variant)
+    runs = {"lstm": None, "transformer": None}
     deadlines = []
 
     def fake_run_jobs(jobs, *args, deadline=None, **kwargs):
         deadlines.append(deadline)
-        return runs[:6] if jobs[0].config.stem.endswith("lstm") else runs[6:]
+        grid = "lstm" if jobs[0].config.stem.endswith("lstm") else "transformer"
+        if runs[grid] is None:
+            runs[grid] = _runs_for(jobs, lstm, transformer)
+        return runs[grid]
 
     monkeypatch.setattr(claims, "run_jobs", fake_run_jobs)
     monkeypatch.setattr(claims, "this_cpu", lambda: "Test CPU")
-    assert claims.main(["--report", str(tmp_path), "--hours", "2"]) == 0
+    assert claims.main(["--report", str(tmp_path), "--hours", "2", "--repeats", "3", "--speed-minutes", "0"]) == 0
+    runs["lstm"][3][2] = {}  # the LSTM grid's third seed not made yet (packed pre)
+    runs["transformer"][0][1] = runs["transformer"][0][2] = {}  # nor the Transformer's second and third
+    assert claims.main(["--report", str(tmp_path), "--hours", "2", "--repeats", "3"]) == 0
     payload = json.loads((tmp_path / "test-cpu" / "claims.json").read_text())
     assert payload["complete"] == {"lstm": 2, "transformer": 1}
-    assert [r["claim"][:3] for r in payload["verdicts"]] == ["(a)", "(b)", "(c)", "(d)", "(e)", "(f)", "(g)"]
-    assert [len(r["runs"]) for r in payload["lstm"]] == [2] * 6 and "runs" not in payload["transformer"][0]
-    assert {c["n"] for r in payload["verdicts"] for c in r["comparisons"] if r["claim"][1] in "dg"} == {1}
+    quality = [r["claim"][:3] for r in payload["verdicts"] if r["claim"][1] in "bef"]
+    assert quality == ["(b)", "(e)", "(f)"]
+    assert [len(r["runs"]) for r in payload["lstm"]] == [2] * 4 and "runs" not in payload["transformer"][0]
     assert "LSTM 2, Transformer 1 of 3; rerun the same command to continue" in capsys.readouterr().out
-    runs[6][0] = {}  # the Transformer grid with no complete repeat: no rows of its own, but its runs shown
-    assert claims.main(["--report", str(tmp_path), "--no-train"]) == 0
+    runs["transformer"][0][0] = {}  # the Transformer grid with no complete seed: no row (e), but its runs shown
+    assert claims.main(["--report", str(tmp_path), "--no-train", "--repeats", "3"]) == 0
     # the LSTM grid unfinished: the Transformer grid trains nothing; --no-train: a deadline already past
-    assert deadlines[0] > 0 and deadlines[1:] == [0.0] * 3
+    assert deadlines[2] > 0 and deadlines[3:] == [0.0] * 3
     payload = json.loads((tmp_path / "test-cpu" / "claims.json").read_text())
-    assert [r["claim"][:3] for r in payload["verdicts"]] == ["(a)", "(b)", "(c)", "(f)"]
+    assert [r["claim"][:3] for r in payload["verdicts"] if r["claim"][1] in "bef"] == ["(b)", "(f)"]
     report = (tmp_path / "test-cpu" / "report.md").read_text()
-    assert "Each run so far:" in report and report.count("| strategy=") == 5 * 3  # every finished run
+    assert "Each run so far:" in report and report.count("| strategy=") == 1 * 3  # every finished run
 
 
 def test_claims_grids_trains_the_grids_named_in_their_order_and_judges_the_others_finished_runs(
-    tmp_path, monkeypatch, capsys
+    tmp_path, monkeypatch, capsys, fake_speed
 ):
     lstm, transformer = fake_grids()
     calls = []
@@ -534,16 +601,18 @@ def test_claims_grids_trains_the_grids_named_in_their_order_and_judges_the_other
     def fake_run_jobs(jobs, *args, deadline=None, **kwargs):
         grid = "lstm" if jobs[0].config.stem.endswith("lstm") else "transformer"
         calls.append((grid, deadline))
-        return [bench_train.runs_of(r) for r in (lstm if grid == "lstm" else transformer)]
+        return _runs_for(jobs, lstm, transformer)
 
     monkeypatch.setattr(claims, "run_jobs", fake_run_jobs)
     monkeypatch.setattr(claims, "this_cpu", lambda: "Test CPU")
-    assert claims.main(["--report", str(tmp_path), "--grids", "transformer"]) == 0
+    assert claims.main(["--report", str(tmp_path), "--grids", "transformer", "--repeats", "3"]) == 0
     assert calls == [("transformer", None), ("lstm", 0.0)]  # the LSTM grid only read back
     payload = json.loads((tmp_path / "test-cpu" / "claims.json").read_text())
-    assert payload["complete"] == {"lstm": 3, "transformer": 3} and len(payload["verdicts"]) == 7
+    assert payload["complete"] == {"lstm": 3, "transformer": 3} and len(payload["verdicts"]) == 10
     calls.clear()
-    assert claims.main(["--report", str(tmp_path), "--grids", "transformer,lstm", "--hours", "1"]) == 0
+    assert (
+        claims.main(["--report", str(tmp_path), "--grids", "transformer,lstm", "--hours", "1", "--repeats", "3"]) == 0
+    )
     assert [grid for grid, _ in calls] == ["transformer", "lstm"] and all(d > 0 for _, d in calls)
     for bad in ("gru", "lstm,lstm", ""):
         with pytest.raises(SystemExit):

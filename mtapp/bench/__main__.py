@@ -1,5 +1,5 @@
 """`python -m mtapp.bench <benchmark> ...`; benchmarks: claims, decode, gpu, invariance, kernels, nested, padding,
-profile, scale, serve, stream, train. (mtapp against OpenNMT-py and JoeyNMT is scripts/bench_peers.sh.)"""
+profile, scale, serve, speed, stream, train. (mtapp against OpenNMT-py and JoeyNMT is scripts/bench_peers.sh.)"""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from mtapp.bench import (
     profiling,
     scale,
     serve,
+    speed,
     stream,
     train,
 )
@@ -31,6 +32,7 @@ BENCHMARKS = {
     "profile": profiling.main,
     "scale": scale.main,
     "serve": serve.main,
+    "speed": speed.main,
     "stream": stream.main,
     "train": train.main,
 }

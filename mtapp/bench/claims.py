@@ -1,38 +1,40 @@
 """`python -m mtapp.bench claims --report DIR`: settle claims heard in the field with measurements
-on Multi30k de->en. Each claim states a threshold; the 95% interval of what was measured over
-interleaved repeats decides it (holds / does not hold / undecided, `bench.verdicts`):
+on Multi30k de->en. Each claim states a threshold; the 95% interval of what was measured decides
+it (holds / does not hold / undecided, `bench.verdicts`; an undecided verdict says what its
+interval still rules out):
 
-  (a) "post-padding trains about 30% faster than pre-padding for RNNs"
-  (b) "an LSTM makes zero-padding harmless"
-  (c) "packing is faster than padding"
-  (d) "bucketing / token batching speeds training up"
-  (e) "masking the loss matters"
-  (f) "padding worsens vanishing gradients in RNNs"
-  (g) "padding-free (packed rows) training is faster"
+  (a) "post-padding trains about 30% faster than pre-padding for RNNs"     speed (+ loss over seeds)
+  (b) "an LSTM makes zero-padding harmless"                                 quality, seeds
+  (c) "packing is faster than padding"                                      speed
+  (d) "bucketing / token batching speeds training up"                       speed
+  (e) "masking the loss matters"                                            quality, seeds
+  (f) "padding worsens vanishing gradients in RNNs"                         quality, seeds
+  (g) "padding-free (packed rows) training is faster"                       speed
   (h) "batching concurrent requests raises throughput without hurting latency at low load"
       (one `python -m mtapp.bench serve` result, given with --serve-json)
   (i) "bf16 changes translations with the batch"
       (one `python -m mtapp.bench invariance` result, given with --invariance-json)
+  (j) "dynamic unrolling is the most efficient LSTM mode"                  speed
+  (k) "the time an update takes grows linearly with its padding"           speed
 
-Two grids of `bench train` variants: the LSTM config over encoder padding mode (padded, masked,
-packed) x pad side, and the Transformer config over batching strategies (plus the loss without
-its pad mask). Every variant of a grid trains for the same number of updates (default two
-epochs); the LSTM grid runs first, then the Transformer grid, each grid's variants --repeats
-times, interleaved round-robin, so that a slow spell of a shared machine falls on every variant
-alike and repeat i of one variant pairs with repeat i of another; repeat i trains with the
-config's seeds + i (`bench.train.seed_overrides`), so loss and BLEU intervals span training runs.
-A finished run (its result.json, for its repeat's seeds) is not trained again when the bench
-reruns; --grids picks the grids a sitting trains. --gpu-json (scripts/gpu_check.sh's
+Speed is measured first, in one process (`bench speed`: every variant of a comparison built with
+the same initial weights and alternated in short slices, one paired ratio per round), with the
+A-vs-A control beside it. Quality is measured over seeds by whole training runs, each in its own
+process, --repeats seeds per variant (repeat r with the config's seeds + r): the padded and the
+packed LSTM at each pad side, and the Transformer on random batches with and without the loss
+mask, every run the same number of updates (default two epochs), the seeds interleaved. A
+finished run (its result.json, for its seeds) is not trained again when the bench reruns;
+--grids picks the quality grids a sitting trains. --gpu-json (scripts/gpu_check.sh's
 gpu_check.json) adds rows on its GPU for (a), (c), (d), (g) and (i). Writes DIR/claims.json,
-DIR/report.md with the verdicts and tables, PNG plots beside it, and DIR/report.html (one
-self-contained file).
+DIR/report.md with the verdicts, a forest plot (forest.png: each claim's interval against its
+threshold) and tables, and DIR/report.html (one self-contained file).
 
 DIR here is a subfolder of --report named after the processor and the precision it trains in
-(`machine_folder`), so that repeats made in several sittings on one kind of machine pool, and
-never with another kind's. --hours starts no run that would end past its budget; the verdicts
-then use the repeats every variant of a grid has finished, and a rerun continues. Once a run is
-probed its checkpoints and tokenizer are deleted (--keep-checkpoints keeps them): its
-result.json and log.jsonl are what the claims read, small enough to commit.
+(`machine_folder`), so that sittings on one kind of machine pool, and never with another kind's.
+--speed-minutes adds rounds to the saved ones; --hours starts no training run that would end
+past its budget; the verdicts use the seeds every variant of a grid has finished, and a rerun
+continues. Once a run is probed its checkpoints and tokenizer are deleted (--keep-checkpoints
+keeps them): its result.json and log.jsonl are what the claims read, small enough to commit.
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ import re
 import time
 from pathlib import Path
 
+import numpy as np
+
+from mtapp.bench import speed
 from mtapp.bench.padding_probes import first_position_gradient, state_drift
 from mtapp.bench.train import Job, label, plot_results, pool, results_table, run_jobs, runs_of, variants
 from mtapp.bench.verdicts import (
@@ -55,17 +60,26 @@ from mtapp.bench.verdicts import (
     UNMASKED,
     gpu_rows,
     invariance_verdict,
+    quality_rows,
     serve_verdict,
+    speed_rows,
     this_cpu,
-    verdicts,
 )
 from mtapp.config import DEFAULT_CONFIG, config_path
 from mtapp.report.document import Document, Table
+from mtapp.report.plots import pyplot, save
 
 LSTM_CONFIG = config_path("multi30k_de_en_lstm")
 LSTM_GRID = ["model.encoder_padding=padded,masked,packed", "batching.pad_side=post,pre"]
 PADDED_POST = ["model.encoder_padding=padded", "batching.pad_side=post"]  # the run whose state drift (b) reads
 TRANSFORMER_VARIANTS = [RANDOM, SORTED, TOKENS, PACKED, TOKENS + UNMASKED, RANDOM + UNMASKED]
+# The variants the quality claims need, of the grids above (whose order keeps the folder names
+# variantNN that earlier sittings' runs are read back from): the padded and the packed (exact)
+# LSTM at each pad side for (a)'s loss side, (b) and (f); random batches with and without the
+# loss mask for (e). The speed claims come from `bench speed`, not from these runs.
+QUALITY_LSTM_MODES = ("padded", "packed")
+QUALITY_TRANSFORMER = [RANDOM, RANDOM + UNMASKED]
+REPEATS = 5
 # Both configs' token batches (batching.max_tokens: 4,096 slots a side) cut Multi30k's 29,000
 # training pairs into 175 batches an epoch: 350 updates are two epochs.
 UPDATES = 350
@@ -78,10 +92,12 @@ def jobs(folder: Path, lstm_updates: int, transformer_updates: int) -> tuple[lis
     lstm = [
         Job(LSTM_CONFIG, overrides, folder / "lstm" / f"variant{i:02d}", lstm_updates)
         for i, overrides in enumerate(variants(LSTM_GRID))
+        if overrides[0].split("=")[1] in QUALITY_LSTM_MODES
     ]
     transformer = [
         Job(DEFAULT_CONFIG, overrides, folder / "transformer" / f"variant{i:02d}", transformer_updates)
         for i, overrides in enumerate(TRANSFORMER_VARIANTS)
+        if overrides in QUALITY_TRANSFORMER
     ]
     return lstm, transformer
 
@@ -169,40 +185,120 @@ def probe_cells(run: dict) -> list[str]:
     return [gradient, f"{drift['post']:.1%} / {drift['pre']:.1%}" if drift else "-"]
 
 
-def write_report(
-    folder: Path, settings: dict, lstm: list[dict], transformer: list[dict], rows, plots, made=None
-) -> None:
-    """DIR/report.md beside the plots, and DIR/report.html with the plots embedded; `made` (grid ->
-    records of every finished run, complete repeats or not) gives the tables of runs."""
+VERDICT_COLOURS = {"holds": "tab:green", "does not hold": "tab:red", "passes": "tab:blue", "fails": "tab:purple"}
+KIND_AXES = {
+    "ratio": "ratio (log scale)",
+    "loss": "valid loss difference",
+    "bleu": "valid BLEU lost",
+    "share": "state drift",
+    "slope": "relative time per 1,000 pad slots",
+    "r2": "R²",
+    "lines": "lines changed",
+}
+
+
+def forest_plot(rows: list[dict], path: Path) -> str:
+    """One line per comparison of every claim: its 95% interval (a dot for a single run), the
+    mean, and its threshold as a black tick; coloured by the comparison's verdict (green holds,
+    red does not hold, grey undecided; the A-vs-A control blue when it passes). One panel per
+    kind of figure, since ratios, losses and BLEU share no axis."""
+    plt = pyplot()
+    lines = [(r, c) for r in rows for c in r["comparisons"]]
+    kinds = [k for k in KIND_AXES if any(c["kind"] == k for _, c in lines)]
+    heights = [sum(c["kind"] == k for _, c in lines) + 1 for k in kinds]
+    fig, axes = plt.subplots(len(kinds), 1, figsize=(11, 0.36 * sum(heights) + 1.2), height_ratios=heights)
+    for ax, k in zip(np.atleast_1d(axes), kinds):
+        mine = [(r, c) for r, c in lines if c["kind"] == k]
+        for y, (_, c) in enumerate(reversed(mine)):
+            colour = VERDICT_COLOURS.get(c["verdict"], "tab:gray")
+            low, high = (c["low"], c["high"]) if np.isfinite(c["high"]) else (c["mean"], c["mean"])
+            ax.plot([low, high], [y, y], color=colour, linewidth=3, solid_capstyle="butt")
+            ax.plot([c["mean"]], [y], "o", color=colour, markersize=5)
+            if c["threshold"] or k != "ratio":
+                ax.plot([c["threshold"]], [y], "|", color="black", markersize=14, markeredgewidth=2)
+        ax.set_yticks(range(len(mine)), [f"{r['claim'][:3]} {c['name']}" for r, c in reversed(mine)], fontsize=8)
+        ax.set_ylim(-0.7, len(mine) - 0.3)
+        if k == "ratio":
+            ax.set_xscale("log")
+            ax.axvline(1.0, color="lightgray", linewidth=1, zorder=0)
+        ax.set_xlabel(KIND_AXES[k], fontsize=8)
+        ax.grid(axis="x", color="whitesmoke")
+    return save(fig, path, "Batching claims: 95% intervals (bars), thresholds (black ticks), verdicts (colour)")
+
+
+def speed_table(summary: dict) -> Table:
+    """Each `bench speed` comparison: ratio, interval, half-width, rounds."""
+    rows = [
+        [
+            f"({c['claim']}) {c['name']}",
+            f"{c['a']} / {c['b']}",
+            f"{c['mean']:.3f}x",
+            f"[{c['low']:.3f}, {c['high']:.3f}]",
+        ]
+        + [f"±{(c['high'] - c['low']) / 2 / c['mean']:.1%}", c["n"]]
+        for c in summary["comparisons"]
+    ]
+    return Table(["claim", "variants", "ratio", "95% interval", "half-width", "rounds"], rows)
+
+
+def groups_table(summary: dict) -> Table:
+    """Each variant of each `bench speed` group: median real target tokens/s over rounds and its pads."""
+    rows = [
+        [name, variant, f"{tokens:.0f}", f"{g['pad_fraction'][variant]:.1%}", g["rounds"]]
+        for name, g in summary["groups"].items()
+        for variant, tokens in g["median_tgt_tokens_per_s"].items()
+    ]
+    return Table(["group", "variant", "median real target tokens/s", "padded slots", "rounds"], rows)
+
+
+def write_report(folder: Path, settings: dict, speed_payload: dict | None, grids: dict, rows, plots) -> None:
+    """DIR/report.md beside the plots, and DIR/report.html with the plots embedded. `grids`:
+    name -> (pooled records of the complete repeats, pooled records of every finished run)."""
     doc = Document("Batching claims, measured")
     doc.paragraph(
-        f"Multi30k de->en, {settings['lstm_updates']} updates per LSTM variant and {settings['transformer_updates']} "
-        f"per Transformer variant, --repeats {settings['repeats']} runs of each, interleaved round-robin on one kind "
-        "of machine "
-        f"(`python -m mtapp.bench claims`); complete repeats: LSTM {settings['complete']['lstm']}, Transformer "
-        f"{settings['complete']['transformer']}; {settings['machine_hours']:.2f} hours of training in all (the "
-        "runs' wall time). Intervals are paired 95% Student-t intervals over the repeats (ratios: "
-        "the geometric mean of the per-repeat ratios). A claim holds when its whole interval lies on the claimed "
-        "side of its threshold, does not hold when the interval lies wholly on the other side, and is undecided "
-        "otherwise; rows of 1 run are single measurements, judged on their values. Validation BLEU is greedy."
+        f"Multi30k de->en on {settings['hardware']} (`python -m mtapp.bench claims`). Speed claims come from "
+        "`bench speed`: every variant of a comparison in one process, the same initial weights, alternated in "
+        "short slices with the order rotated each round; a ratio is the geometric mean over rounds with its 95% "
+        f"interval ({settings['speed_rounds']}). Quality claims come from whole training runs, "
+        f"{settings['lstm_updates']} updates per LSTM run and {settings['transformer_updates']} per Transformer "
+        f"run, one per seed (--repeats {settings['repeats']}; complete: LSTM {settings['complete']['lstm']}, "
+        f"Transformer {settings['complete']['transformer']}; {settings['machine_hours']:.2f} hours of training). "
+        "A claim holds when its whole interval lies on the claimed side of its threshold, does not hold when it "
+        "lies wholly on the other side; otherwise it is undecided, and the verdict says what the interval rules "
+        "out. Rows of 1 run are single measurements, judged on their values. Validation BLEU is greedy."
     )
     doc.table(
         COLUMNS,
         [[r[key] for key in ("claim", "hardware", "threshold", "measured", "verdict", "numbers")] for r in rows],
     )
-    made = made or {"lstm": lstm, "transformer": transformer}
-    for title, name, results in (
-        ("LSTM: encoder padding mode x pad side", "lstm", lstm),
-        ("Transformer: batching strategies", "transformer", transformer),
-    ):
-        if not results and not made[name]:
+    for name in plots[:1]:
+        doc.figure(name, "forest plot")
+    if speed_payload and speed_payload.get("summary", {}).get("comparisons"):
+        summary = speed_payload["summary"]
+        doc.heading("Speed, in one process (`bench speed`)")
+        plan = speed_payload["plan"]
+        doc.paragraph(
+            f"Slices of {plan['slice']} updates, the first {plan['drop']} untimed, then the same batch again: "
+            + "; ".join(
+                f"{name}: the update after a switch took {g['switch_cost']['mean']:.3f}x "
+                f"[{g['switch_cost']['low']:.3f}, {g['switch_cost']['high']:.3f}] the same batch's time at once"
+                for name, g in summary["groups"].items()
+                if g.get("switch_cost")
+            )
+            + "."
+        )
+        doc.add(speed_table(summary))
+        doc.add(groups_table(summary))
+    for title, name in (("LSTM quality runs", "lstm"), ("Transformer quality runs", "transformer")):
+        complete_, made = grids[name]
+        if not complete_ and not made:
             continue
         doc.heading(title)
-        if results:
-            doc.add(results_table(results))
-        doc.paragraph("Each run (of the complete repeats and any beyond them):" if results else "Each run so far:")
-        doc.add(runs_table(made[name]))
-    for name in plots:
+        if complete_:
+            doc.add(results_table(complete_))
+        doc.paragraph("Each run (of the complete repeats and any beyond them):" if complete_ else "Each run so far:")
+        doc.add(runs_table(made))
+    for name in plots[1:]:
         doc.figure(name, name)
     doc.write(folder)
 
@@ -212,7 +308,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--report", type=Path, required=True, help="folder whose subfolder for this machine gets the runs and report"
     )
-    p.add_argument("--repeats", type=int, default=3, help="runs of every variant, interleaved (default %(default)s)")
+    p.add_argument(
+        "--speed-minutes",
+        type=float,
+        help="minutes of `bench speed` rounds this sitting (default: 20 if the folder has none yet, else 0)",
+    )
+    p.add_argument("--repeats", type=int, default=REPEATS, help="seeds of every quality variant (default %(default)s)")
     p.add_argument(
         "--lstm-updates", type=int, default=UPDATES, help="updates of each LSTM run (default %(default)s: two epochs)"
     )
@@ -223,15 +324,18 @@ def main(argv: list[str] | None = None) -> int:
         help="updates of each Transformer run (default %(default)s: two epochs of token batches)",
     )
     p.add_argument(
-        "--hours", type=float, default=0.0, help="start no run that would end past this many hours (0 = no limit)"
+        "--hours",
+        type=float,
+        default=0.0,
+        help="start no training run that would end past this many hours (0 = no limit)",
     )
     p.add_argument(
         "--grids",
         type=lambda s: s.split(","),
         default=list(GRIDS),
-        help="the grids to train, in this order (default %(default)s); the others' finished runs are still judged",
+        help="quality grids to train, in this order (default %(default)s); the others' finished runs are still judged",
     )
-    p.add_argument("--no-train", action="store_true", help="train nothing: judge and report the finished runs")
+    p.add_argument("--no-train", action="store_true", help="measure nothing: judge and report what is saved")
     p.add_argument(
         "--keep-checkpoints", action="store_true", help="keep each run's checkpoints (default: deleted once probed)"
     )
@@ -247,50 +351,60 @@ def main(argv: list[str] | None = None) -> int:
     hardware = this_cpu()
     folder = machine_folder(args.report, hardware)
     folder.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    # Speed first, on a quiet machine: in one process, alternating the variants (`bench speed`).
+    speed_json = folder / "speed" / "speed.json"
+    minutes = 0.0 if args.no_train else args.speed_minutes
+    minutes = (0.0 if speed_json.exists() else speed.DEFAULT_MINUTES) if minutes is None else minutes
+    speed_payload = None
+    if minutes > 0 or speed_json.exists():
+        speed_payload = speed.measure(speed.parse(["--minutes", str(minutes), "--out", str(speed_json.parent)]))
+    # Quality: whole training runs, one per seed, each in its own process.
     lstm_jobs, transformer_jobs = jobs(folder, args.lstm_updates, args.transformer_updates)
-    deadline = 0.0 if args.no_train else time.monotonic() + args.hours * 3600 if args.hours else None
+    deadline = 0.0 if args.no_train else started + args.hours * 3600 if args.hours else None
     after = functools.partial(finish, keep_checkpoints=args.keep_checkpoints)
-    # One grid after the other (--grids), each grid's repeats interleaved: a repeat of a grid (the
-    # runs its paired ratios compare) spans only that grid's runs, and a sitting that ends early
-    # leaves one grid complete rather than both half made. Once a grid left a run for the
+    # One grid after the other (--grids), each grid's seeds interleaved: a sitting that ends
+    # early leaves one grid complete rather than both half made. Once a grid left a run for the
     # deadline, the next trains nothing; a grid not named trains nothing either (deadline 0: its
     # finished runs are still read back).
-    grids = {"lstm": lstm_jobs, "transformer": transformer_jobs}
+    grid_jobs = {"lstm": lstm_jobs, "transformer": transformer_jobs}
     grid_runs: dict[str, list[list[dict]]] = {}
     for name in args.grids + [g for g in GRIDS if g not in args.grids]:
         left = any(complete(runs) < args.repeats for runs in grid_runs.values())
         chosen = name in args.grids and not left
         grid_runs[name] = run_jobs(
-            grids[name], args.repeats, 0.0, resume=True, after=after, deadline=deadline if chosen else 0.0
+            grid_jobs[name], args.repeats, 0.0, resume=True, after=after, deadline=deadline if chosen else 0.0
         )
-    lstm_runs, transformer_runs = grid_runs["lstm"], grid_runs["transformer"]
-    runs = lstm_runs + transformer_runs
-    done = {"lstm": complete(lstm_runs), "transformer": complete(transformer_runs)}
-    lstm = [pool(r[: done["lstm"]]) for r in lstm_runs] if done["lstm"] else []
-    transformer = [pool(r[: done["transformer"]]) for r in transformer_runs] if done["transformer"] else []
-    rows = sorted(verdicts(lstm, transformer, hardware) + measured_once, key=lambda r: r["claim"][:3])
-    plots = plot(lstm, transformer, folder)
-    finished = [run for variant in runs for run in variant if run]
+    done = {name: complete(runs) for name, runs in grid_runs.items()}
+    pooled = {name: [pool(r[: done[name]]) for r in runs] if done[name] else [] for name, runs in grid_runs.items()}
+    rows = quality_rows(pooled["lstm"], pooled["transformer"], hardware)
+    if speed_payload:
+        rows += speed_rows(speed_payload["summary"], hardware, pooled["lstm"])
+    rows = sorted(rows + measured_once, key=lambda r: r["claim"][:3])
+    plots = [forest_plot(rows, folder / "forest.png")] if rows else []
+    plots += plot(pooled["lstm"], pooled["transformer"], folder)
+    finished = [run for runs in grid_runs.values() for variant in runs for run in variant if run]
+    speed_rounds = speed_payload["summary"]["groups"] if speed_payload else {}
     settings = {
+        "hardware": hardware,
         "repeats": args.repeats,
         "complete": done,
         "lstm_updates": args.lstm_updates,
         "transformer_updates": args.transformer_updates,
         "machine_hours": sum(run["wall_seconds"] for run in finished) / 3600,
+        "speed_rounds": ", ".join(f"{name}: {g['rounds']} rounds" for name, g in speed_rounds.items()) or "none yet",
+        "sitting_minutes": (time.monotonic() - started) / 60,
     }
-    payload = {**settings, "hardware": hardware, "lstm": lstm, "transformer": transformer, "verdicts": rows}
+    payload = {**settings, **pooled, "speed": speed_payload and speed_payload["summary"], "verdicts": rows}
     (folder / "claims.json").write_text(json.dumps(payload, indent=2) + "\n")
-    made = {
-        name: [pool([r for r in v if r]) for v in grid if any(v)]
-        for name, grid in (("lstm", lstm_runs), ("transformer", transformer_runs))
-    }
-    write_report(folder, settings, lstm, transformer, rows, plots, made)
+    made = {name: [pool([r for r in v if r]) for v in runs if any(v)] for name, runs in grid_runs.items()}
+    write_report(folder, settings, speed_payload, {n: (pooled[n], made[n]) for n in GRIDS}, rows, plots)
     for r in rows:
         print(f"{r['claim']} [{r['hardware']}]: {r['verdict']} -- {r['measured']}")
     if min(done.values()) < args.repeats:
         print(
-            f"complete repeats: LSTM {done['lstm']}, Transformer {done['transformer']} of {args.repeats}; "
+            f"complete seeds: LSTM {done['lstm']}, Transformer {done['transformer']} of {args.repeats}; "
             "rerun the same command to continue (finished runs are kept)"
         )
-    print(f"report: {folder / 'report.md'}")
+    print(f"report: {folder / 'report.md'} ({settings['sitting_minutes']:.1f} minutes this sitting)")
     return 0

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 
 from mtapp.bench.intervals import all_of, combine, difference_ci, mean_ci, point, ratio_ci, verdict
@@ -30,7 +29,7 @@ PACKED = ["batching.strategy=packed_rows"]
 UNMASKED = ["loss.mask_padding=false"]
 
 SPEED = "tgt_tokens_per_s"
-EXACT_MODES = ("masked", "packed")  # LSTM encoder modes whose outputs do not depend on padding
+EXACT = "packed"  # the exact LSTM encoder mode (outputs independent of padding) the quality grid trains
 SIDES = ("post", "pre")
 CLAIMS = {
     "a": "(a) post-padding trains ~30% faster than pre-padding for RNNs",
@@ -42,6 +41,8 @@ CLAIMS = {
     "g": "(g) padding-free (packed rows) training is faster",
     "h": "(h) batching concurrent requests raises throughput without hurting latency at low load",
     "i": "(i) bf16 changes translations with the batch",
+    "j": "(j) dynamic unrolling is the most efficient LSTM encoder mode",
+    "k": "(k) the time an update takes grows linearly with its padding",
 }
 # The speed ratios of claims (a), (c), (d), (g): what is measured and the threshold it must reach.
 FIGURE = {
@@ -49,13 +50,15 @@ FIGURE = {
     "c": "packed/padded speed",
     "d": "tokens/random speed",
     "g": "packed_rows/tokens speed",
+    "j": "unrolled/other mode speed",
 }
-AT_LEAST = {"a": 1.30, "c": 1.05, "d": 1.2, "g": 1.05}
+AT_LEAST = {"a": 1.30, "c": 1.05, "d": 1.2, "g": 1.05, "j": 1.0}
 HARMLESS_LOSS = 0.02  # (b): valid loss padded - exact, at most
 HARMLESS_DRIFT = 0.01  # (b): final-state drift, at most
 BLEU_LOST = 1.0  # (e): valid BLEU lost without the loss mask, at least
 GRADIENT_KEPT = 0.8  # (f): first-position gradient padded / packed, at most
 FORMATS = {"ratio": "{:.2f}x", "loss": "{:+.3f}", "bleu": "{:+.2f}", "share": "{:.1%}", "lines": "{:.0f}"}
+FORMATS |= {"slope": "{:+.3f}", "r2": "{:.3f}"}
 
 
 # ---- rows -------------------------------------------------------------------------------------
@@ -75,7 +78,15 @@ def comparison(name: str, figure: str, interval: dict, side: str, threshold: flo
     """One comparison of a claim: `figure` (what is measured) for `name`, its interval, the
     threshold it is claimed to be `side` of, and the verdict; `kind` formats the numbers."""
     judged = {"side": side, "threshold": threshold, "verdict": verdict(interval, threshold, side)}
+    if judged["verdict"] == "undecided" and not math.isinf(interval["high"]):
+        judged["rules_out"] = rules_out(interval, kind)
     return {"name": name, "figure": figure, "kind": kind, **interval, **judged}
+
+
+def rules_out(interval: dict, kind: str) -> str:
+    """What an interval that straddles its threshold still settles: the figure is neither below
+    its low bound nor above its high one ("rules out below 0.73x and above 1.46x")."""
+    return f"rules out below {show(interval['low'], kind)} and above {show(interval['high'], kind)}"
 
 
 def row(claim: str, hardware: str, comparisons: list[dict], numbers: str, every: bool = False) -> dict:
@@ -84,13 +95,22 @@ def row(claim: str, hardware: str, comparisons: list[dict], numbers: str, every:
     of one figure in different settings, each named where they disagree)."""
     named = {c["name"]: c["verdict"] for c in comparisons}
     thresholds = dict.fromkeys(f"{c['figure']} {c['side']} {show(c['threshold'], c['kind'])}" for c in comparisons)
-    measured = "; ".join(f"{c['name']}: {interval_text(c, c['kind'])} → {c['verdict']}" for c in comparisons)
+    measured = "; ".join(
+        f"{c['name']}: {interval_text(c, c['kind'])} → {c['verdict']}"
+        + (f" ({c['rules_out']})" if "rules_out" in c else "")
+        for c in comparisons
+    )
+    judged = all_of(list(named.values())) if every else combine(named)
+    if judged == "undecided":  # what the intervals still rule out
+        judged += ": " + "; ".join(
+            (f"{c['name']} " if len(comparisons) > 1 else "") + c["rules_out"] for c in comparisons if "rules_out" in c
+        )
     return {
         "claim": claim,
         "hardware": hardware,
         "threshold": "; ".join(thresholds),
         "measured": measured,
-        "verdict": all_of(list(named.values())) if every else combine(named),
+        "verdict": judged.rstrip(": "),
         "numbers": numbers,
         "comparisons": comparisons,
     }
@@ -132,72 +152,32 @@ def values(result: dict, key: str) -> list[float]:
     return [run[key] for run in runs_of(result)]
 
 
-def speed_ratio(letter: str, name: str, a: dict, b: dict) -> dict:
-    """Claim `letter`'s comparison of variant `a`'s speed with `b`'s, paired repeat by repeat."""
-    ratio = ratio_ci(values(a, SPEED), values(b, SPEED))
-    return comparison(name, FIGURE[letter], ratio, ">=", AT_LEAST[letter], "ratio")
-
-
-def post_vs_pre(lstm: list[dict], hardware: str) -> dict:
-    """(a): post/pre speed of the padded and masked LSTMs, claimed >= 1.30x; the valid loss gap beside it."""
-    compared, gaps = [], []
-    for mode in ("padded", "masked"):
-        post, pre = lstm_run(lstm, mode, "post"), lstm_run(lstm, mode, "pre")
-        compared.append(speed_ratio("a", mode, post, pre))
-        gap = difference_ci(values(pre, "valid_loss"), values(post, "valid_loss"))
-        gaps.append(f"{mode} {interval_text(gap, 'loss')}")
-    return row(CLAIMS["a"], hardware, compared, "valid loss pre minus post: " + ", ".join(gaps))
-
-
 def padding_harmless(lstm: list[dict], hardware: str) -> dict:
     """(b): padded minus exact valid loss (<= 0.02) and the padded LSTM's state drift (<= 1%), both needed."""
     compared = []
     for side in SIDES:
         padded = values(lstm_run(lstm, "padded", side), "valid_loss")
-        exact = np.mean([values(lstm_run(lstm, mode, side), "valid_loss") for mode in EXACT_MODES], axis=0)
-        gap = difference_ci(padded, exact)
+        gap = difference_ci(padded, values(lstm_run(lstm, EXACT, side), "valid_loss"))
         compared.append(comparison(f"loss, {side}", "valid loss padded - exact", gap, "<=", HARMLESS_LOSS, "loss"))
     drift = values(lstm_run(lstm, "padded", "post"), "state_drift")
     for side in SIDES:
         moved = mean_ci([d[side] for d in drift])
         compared.append(comparison(f"drift, {side}", "state drift", moved, "<=", HARMLESS_DRIFT, "share"))
     numbers = (
-        "exact = the mean of the masked and packed runs at the same pad side; state drift = how far the trained "
+        "exact = the packed runs at the same pad side and seeds; state drift = how far the trained "
         "padded (post) LSTM's final encoder states move when validation sentences are batched, relative to their size"
     )
     return row(CLAIMS["b"], hardware, compared, numbers, every=True)
 
 
-def packing_speed(lstm: list[dict], hardware: str) -> dict:
-    """(c): packed/padded LSTM speed at each pad side, claimed >= 1.05x."""
-    packed, padded = ({side: lstm_run(lstm, mode, side) for side in SIDES} for mode in ("packed", "padded"))
-    compared = [speed_ratio("c", side, packed[side], padded[side]) for side in SIDES]
-    efficiency = lstm_run(lstm, "padded", "post")["padding_efficiency"]
-    return row(CLAIMS["c"], hardware, compared, f"LSTM, token-bucketed batches (padding efficiency {efficiency:.3f})")
-
-
-def bucketing_speed(transformer: list[dict], hardware: str) -> dict:
-    """(d): tokens/random Transformer speed, claimed >= 1.2x; sorted/random and the loss gap beside it."""
-    tok, rand, srt = find(transformer, *TOKENS), find(transformer, *RANDOM), find(transformer, *SORTED)
-    sorted_ratio = ratio_ci(values(srt, SPEED), values(rand, SPEED))
-    loss = difference_ci(values(tok, "valid_loss"), values(rand, "valid_loss"))
-    numbers = (
-        f"Transformer; sorted/random speed {interval_text(sorted_ratio, 'ratio')}; valid loss tokens minus random "
-        f"{interval_text(loss, 'loss')}"
-    )
-    return row(CLAIMS["d"], hardware, [speed_ratio("d", "tokens/random", tok, rand)], numbers)
-
-
 def loss_mask(transformer: list[dict], hardware: str) -> dict:
     """(e): valid BLEU lost without the loss mask on random batches (the most pads), claimed >= 1.0."""
-    rand, tok = find(transformer, *RANDOM), find(transformer, *TOKENS)
-    rand_unmasked, tok_unmasked = find(transformer, *RANDOM, *UNMASKED), find(transformer, *TOKENS, *UNMASKED)
+    rand, rand_unmasked = find(transformer, *RANDOM), find(transformer, *RANDOM, *UNMASKED)
     lost = difference_ci(values(rand, "valid_bleu"), values(rand_unmasked, "valid_bleu"))
-    lost_tokens = difference_ci(values(tok, "valid_bleu"), values(tok_unmasked, "valid_bleu"))
+    loss = difference_ci(values(rand_unmasked, "valid_loss"), values(rand, "valid_loss"))
     numbers = (
-        f"random batches pad {1 - rand['padding_efficiency']:.0%} of slots; with token batches (pads "
-        f"{1 - tok['padding_efficiency']:.0%}) BLEU lost {interval_text(lost_tokens, 'bleu')}; valid loss (random) "
-        f"{rand['valid_loss']:.3f} -> {rand_unmasked['valid_loss']:.3f}"
+        f"Transformer; random batches pad {1 - rand['padding_efficiency']:.0%} of slots; valid loss unmasked minus "
+        f"masked {interval_text(loss, 'loss')}"
     )
     compared = [comparison("random batches", "valid BLEU lost without the mask", lost, ">=", BLEU_LOST, "bleu")]
     return row(CLAIMS["e"], hardware, compared, numbers)
@@ -205,7 +185,7 @@ def loss_mask(transformer: list[dict], hardware: str) -> dict:
 
 def first_gradient(lstm: list[dict], hardware: str) -> dict:
     """(f): the first-position gradient (`padding_probes.first_position_gradient`) padded/packed at
-    each pad side, claimed <= 0.8x; masked/packed beside it."""
+    each pad side, claimed <= 0.8x."""
 
     def ratio(mode: str, side: str) -> dict:
         key = "first_position_gradient"
@@ -213,35 +193,129 @@ def first_gradient(lstm: list[dict], hardware: str) -> dict:
 
     figure = "first-position gradient padded/packed"
     compared = [comparison(side, figure, ratio("padded", side), "<=", GRADIENT_KEPT, "ratio") for side in SIDES]
-    masked = ", ".join(f"{side} {interval_text(ratio('masked', side), 'ratio')}" for side in SIDES)
     numbers = (
         "first-position gradient = the norm of d loss / d source embedding at each validation sentence's first "
-        "real token over its mean at the sentence's real tokens (geometric mean, trained checkpoints); "
-        f"masked/packed: {masked}"
+        "real token over its mean at the sentence's real tokens (geometric mean, trained checkpoints)"
     )
     return row(CLAIMS["f"], hardware, compared, numbers)
 
 
-def packed_rows_speed(transformer: list[dict], hardware: str) -> dict:
-    """(g): packed_rows/tokens Transformer speed, claimed >= 1.05x."""
-    packed, tok = find(transformer, *PACKED), find(transformer, *TOKENS)
-    numbers = (
-        f"Transformer; padding efficiency packed_rows {packed['padding_efficiency']:.3f}, tokens "
-        f"{tok['padding_efficiency']:.3f}"
-    )
-    return row(CLAIMS["g"], hardware, [speed_ratio("g", "packed_rows/tokens", packed, tok)], numbers)
+def quality_rows(lstm: list[dict], transformer: list[dict], hardware: str) -> list[dict]:
+    """Claims (b), (e), (f) from the pooled records of the quality grids (`bench.train.pool`, one
+    run per seed), whose LSTM runs carry their probes (`first_position_gradient`; `state_drift`
+    on the padded post-padding runs); a grid with no complete repeat yet gives no rows."""
+    rows = [f(lstm, hardware) for f in (padding_harmless, first_gradient)] if lstm else []
+    rows += [loss_mask(transformer, hardware)] if transformer else []
+    return rows
 
 
-def verdicts(lstm: list[dict], transformer: list[dict], hardware: str) -> list[dict]:
-    """Claims (a)-(g) from the pooled records of both grids (`bench.train.pool`), whose LSTM runs
-        carry their probes (`first_position_gradient`; `state_drift` on the padded post-padding runs);
-    an empty grid (no complete repeat yet) gives no rows."""
+# ---- speed claims (a), (c), (d), (g), (j), (k), from `bench speed` -----------------------------
+SPEED_NOTES = {
+    "a": "LSTM, token batches",
+    "c": "LSTM; pads: token batches {tokens}, random batches {random}",
+    "d": "Transformer; random and sorted batches of 112 sentences (~4,096 padded slots, as tokens)",
+    "g": "Transformer; packed_rows attention is block-diagonal over whole 512-slot rows: it computes the "
+    "scores of every pair of positions in a row and masks those across sentences, so packed_rows is "
+    "padding-free in the projections and feed-forward layers, not in attention",
+    "j": "LSTM encoder modes; pads: token batches {tokens}, random batches {random}",
+}
+
+
+def speed_rows(summary: dict, hardware: str, lstm: list[dict] | None = None) -> list[dict]:
+    """The speed claims from a `bench speed` summary (ratios of real target tokens/s, paired
+    round by round in one process), claim (k)'s fit and the A-vs-A controls; with the LSTM
+    quality grid, (a) also gives the valid-loss cost of pre-padding over seeds."""
+    by_claim: dict[str, list[dict]] = {}
+    for c in summary["comparisons"]:
+        by_claim.setdefault(c["claim"], []).append(c)
+    pads = {name: g["pad_fraction"] for name, g in summary["groups"].items()}
+    shares = {
+        "tokens": _share(pads, "lstm_tokens", "padded post"),
+        "random": _share(pads, "lstm_random", "padded random"),
+    }
     rows = []
-    if lstm:  # a grid with no complete repeat yet has no rows
-        rows += [f(lstm, hardware) for f in (post_vs_pre, padding_harmless, packing_speed, first_gradient)]
-    if transformer:
-        rows += [f(transformer, hardware) for f in (bucketing_speed, loss_mask, packed_rows_speed)]
-    return sorted(rows, key=lambda r: r["claim"][:3])
+    for letter in ("a", "c", "d", "g", "j"):
+        compared = [c for c in by_claim.get(letter, []) if c["name"] != "sorted/random"]
+        if not compared:
+            continue
+        numbers = "one process (`bench speed`); " + SPEED_NOTES[letter].format(**shares)
+        numbers += "".join(
+            f"; sorted/random {interval_text(c, 'ratio')}" for c in by_claim[letter] if c not in compared
+        )
+        numbers += "; " + pre_padding_loss(lstm) if letter == "a" and lstm else ""
+        judged = [comparison(c["name"], FIGURE[letter], c, ">=", AT_LEAST[letter], "ratio") for c in compared]
+        rows.append(row(CLAIMS[letter], hardware, judged, numbers, every=letter == "j"))
+    if "linear_in_padding" in summary:
+        rows.append(linear_padding_row(summary["linear_in_padding"], hardware))
+    if by_claim.get("control"):
+        rows.append(control_row(by_claim["control"], hardware))
+    return rows
+
+
+def _share(pads: dict, group: str, variant: str) -> str:
+    return f"{pads[group][variant]:.0%}" if variant in pads.get(group, {}) else "not measured"
+
+
+def pre_padding_loss(lstm: list[dict]) -> str:
+    """(a)'s quality side: valid loss pre minus post, over seeds, for the padded and the packed LSTM."""
+    gaps = []
+    for mode in ("padded", "packed"):
+        post, pre = lstm_run(lstm, mode, "post"), lstm_run(lstm, mode, "pre")
+        gap = difference_ci(values(pre, "valid_loss"), values(post, "valid_loss"))
+        gaps.append(f"{mode} {interval_text(gap, 'loss')}")
+    return "valid loss pre minus post: " + ", ".join(gaps)
+
+
+LINEAR_R2 = 0.95  # (k): the line through the strategies' mean times must explain this much
+
+
+def linear_padding_row(fit: dict, hardware: str) -> dict:
+    """(k): time per update against padded slots at equal real tokens per batch. Holds when the
+    slope's interval lies above 0 (time grows with the pads) and a line through the strategies'
+    means explains at least 95% of their spread (it grows linearly)."""
+    compared = [
+        comparison("slope", "relative time per 1,000 pad slots", fit["slope"], ">=", 0.0, "slope"),
+        comparison("linearity", "R² of the line", point(fit["r2"]), ">=", LINEAR_R2, "r2"),
+    ]
+    points = ", ".join(
+        f"{name} {p['pads_thousands'] * 1000:,.0f} pads {p['relative_seconds']:.2f}x"
+        for name, p in fit["points"].items()
+    )
+    numbers = (
+        "Transformer, one process; global, random and sorted batches sized to tokens' real tokens per batch; "
+        f"time per update relative to tokens, by padded slots per update: {points}; intercept {fit['intercept']:.2f}"
+    )
+    return row(CLAIMS["k"], hardware, compared, numbers, every=True)
+
+
+CONTROL_HALF_WIDTH = 0.05  # what the A-vs-A control may show: an interval holding 1.00, at most ±5% wide
+
+
+def control_row(controls: list[dict], hardware: str) -> dict:
+    """The A-vs-A controls: one variant twice in one process (same weights, same batches). They
+    pass when every interval holds 1.00 and is at most ±5% wide: what one process and the slices
+    add by themselves, below which no speed interval can go."""
+    judged = []
+    for c in controls:
+        half = half_width(c)
+        passes = c["low"] <= 1.0 <= c["high"] and half <= CONTROL_HALF_WIDTH
+        judged.append(
+            {**comparison(c["name"], "A/A speed", c, ">=", 0.0, "ratio"), "verdict": "passes" if passes else "fails"}
+        )
+    return {
+        "claim": "(control) one variant twice in one process",
+        "hardware": hardware,
+        "threshold": f"interval holds 1.00, half-width ≤ {CONTROL_HALF_WIDTH:.0%}",
+        "measured": "; ".join(f"{c['name']}: {interval_text(c, 'ratio')} (±{half_width(c):.1%})" for c in judged),
+        "verdict": "passes" if all(c["verdict"] == "passes" for c in judged) else "fails",
+        "numbers": "the bench's own noise: same weights, same batches, alternated with the others",
+        "comparisons": judged,
+    }
+
+
+def half_width(interval: dict) -> float:
+    """An interval's half-width relative to its mean (for ratios: ±x%)."""
+    return (interval["high"] - interval["low"]) / 2 / interval["mean"]
 
 
 # ---- single measurements: (h), (i), the GPU rows ----------------------------------------------

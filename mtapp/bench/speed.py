@@ -1,0 +1,500 @@
+"""`python -m mtapp.bench speed`: the training speed of batching variants, measured in one process,
+the variants alternating update by update.
+
+    python -m mtapp.bench speed [--groups lstm_tokens,lstm_random,transformer] [--minutes 20]
+        [--rounds 0] [--slice 1] [--passes 5] [--drop 0] [--warmup 3] [--out DIR]
+
+Why one process: a whole training run per variant, minutes apart from the run it is paired with,
+measures the shared host as much as the variant (its speed moved up to 3x within an hour). Here
+every variant of a group is built in the same process, with the same initial weights (its own
+model, optimizer and batch stream: its strategy or encoder mode), and after --warmup untimed
+updates each the variants take turns of --slice updates. A round is --passes passes over the
+variants, the order rotated every pass (A B C, B C A, C A B, ...), so that no variant always
+follows the same one; each round gives each comparison one paired ratio of real target tokens/s
+(the tokens over the seconds of each variant's updates in the round), and a comparison's figure is
+the geometric mean over rounds with its 95% interval (`intervals.ratio_ci`). Variants with the
+same strategy and seed train on the same batches in the same pass (their streams advance in
+lockstep), so their ratio sees no batch-to-batch noise. A copy of one variant in each group (same
+weights, same batches) is the A-vs-A control: its interval should hold 1.00 and be narrow.
+
+Why turns of one update: the host's speed wanders within seconds. Two copies of one Transformer
+alternating in turns of 5 updates gave per-turn ratios with a spread of 11%; in turns of one
+update, rounds of 5 passes spread 2.2% (docs/claims.md). The first --drop updates of a turn are
+not timed, and the next one repeats the last dropped batch: the two times of that batch, right
+after a switch and again at once, measure what a switch costs (`switch_cost`). Measured with
+--slice 5 --drop 1, a switch cost nothing the interval could see (1.01x, 1.00x, 1.00x of the
+same batch's time in the three groups), so nothing is dropped by default.
+
+What one process could bias, and how it is checked: the caching allocator, oneDNN's primitive
+cache and the thread pool are shared, so a variant may run on caches warmed or evicted by the one
+before it. The rotation puts every variant after every other; the control pair (which differs
+only in that) shows whether order leaves a mark; `switch_cost` says what a switch costs.
+
+Groups run one after another, each for its share of --minutes (by its number of variants) or
+--rounds rounds. The rounds are saved to DIR/speed.json after each one: a rerun with the same
+plan continues where it stopped (a new process warms up again, then the rotation goes on), so the
+bench can run in sittings. Claim (k) (time grows linearly with padding) reads the Transformer
+group's strategies at equal real tokens per batch (`equal_real_batch_size`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from mtapp.batching import build_strategy
+from mtapp.batching.lengths import with_specials
+from mtapp.bench.intervals import ratio_ci, t_quantile
+from mtapp.bench.machine import cpu_name
+from mtapp.config import DEFAULT_CONFIG, ConfigError, config_path, load_config
+from mtapp.data.prepare import prepare
+from mtapp.models import build_model
+from mtapp.progress import EpochStats, bar_settings
+from mtapp.runtime import cpu_has_native_bf16, memory_policy, seed_everything, select_device, set_threads
+from mtapp.trainer import build_trainer
+
+LSTM_CONFIG = config_path("multi30k_de_en_lstm")
+RANDOM_112 = ("batching.strategy=random", "batching.batch_size=112")  # ~4,096 padded slots a side, like `tokens`
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    overrides: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Group:
+    """Variants of one config (`kind`: "lstm" or "transformer", the config --lstm-config or
+    --transformer-config names), built and alternated in one process."""
+
+    name: str
+    kind: str
+    variants: tuple[Variant, ...]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Claim `claim`'s figure `name`: variant `a`'s speed over variant `b`'s in `group`."""
+
+    claim: str
+    name: str
+    group: str
+    a: str
+    b: str
+
+
+def lstm(mode: str, side: str, *more: str) -> tuple[str, ...]:
+    return (f"model.encoder_padding={mode}", f"batching.pad_side={side}", *more)
+
+
+# The variants behind the speed claims. "(copy)" variants are the A-vs-A controls. The
+# Transformer's sentence-count strategies "@N" get N sentences a batch, N chosen when the group
+# is built so that their real tokens per batch equal `tokens`' (claim k); "@112" gives them about
+# the padded slots of `tokens` instead (claim d, as the whole-run grid measured it).
+GROUPS = {
+    "lstm_tokens": Group(
+        "lstm_tokens",
+        "lstm",
+        tuple(
+            Variant(f"{mode} {side}", lstm(mode, side))
+            for mode in ("padded", "masked", "packed")
+            for side in ("post", "pre")
+        )
+        + (Variant("unrolled post", lstm("unrolled", "post")), Variant("packed post (copy)", lstm("packed", "post"))),
+    ),
+    "lstm_random": Group(
+        "lstm_random",
+        "lstm",
+        tuple(
+            Variant(f"{mode} random", lstm(mode, "post", *RANDOM_112))
+            for mode in ("padded", "masked", "packed", "unrolled")
+        ),
+    ),
+    "transformer": Group(
+        "transformer",
+        "transformer",
+        (
+            Variant("tokens", ("batching.strategy=tokens",)),
+            Variant("random@112", RANDOM_112),
+            Variant("sorted@112", ("batching.strategy=sorted", "batching.batch_size=112")),
+            Variant("packed_rows", ("batching.strategy=packed_rows",)),
+            Variant("tokens (copy)", ("batching.strategy=tokens",)),
+            Variant("global@N", ("batching.strategy=global",)),
+            Variant("random@N", ("batching.strategy=random",)),
+            Variant("sorted@N", ("batching.strategy=sorted",)),
+        ),
+    ),
+}
+COMPARISONS = [
+    Comparison("a", "padded", "lstm_tokens", "padded post", "padded pre"),
+    Comparison("a", "masked", "lstm_tokens", "masked post", "masked pre"),
+    Comparison("c", "post", "lstm_tokens", "packed post", "padded post"),
+    Comparison("c", "pre", "lstm_tokens", "packed pre", "padded pre"),
+    Comparison("c", "random batches", "lstm_random", "packed random", "padded random"),
+    Comparison("d", "tokens/random", "transformer", "tokens", "random@112"),
+    Comparison("d", "sorted/random", "transformer", "sorted@112", "random@112"),
+    Comparison("g", "packed_rows/tokens", "transformer", "packed_rows", "tokens"),
+    Comparison("control", "LSTM A/A", "lstm_tokens", "packed post (copy)", "packed post"),
+    Comparison("control", "Transformer A/A", "transformer", "tokens (copy)", "tokens"),
+] + [
+    Comparison("j", f"unrolled/{mode}, {where}", group, f"unrolled {suffix}", f"{mode} {suffix}")
+    for where, group, suffix in (("token batches", "lstm_tokens", "post"), ("random batches", "lstm_random", "random"))
+    for mode in ("packed", "masked", "padded")
+]
+DEFAULT_MINUTES = 20.0
+EQUAL_REAL = ("tokens", "packed_rows", "global@N", "random@N", "sorted@N")  # claim (k)
+
+
+# ---- the schedule ------------------------------------------------------------------------------
+def rotation(names: list[str], round_: int) -> list[str]:
+    """The order of round `round_`: the names rotated by the round number (A B C, B C A, ...)."""
+    k = round_ % len(names)
+    return names[k:] + names[:k]
+
+
+@dataclass
+class Update:
+    """One timed update: seconds (batch made, forward, backward, optimizer step) and its tokens."""
+
+    seconds: float
+    tgt_tokens: int
+    src_tokens: int
+    slots: int  # padded slots, both sides
+
+
+Step = Callable[[bool], Update]  # one update of a variant; True: on its previous batch again
+
+
+def run_slice(step: Step, updates: int, drop: int) -> list[dict]:
+    """One turn of a variant: `updates` updates, the first `drop` untimed (what a switch may
+    disturb). The update after them repeats the last dropped batch, so that each turn measures
+    what the switch cost: the same batch's seconds right after the switch and again at once
+    (`switch_cost`); the repeat takes no new batch, so lockstep variants stay in step."""
+    records = [asdict(step(False)) for _ in range(drop)]
+    records += [asdict(step(drop > 0)) for _ in range(min(1, updates - drop))]
+    records += [asdict(step(False)) for _ in range(updates - len(records))]
+    return records
+
+
+def run_round(
+    steps: dict[str, Step], round_: int, updates: int, drop: int, passes: int = 1
+) -> dict[str, list[list[dict]]]:
+    """One round: `passes` passes, each a `run_slice` (a turn) of every variant, the order
+    rotated every pass (pass p of round r: rotation r * passes + p); every turn's records,
+    variant by variant."""
+    turns: dict[str, list[list[dict]]] = {name: [] for name in steps}
+    for p in range(passes):
+        for name in rotation(list(steps), round_ * passes + p):
+            turns[name].append(run_slice(steps[name], updates, drop))
+    return turns
+
+
+def timed(turns: list[list[dict]], drop: int) -> list[dict]:
+    """The timed updates of a variant's turns in a round: each turn's after its first `drop`."""
+    return [u for turn in turns for u in turn[drop:]]
+
+
+def slice_speed(turns: list[list[dict]], drop: int) -> float:
+    """Real target tokens/s of a variant's timed updates in a round."""
+    kept = timed(turns, drop)
+    return sum(u["tgt_tokens"] for u in kept) / sum(u["seconds"] for u in kept)
+
+
+def switch_cost(rounds: list[dict[str, list[dict]]], drop: int) -> dict | None:
+    """What a switch costs: the seconds of a turn's last dropped update (the first after the
+    switch, for --drop 1) over the same batch's seconds when repeated at once, geometric mean over
+    turns with its 95% interval; None without dropped updates."""
+    turns = [turn for r in rounds for variant in r.values() for turn in variant]
+    pairs = [(u[drop - 1]["seconds"], u[drop]["seconds"]) for u in turns if drop and len(u) > drop]
+    if len(pairs) < 2:
+        return None
+    first, again = zip(*pairs)
+    return ratio_ci(first, again)
+
+
+def comparison_ratio(rounds: list[dict[str, list[dict]]], a: str, b: str, drop: int) -> dict:
+    """Variant a's speed over b's, round by round: geometric mean and 95% interval."""
+    return ratio_ci([slice_speed(r[a], drop) for r in rounds], [slice_speed(r[b], drop) for r in rounds])
+
+
+def linear_in_padding(rounds: list[dict[str, list[dict]]], names: tuple[str, ...], reference: str, drop: int) -> dict:
+    """Claim (k): time per update against padded slots per update, for variants of equal real
+    tokens per batch. Each round's times are relative to `reference`'s in that round (which
+    cancels the host's drift between rounds); one point per variant and round. The OLS slope
+    (relative time per 1,000 pad slots) with its 95% interval, the intercept, and the R² of the
+    line through the variants' means (how linear it is)."""
+    xs, ys = [], []
+    for r in rounds:
+        per_update = {n: _means(timed(r[n], drop)) for n in names}
+        base = per_update[reference]["seconds"]
+        for n in names:
+            xs.append(per_update[n]["pads"] / 1000)
+            ys.append(per_update[n]["seconds"] / base)
+    x, y = np.asarray(xs), np.asarray(ys)
+    slope, intercept = np.polyfit(x, y, 1)
+    residual = y - (slope * x + intercept)
+    dof = max(len(x) - 2, 1)
+    se = math.sqrt(float(residual @ residual) / dof / max(float(((x - x.mean()) ** 2).sum()), 1e-12))
+    half = t_quantile(dof) * se
+    means = {n: (float(x[i :: len(names)].mean()), float(y[i :: len(names)].mean())) for i, n in enumerate(names)}
+    mx, my = np.array([m[0] for m in means.values()]), np.array([m[1] for m in means.values()])
+    fit = slope * mx + intercept
+    r2 = 1 - float(((my - fit) ** 2).sum()) / max(float(((my - my.mean()) ** 2).sum()), 1e-12)
+    return {
+        "slope": {"mean": float(slope), "low": float(slope - half), "high": float(slope + half), "n": len(rounds)},
+        "intercept": float(intercept),
+        "r2": r2,
+        "points": {n: {"pads_thousands": mx[i], "relative_seconds": my[i]} for i, n in enumerate(names)},
+    }
+
+
+def _means(updates: list[dict]) -> dict:
+    n = len(updates)
+    return {
+        "seconds": sum(u["seconds"] for u in updates) / n,
+        "pads": sum(u["slots"] - u["src_tokens"] - u["tgt_tokens"] for u in updates) / n,
+        "real": sum(u["src_tokens"] + u["tgt_tokens"] for u in updates) / n,
+    }
+
+
+def summarize(payload: dict) -> dict:
+    """Every comparison's ratio, each group's speeds, switch cost and claim (k)'s fit, from the
+    saved rounds."""
+    drop = payload["plan"]["drop"]
+    groups = payload["groups"]
+    out: dict = {"comparisons": [], "groups": {}}
+    for c in COMPARISONS:
+        rounds = groups.get(c.group, {}).get("rounds", [])
+        if len(rounds) < 2:
+            continue
+        out["comparisons"].append({**asdict(c), **comparison_ratio(rounds, c.a, c.b, drop)})
+    for name, g in groups.items():
+        rounds = g["rounds"]
+        if not rounds:
+            continue
+        speeds = {v: float(np.median([slice_speed(r[v], drop) for r in rounds])) for v in rounds[0]}
+        pads = {
+            v: 1 - float(np.mean([_means(timed(r[v], 0))["real"] / _slots(timed(r[v], 0)) for r in rounds]))
+            for v in rounds[0]
+        }
+        out["groups"][name] = {
+            "rounds": len(rounds),
+            "median_tgt_tokens_per_s": speeds,
+            "pad_fraction": pads,
+            "switch_cost": switch_cost(rounds, drop),
+        }
+    rounds = groups.get("transformer", {}).get("rounds", [])
+    if len(rounds) >= 2:
+        out["linear_in_padding"] = linear_in_padding(rounds, EQUAL_REAL, "tokens", drop)
+    return out
+
+
+def _slots(updates: list[dict]) -> float:
+    return sum(u["slots"] for u in updates) / len(updates)
+
+
+# ---- building the variants ---------------------------------------------------------------------
+def equal_real_batch_size(cfg, data) -> int:
+    """Sentences a batch that carry as many real tokens (both sides, specials included) as the
+    config's token batches do on average (claim k's sentence-count strategies)."""
+    tokens = replace(cfg.batching, strategy="tokens")
+    strategy = build_strategy(tokens, data.train.src_lengths, data.train.tgt_lengths)
+    src, tgt = with_specials(np.asarray(data.train.src_lengths), np.asarray(data.train.tgt_lengths))
+    per_sentence = float((src + tgt).mean())
+    per_batch = float((src + tgt).sum()) / len(strategy.plan(1))
+    return max(1, round(per_batch / per_sentence))
+
+
+def endless(trainer) -> Iterator:
+    while True:
+        yield from trainer.batches.epoch_iter()
+
+
+def build_steps(group: Group, config: Path, folder: Path) -> dict[str, Step]:
+    """Every variant of `group` (over `config`) as a function that makes one timed training
+    update: one prepared corpus, one model each, all with the first variant's initial weights."""
+    base = load_config(config, [])
+    data = prepare(base)
+    n = equal_real_batch_size(base, data)
+    steps: dict[str, Step] = {}
+    first = None
+    for v in group.variants:
+        overrides = list(v.overrides) + ([f"batching.batch_size={n}"] if v.name.endswith("@N") else [])
+        cfg = load_config(config, overrides)
+        seed_everything(cfg.train.seed)
+        model = build_model(cfg.model, data.tokenizer.vocab_size)
+        if first is None:
+            first = model.state_dict()
+        else:
+            model.load_state_dict(first)
+        device = select_device(cfg.train.device)
+        trainer = build_trainer(cfg, folder / "scratch", model, data, device)
+        steps[v.name] = _stepper(trainer)
+        print(f"  {group.name}: {v.name} ({' '.join(overrides)})", flush=True)
+    return steps
+
+
+def _stepper(trainer) -> Step:
+    stream = endless(trainer)
+    cuda = trainer.device.type == "cuda"
+    last = []
+
+    def step(repeat: bool) -> Update:
+        started = time.perf_counter()
+        batch = last[0] if repeat else trainer.to_device(next(stream))
+        last[:] = [batch]
+        trainer.train_step([batch], EpochStats())
+        if cuda:
+            torch.cuda.synchronize()
+        return Update(time.perf_counter() - started, batch.tgt_tokens, batch.src_tokens, batch.slots)
+
+    return step
+
+
+# ---- the bench ----------------------------------------------------------------------------------
+def plan_of(args: argparse.Namespace) -> dict:
+    """What must match for saved rounds to be continued (as JSON reads it back)."""
+    plan = {
+        "groups": {name: [asdict(v) for v in GROUPS[name].variants] for name in args.groups},
+        "configs": {kind: path.name for kind, path in configs(args).items()},
+        "slice": args.slice,
+        "drop": args.drop,
+        "passes": args.passes,
+    }
+    return json.loads(json.dumps(plan))
+
+
+def load_payload(path: Path, plan: dict, machine: dict) -> dict:
+    """The saved rounds in `path` if they were made with this plan on this kind of machine, else
+    a fresh payload (an existing file of another plan is refused: pick another --out)."""
+    if path.exists():
+        payload = json.loads(path.read_text())
+        if payload.get("plan") != plan or payload.get("machine", {}).get("kind") != machine["kind"]:
+            raise SystemExit(
+                f"{path} holds rounds of another plan or machine ({payload.get('machine', {}).get('kind')}): "
+                "use another --out, or delete it to start again"
+            )
+        return payload
+    return {"plan": plan, "machine": machine, "groups": {name: {"rounds": []} for name in plan["groups"]}}
+
+
+def machine() -> dict:
+    precision = "bf16" if cpu_has_native_bf16() else "float32"
+    capability = torch.backends.cpu.get_cpu_capability()
+    return {
+        "cpu": cpu_name(),
+        "native_bf16": cpu_has_native_bf16(),
+        "kind": f"{cpu_name()} ({capability}), amp auto = {precision}",
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
+
+
+def configs(args: argparse.Namespace) -> dict[str, Path]:
+    return {"lstm": args.lstm_config, "transformer": args.transformer_config}
+
+
+def run_group(group: Group, payload: dict, path: Path, args: argparse.Namespace, seconds: float) -> None:
+    """Warm up, then rounds until `seconds` pass or --rounds are saved; each round saved."""
+    saved = payload["groups"][group.name]["rounds"]
+    if args.rounds and len(saved) >= args.rounds:
+        return
+    print(f"{group.name}: building {len(group.variants)} variants", flush=True)
+    with tempfile.TemporaryDirectory(dir=path.parent) as scratch:
+        steps = build_steps(group, configs(args)[group.kind], Path(scratch))
+        for name in rotation(list(steps), 0):
+            for _ in range(args.warmup):
+                steps[name](False)
+        started = time.monotonic()
+        bar = tqdm(total=args.rounds or None, initial=len(saved), desc=group.name, unit="round", **bar_settings())
+        while not args.rounds or len(saved) < args.rounds:
+            saved.append(run_round(steps, len(saved), args.slice, args.drop, args.passes))
+            path.write_text(json.dumps(payload) + "\n")
+            bar.update(1)
+            if time.monotonic() - started >= seconds:
+                break
+        bar.close()
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    """The bench's settings from its command line (`bench claims` builds one too)."""
+    p = argparse.ArgumentParser(prog="python -m mtapp.bench speed", description=__doc__.split("\n\n")[0])
+    p.add_argument("--groups", type=lambda s: s.split(","), default=list(GROUPS), help="groups to run, in order")
+    p.add_argument("--minutes", type=float, default=DEFAULT_MINUTES, help="time for this sitting, shared by the groups")
+    p.add_argument("--rounds", type=int, default=0, help="stop a group at this many saved rounds (0 = time only)")
+    p.add_argument("--slice", type=int, default=1, help="updates of a variant per turn (default %(default)s)")
+    p.add_argument("--drop", type=int, default=0, help="untimed updates at the start of a turn (default %(default)s)")
+    p.add_argument("--passes", type=int, default=5, help="turns of each variant per round (default %(default)s)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed updates of each variant first (default %(default)s)")
+    p.add_argument("--lstm-config", type=Path, default=LSTM_CONFIG, help="config of the LSTM groups")
+    p.add_argument("--transformer-config", type=Path, default=DEFAULT_CONFIG, help="config of the Transformer group")
+    p.add_argument("--out", type=Path, default=Path("runs/bench_speed"), help="where speed.json goes")
+    args = p.parse_args(argv)
+    unknown = [g for g in args.groups if g not in GROUPS]
+    if unknown or not args.groups:
+        p.error(f"--groups {','.join(args.groups)}: choose from {', '.join(GROUPS)}")
+    if args.slice <= args.drop or min(args.drop, args.warmup, args.minutes, args.rounds) < 0 or args.passes < 1:
+        p.error("--slice must exceed --drop (a turn needs a timed update); --passes >= 1; the others >= 0")
+    try:
+        args.lstm_config, args.transformer_config = map(config_path, (args.lstm_config, args.transformer_config))
+    except ConfigError as e:
+        p.error(str(e))
+    return args
+
+
+def measure(args: argparse.Namespace) -> dict:
+    """Run (or continue) the rounds `args` ask for, then summarize: OUT/speed.json's payload.
+    --minutes 0 measures nothing and summarizes the saved rounds."""
+    set_threads()
+    memory_policy()
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / "speed.json"
+    payload = load_payload(path, plan_of(args), machine())
+    total = sum(len(GROUPS[g].variants) for g in args.groups)
+    for name in args.groups if args.minutes > 0 else []:
+        run_group(GROUPS[name], payload, path, args, args.minutes * 60 * len(GROUPS[name].variants) / total)
+    payload["summary"] = summarize(payload)
+    path.write_text(json.dumps(payload, indent=1) + "\n")
+    return payload
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    payload = measure(args)
+    print_summary(payload["summary"])
+    print(f"rounds saved in {args.out / 'speed.json'}; rerun the same command to add rounds")
+    return 0
+
+
+def print_summary(summary: dict) -> None:
+    for c in summary["comparisons"]:
+        half = (c["high"] - c["low"]) / 2 / c["mean"]
+        print(
+            f"({c['claim']}) {c['name']}: {c['mean']:.3f}x [{c['low']:.3f}, {c['high']:.3f}] (n={c['n']}, ±{half:.1%})"
+        )
+    for name, g in summary["groups"].items():
+        cost = g["switch_cost"]
+        after = (
+            f"; the update after a switch takes {cost['mean']:.3f}x [{cost['low']:.3f}, {cost['high']:.3f}]"
+            if cost
+            else ""
+        )
+        print(f"{name}: {g['rounds']} rounds{after} the same batch's time when repeated at once")
+    if "linear_in_padding" in summary:
+        k = summary["linear_in_padding"]
+        s = k["slope"]
+        print(
+            f"(k) relative time per 1,000 pad slots {s['mean']:+.3f} [{s['low']:+.3f}, {s['high']:+.3f}], "
+            f"R² {k['r2']:.3f}"
+        )
