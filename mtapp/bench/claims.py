@@ -191,7 +191,7 @@ KIND_AXES = {
     "loss": "valid loss difference",
     "bleu": "valid BLEU lost",
     "share": "state drift",
-    "slope": "relative time per 1,000 pad slots",
+    "slope": "a pad slot's time / a real token's",
     "r2": "R²",
     "lines": "lines changed",
 }

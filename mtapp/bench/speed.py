@@ -153,7 +153,9 @@ COMPARISONS = [
     for mode in ("packed", "masked", "padded")
 ]
 DEFAULT_MINUTES = 20.0
-EQUAL_REAL = ("tokens", "packed_rows", "global@N", "random@N", "sorted@N")  # claim (k)
+# Claim (k): the strategies whose padding is in their slots, at equal real tokens per batch, and
+# packed_rows beside them (its extra cost is attention across whole rows, which slots do not count).
+PADDING_FIT = ("tokens", "sorted@N", "random@N", "global@N")
 
 
 # ---- the schedule ------------------------------------------------------------------------------
@@ -228,34 +230,35 @@ def comparison_ratio(rounds: list[dict[str, list[dict]]], a: str, b: str, drop: 
     return ratio_ci([slice_speed(r[a], drop) for r in rounds], [slice_speed(r[b], drop) for r in rounds])
 
 
-def linear_in_padding(rounds: list[dict[str, list[dict]]], names: tuple[str, ...], reference: str, drop: int) -> dict:
-    """Claim (k): time per update against padded slots per update, for variants of equal real
-    tokens per batch. Each round's times are relative to `reference`'s in that round (which
-    cancels the host's drift between rounds); one point per variant and round. The OLS slope
-    (relative time per 1,000 pad slots) with its 95% interval, the intercept, and the R² of the
-    line through the variants' means (how linear it is)."""
-    xs, ys = [], []
+def linear_in_padding(rounds: list[dict], names: tuple[str, ...], reference: str, drop: int, shown=()) -> dict:
+    """Claim (k): time against padding. With time = a * real tokens + b * pad slots, the seconds
+    per real token are a + b * (pad slots per real token): a line. Each round's seconds per real
+    token are relative to `reference`'s in that round (which cancels the host's drift between
+    rounds), one point per variant and round. The OLS slope (a pad slot's time relative to a real
+    token's in `reference`'s batches) with its 95% interval, the intercept, and the R² of the
+    line through the variants' means (how linear it is); `shown` variants get points, not fitted."""
+    points: dict[str, list[tuple[float, float]]] = {n: [] for n in (*names, *shown)}
     for r in rounds:
-        per_update = {n: _means(timed(r[n], drop)) for n in names}
-        base = per_update[reference]["seconds"]
-        for n in names:
-            xs.append(per_update[n]["pads"] / 1000)
-            ys.append(per_update[n]["seconds"] / base)
-    x, y = np.asarray(xs), np.asarray(ys)
+        per_token = {n: _means(timed(r[n], drop)) for n in points}
+        base = per_token[reference]["seconds"] / per_token[reference]["real"]
+        for n, m in per_token.items():
+            points[n].append((m["pads"] / m["real"], m["seconds"] / m["real"] / base))
+    x = np.array([p[0] for n in names for p in points[n]])
+    y = np.array([p[1] for n in names for p in points[n]])
     slope, intercept = np.polyfit(x, y, 1)
     residual = y - (slope * x + intercept)
     dof = max(len(x) - 2, 1)
     se = math.sqrt(float(residual @ residual) / dof / max(float(((x - x.mean()) ** 2).sum()), 1e-12))
     half = t_quantile(dof) * se
-    means = {n: (float(x[i :: len(names)].mean()), float(y[i :: len(names)].mean())) for i, n in enumerate(names)}
-    mx, my = np.array([m[0] for m in means.values()]), np.array([m[1] for m in means.values()])
-    fit = slope * mx + intercept
-    r2 = 1 - float(((my - fit) ** 2).sum()) / max(float(((my - my.mean()) ** 2).sum()), 1e-12)
+    means = {n: np.mean(points[n], axis=0) for n in points}
+    mx, my = np.array([means[n][0] for n in names]), np.array([means[n][1] for n in names])
+    r2 = 1 - float(((my - (slope * mx + intercept)) ** 2).sum()) / max(float(((my - my.mean()) ** 2).sum()), 1e-12)
     return {
         "slope": {"mean": float(slope), "low": float(slope - half), "high": float(slope + half), "n": len(rounds)},
         "intercept": float(intercept),
         "r2": r2,
-        "points": {n: {"pads_thousands": mx[i], "relative_seconds": my[i]} for i, n in enumerate(names)},
+        "fitted": list(names),
+        "points": {n: {"pads_per_real": float(m[0]), "relative_seconds": float(m[1])} for n, m in means.items()},
     }
 
 
@@ -296,7 +299,7 @@ def summarize(payload: dict) -> dict:
         }
     rounds = groups.get("transformer", {}).get("rounds", [])
     if len(rounds) >= 2:
-        out["linear_in_padding"] = linear_in_padding(rounds, EQUAL_REAL, "tokens", drop)
+        out["linear_in_padding"] = linear_in_padding(rounds, PADDING_FIT, "tokens", drop, shown=("packed_rows",))
     return out
 
 
@@ -495,6 +498,6 @@ def print_summary(summary: dict) -> None:
         k = summary["linear_in_padding"]
         s = k["slope"]
         print(
-            f"(k) relative time per 1,000 pad slots {s['mean']:+.3f} [{s['low']:+.3f}, {s['high']:+.3f}], "
+            f"(k) a pad slot's time relative to a real token's {s['mean']:+.3f} [{s['low']:+.3f}, {s['high']:+.3f}], "
             f"R² {k['r2']:.3f}"
         )

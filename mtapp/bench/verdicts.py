@@ -270,20 +270,22 @@ LINEAR_R2 = 0.95  # (k): the line through the strategies' mean times must explai
 
 
 def linear_padding_row(fit: dict, hardware: str) -> dict:
-    """(k): time per update against padded slots at equal real tokens per batch. Holds when the
-    slope's interval lies above 0 (time grows with the pads) and a line through the strategies'
-    means explains at least 95% of their spread (it grows linearly)."""
+    """(k): seconds per real token against pad slots per real token, at equal real tokens per
+    batch (`bench speed`'s `linear_in_padding`). Holds when the slope's interval lies above 0 (pads
+    cost time) and the line through the strategies' means explains at least 95% of their spread
+    (the cost grows linearly)."""
     compared = [
-        comparison("slope", "relative time per 1,000 pad slots", fit["slope"], ">=", 0.0, "slope"),
+        comparison("slope", "a pad slot's time / a real token's", fit["slope"], ">=", 0.0, "slope"),
         comparison("linearity", "R² of the line", point(fit["r2"]), ">=", LINEAR_R2, "r2"),
     ]
     points = ", ".join(
-        f"{name} {p['pads_thousands'] * 1000:,.0f} pads {p['relative_seconds']:.2f}x"
+        f"{name} {p['pads_per_real']:.2f} pads per real token: {p['relative_seconds']:.2f}x"
         for name, p in fit["points"].items()
     )
     numbers = (
-        "Transformer, one process; global, random and sorted batches sized to tokens' real tokens per batch; "
-        f"time per update relative to tokens, by padded slots per update: {points}; intercept {fit['intercept']:.2f}"
+        "Transformer, one process; global, random and sorted batches sized to the real tokens of token batches; "
+        f"seconds per real token relative to tokens': {points}; intercept {fit['intercept']:.2f}; fitted: "
+        f"{', '.join(fit['fitted'])} (packed_rows has almost no pad slots but pays attention across whole rows)"
     )
     return row(CLAIMS["k"], hardware, compared, numbers, every=True)
 
