@@ -30,8 +30,8 @@ cache and the thread pool are shared, so a variant may run on caches warmed or e
 before it. The rotation puts every variant after every other; the control pair (which differs
 only in that) shows whether order leaves a mark; `switch_cost` says what a switch costs.
 
-Groups run one after another, each for its share of --minutes (by its number of variants) or
---rounds rounds. The rounds are saved to DIR/speed.json after each one: a rerun with the same
+The groups take turns, a round each, for --minutes (all groups are built and warmed up first) or
+until each has --rounds rounds. The rounds are saved to DIR/speed.json after each one: a rerun with the same
 plan continues where it stopped (a new process warms up again, then the rotation goes on), so the
 bench can run in sittings. Claim (k) (time grows linearly with padding) reads the Transformer
 group's strategies at equal real tokens per batch (`equal_real_batch_size`).
@@ -369,7 +369,7 @@ def _stepper(trainer) -> Step:
 def plan_of(args: argparse.Namespace) -> dict:
     """What must match for saved rounds to be continued (as JSON reads it back)."""
     plan = {
-        "groups": {name: [asdict(v) for v in GROUPS[name].variants] for name in args.groups},
+        "groups": {name: [asdict(v) for v in group.variants] for name, group in GROUPS.items()},
         "configs": {kind: path.name for kind, path in configs(args).items()},
         "slice": args.slice,
         "drop": args.drop,
@@ -408,33 +408,47 @@ def configs(args: argparse.Namespace) -> dict[str, Path]:
     return {"lstm": args.lstm_config, "transformer": args.transformer_config}
 
 
-def run_group(group: Group, payload: dict, path: Path, args: argparse.Namespace, seconds: float) -> None:
-    """Warm up, then rounds until `seconds` pass or --rounds are saved; each round saved."""
-    saved = payload["groups"][group.name]["rounds"]
-    if args.rounds and len(saved) >= args.rounds:
+def run_groups(groups: list[Group], payload: dict, path: Path, args: argparse.Namespace) -> None:
+    """Build every group's variants and warm them up, then a round of each group in turn until
+    --minutes pass or every group has --rounds saved rounds; each round saved as it ends. The
+    groups take turns so that each gets rounds at the pace of its own updates and a sitting that
+    stops early leaves every group with rounds."""
+    saved = {g.name: payload["groups"][g.name]["rounds"] for g in groups}
+    left = [g for g in groups if not args.rounds or len(saved[g.name]) < args.rounds]
+    if not left:
         return
-    print(f"{group.name}: building {len(group.variants)} variants", flush=True)
     with tempfile.TemporaryDirectory(dir=path.parent) as scratch:
-        steps = build_steps(group, configs(args)[group.kind], Path(scratch))
-        for name in rotation(list(steps), 0):
-            for _ in range(args.warmup):
-                steps[name](False)
-        started = time.monotonic()
-        bar = tqdm(total=args.rounds or None, initial=len(saved), desc=group.name, unit="round", **bar_settings())
-        while not args.rounds or len(saved) < args.rounds:
-            saved.append(run_round(steps, len(saved), args.slice, args.drop, args.passes))
-            path.write_text(json.dumps(payload) + "\n")
-            bar.update(1)
-            if time.monotonic() - started >= seconds:
-                break
+        steps = {}
+        for g in left:
+            print(f"{g.name}: building {len(g.variants)} variants", flush=True)
+            steps[g.name] = build_steps(g, configs(args)[g.kind], Path(scratch) / g.name)
+            for name in rotation(list(steps[g.name]), 0):
+                for _ in range(args.warmup):
+                    steps[g.name][name](False)
+        started, deadline = time.monotonic(), time.monotonic() + args.minutes * 60
+        bar = tqdm(desc="rounds", unit="round", **bar_settings())
+        while left and time.monotonic() < deadline:
+            for g in list(left):
+                if time.monotonic() >= deadline:
+                    break
+                rounds = saved[g.name]
+                rounds.append(run_round(steps[g.name], len(rounds), args.slice, args.drop, args.passes))
+                path.write_text(json.dumps(payload) + "\n")
+                bar.update(1)
+                bar.set_postfix_str(", ".join(f"{n} {len(r)}" for n, r in saved.items()), refresh=False)
+                if args.rounds and len(rounds) >= args.rounds:
+                    left.remove(g)
         bar.close()
+        print(f"{(time.monotonic() - started) / 60:.1f} minutes of rounds", flush=True)
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     """The bench's settings from its command line (`bench claims` builds one too)."""
     p = argparse.ArgumentParser(prog="python -m mtapp.bench speed", description=__doc__.split("\n\n")[0])
-    p.add_argument("--groups", type=lambda s: s.split(","), default=list(GROUPS), help="groups to run, in order")
-    p.add_argument("--minutes", type=float, default=DEFAULT_MINUTES, help="time for this sitting, shared by the groups")
+    p.add_argument(
+        "--groups", type=lambda s: s.split(","), default=list(GROUPS), help="groups to run (they take turns)"
+    )
+    p.add_argument("--minutes", type=float, default=DEFAULT_MINUTES, help="time for this sitting's rounds")
     p.add_argument("--rounds", type=int, default=0, help="stop a group at this many saved rounds (0 = time only)")
     p.add_argument("--slice", type=int, default=1, help="updates of a variant per turn (default %(default)s)")
     p.add_argument("--drop", type=int, default=0, help="untimed updates at the start of a turn (default %(default)s)")
@@ -464,9 +478,8 @@ def measure(args: argparse.Namespace) -> dict:
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "speed.json"
     payload = load_payload(path, plan_of(args), machine())
-    total = sum(len(GROUPS[g].variants) for g in args.groups)
-    for name in args.groups if args.minutes > 0 else []:
-        run_group(GROUPS[name], payload, path, args, args.minutes * 60 * len(GROUPS[name].variants) / total)
+    if args.minutes > 0:
+        run_groups([GROUPS[name] for name in args.groups], payload, path, args)
     payload["summary"] = summarize(payload)
     path.write_text(json.dumps(payload, indent=1) + "\n")
     return payload
