@@ -186,6 +186,7 @@ def probe_cells(run: dict) -> list[str]:
 
 
 VERDICT_COLOURS = {"holds": "tab:green", "does not hold": "tab:red", "passes": "tab:blue", "fails": "tab:purple"}
+RATIO_TICKS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0)
 KIND_AXES = {
     "ratio": "ratio (log scale)",
     "loss": "valid loss difference",
@@ -216,14 +217,29 @@ def forest_plot(rows: list[dict], path: Path) -> str:
             ax.plot([c["mean"]], [y], "o", color=colour, markersize=5)
             if c["threshold"] or k != "ratio":
                 ax.plot([c["threshold"]], [y], "|", color="black", markersize=14, markeredgewidth=2)
-        ax.set_yticks(range(len(mine)), [f"{r['claim'][:3]} {c['name']}" for r, c in reversed(mine)], fontsize=8)
+        ax.set_yticks(range(len(mine)), [f"{letter(r)} {c['name']}" for r, c in reversed(mine)], fontsize=8)
         ax.set_ylim(-0.7, len(mine) - 0.3)
         if k == "ratio":
             ax.set_xscale("log")
             ax.axvline(1.0, color="lightgray", linewidth=1, zorder=0)
+            ticks = [t for t in RATIO_TICKS if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+            ax.set_xticks(ticks, [f"{t:g}x" for t in ticks])
+            ax.minorticks_off()
         ax.set_xlabel(KIND_AXES[k], fontsize=8)
         ax.grid(axis="x", color="whitesmoke")
+    handles = [plt.Line2D([], [], color=colour, linewidth=3) for colour in VERDICT_COLOURS.values()]
+    handles.append(plt.Line2D([], [], color="tab:gray", linewidth=3))
+    labels = [*VERDICT_COLOURS, "undecided"]
+    np.atleast_1d(axes)[0].legend(
+        handles, labels, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False
+    )
     return save(fig, path, "Batching claims: 95% intervals (bars), thresholds (black ticks), verdicts (colour)")
+
+
+def letter(row: dict) -> str:
+    """A row's claim letter, "(a)", or "control"."""
+    match = re.match(r"\([a-z]\)", row["claim"])
+    return match.group(0) if match else "control"
 
 
 def speed_table(summary: dict) -> Table:
