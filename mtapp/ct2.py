@@ -192,7 +192,9 @@ class CTranslate2Translator(Translator):
         engine = ctranslate2.Translator(
             str(folder), device=device, compute_type=compute_type, inter_threads=1, intra_threads=threads
         )
-        return cls(engine, Tokenizer.load(folder / "spm.model"), decode, cfg.model.max_positions - 1)
+        translator = cls(engine, Tokenizer.load(folder / "spm.model"), decode, cfg.model.max_positions - 1)
+        translator.source_lang = cfg.data.src_lang
+        return translator
 
     def search_ids(self, src: list[list[int]], beam: int, nbest: int, progress: bool) -> list[list[Hypothesis]]:
         """Token-budget batches as the torch engine's, one CTranslate2 call each with the batch's

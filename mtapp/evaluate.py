@@ -134,6 +134,8 @@ def evaluate_set(
         hyps = read_lines(args.hyp)
         result["hypotheses"] = str(args.hyp)
     else:
+        if not args.src:  # a registered split is one sentence per line: translated as it is
+            translator = translator.with_sentences(False)
         started = time.monotonic()
         hyps = translator.translate(sources, progress=True)
         seconds = time.monotonic() - started
@@ -146,6 +148,7 @@ def evaluate_set(
             "max_len_a": translator.decode.max_len_a,
             "max_len_b": translator.decode.max_len_b,
             "min_len": translator.decode.min_len,
+            "split_sentences": translator.sentences is not None,
             "translate_seconds": round(seconds, 2),
             "sentences_per_second": round(len(hyps) / seconds, 1),
         }

@@ -90,6 +90,12 @@ def add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
         choices=["auto", "off", "bf16", "fp16"],
         help="decoding precision (default: the run's decode.amp; off = float32, the same output whatever the batch)",
     )
+    p.add_argument(
+        "--no-split-sentences",
+        action="store_true",
+        help="translate each line whole (text already one sentence per line); default: a line is split into "
+        "sentences of the run's source language, each translated, the translations joined with a space",
+    )
 
 
 def engine_of(args: argparse.Namespace) -> str:
@@ -123,9 +129,13 @@ def load_translator(args: argparse.Namespace) -> Translator:
     overrides = {key: getattr(args, key, None) for key in DECODE_FLAGS}
     if engine_of(args) == "ctranslate2":
         compute_type = args.quantize or "default"
-        return CTranslate2Translator.from_export(args.run, args.device, compute_type, DECODE_FLAGS, **overrides)
-    path = checkpoint_path(args)
-    return Translator.from_checkpoint(path, device=args.device, flags=DECODE_FLAGS, quantize=args.quantize, **overrides)
+        translator = CTranslate2Translator.from_export(args.run, args.device, compute_type, DECODE_FLAGS, **overrides)
+    else:
+        path = checkpoint_path(args)
+        translator = Translator.from_checkpoint(
+            path, device=args.device, flags=DECODE_FLAGS, quantize=args.quantize, **overrides
+        )
+    return translator.with_sentences(not args.no_split_sentences)
 
 
 def check_output(path: Path | None, flag: str = "--output") -> None:

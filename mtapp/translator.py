@@ -4,10 +4,13 @@ Lines are encoded, sorted into length-bucketed batches within a token budget, se
 detokenised and put back in input order. Every input line gives exactly one output line (or
 `decode.nbest` hypotheses); an empty (or whitespace-only) line gives an empty line.
 
-A line longer than the model's source limit (its position table) is not truncated: it is split
-at sentence ends (. ! ? and their full-width forms, followed by a space) into pieces that fit,
-a sentence that alone is too long into chunks of the limit's length in subwords; the pieces are
-translated like lines of their own and their translations joined with a space, in order.
+With `sentences` set (the source language; `with_sentences`), every line is split into its
+sentences (`mtapp.sentences`), which are translated like lines of their own and their
+translations joined with a space, in order: models are trained on single sentences. Without it
+(pre-split corpora, validation) a line is translated whole, unless it is longer than the model's
+source limit (its position table): such a line is not truncated but split at sentence ends (.
+! ? and their full-width forms, followed by a space) into pieces that fit. Either way a sentence
+that alone is too long is cut into chunks of the limit's length in subwords.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from mtapp.models.quantize import int8 as quantize_int8
 from mtapp.progress import bar_settings
 from mtapp.runtime import amp_dtype, autocast, select_device
 from mtapp.search import Hypothesis, beam_search_nbest, greedy
+from mtapp.sentences import split_sentences
 from mtapp.tokenization import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -45,6 +49,9 @@ class Scored:
 
 
 class Translator:
+    sentences: str | None = None  # split lines into sentences of this language first (`with_sentences`)
+    source_lang: str = ""  # the run's source language (data.src_lang)
+
     def __init__(
         self, model: Seq2Seq, tokenizer: Tokenizer, decode: DecodeConfig, max_source: int, pad_side: str = "post"
     ):
@@ -90,7 +97,9 @@ class Translator:
             quantize_int8(model)
             decode = replace(decode, amp="off")  # int8 weights, float32 activations: no autocast
         model.to(device_)
-        return cls(model, tokenizer, decode, cfg.model.max_positions - 1, cfg.batching.pad_side)
+        translator = cls(model, tokenizer, decode, cfg.model.max_positions - 1, cfg.batching.pad_side)
+        translator.source_lang = cfg.data.src_lang
+        return translator
 
     def with_decode(self, decode: DecodeConfig) -> Translator:
         """This translator (its model shared, not copied) decoding with `decode`, a checked
@@ -99,6 +108,13 @@ class Translator:
             raise ValueError(f"decode.amp {decode.amp} differs from the translator's ({self.decode.amp}): load it anew")
         other = copy.copy(self)
         other.decode = decode
+        return other
+
+    def with_sentences(self, split: bool = True) -> Translator:
+        """This translator (its model shared) splitting each line into sentences of its source
+        language before translating (`split`), or translating lines whole."""
+        other = copy.copy(self)
+        other.sentences = (self.source_lang or "en") if split else None
         return other
 
     def translate(self, lines: list[str], beam: int | None = None, progress: bool = False) -> list[str]:
@@ -127,10 +143,19 @@ class Translator:
         return [join_pieces(p) if p else [Scored("", 0.0)] for p in results]
 
     def pieces(self, lines: list[str], ids: list[list[int]] | None = None) -> tuple[list[int], list[list[int]]]:
-        """(line of each piece, subword ids of each piece): one piece per non-blank line that fits
-        the model, several for a longer one (module docstring); a blank line has none. `ids`: the
-        lines' subwords, when encoded already."""
+        """(line of each piece, subword ids of each piece): with `sentences`, one piece per sentence;
+        else one per non-blank line that fits the model, several for a longer one (module
+        docstring); a blank line has none. `ids`: the lines' subwords, when encoded already."""
         owner, pieces, split = [], [], 0
+        if self.sentences:
+            for i, line in enumerate(lines):
+                for ids_ in self.tokenizer.encode(split_sentences(line, self.sentences)):
+                    parts = self.chunks(ids_)
+                    split += len(parts) > 1
+                    owner += [i] * len(parts)
+                    pieces += parts
+            self._warn_split(split, "sentence(s)")
+            return owner, pieces
         encoded = ids if ids is not None else self.tokenizer.encode(lines)
         for i, (line, line_ids) in enumerate(zip(lines, encoded)):
             if not line.strip():
@@ -139,15 +164,19 @@ class Translator:
             split += len(parts) > 1
             owner += [i] * len(parts)
             pieces += parts
+        self._warn_split(split, "input line(s)")
+        return owner, pieces
+
+    def _warn_split(self, split: int, what: str) -> None:
         if split:
             log.warning(
-                "%d input line(s) longer than the model's limit of %d subwords were split at sentence ends "
+                "%d %s longer than the model's limit of %d subwords were split at sentence ends "
                 "(or into %d-subword chunks), translated in pieces and joined",
                 split,
+                what,
                 self.max_source,
                 self.max_source,
             )
-        return owner, pieces
 
     def split(self, line: str) -> list[list[int]]:
         """Pieces of at most `max_source` subwords: whole sentences where they fit, joined
@@ -157,8 +186,12 @@ class Translator:
             if out and len(out[-1]) + len(ids) <= self.max_source:
                 out[-1] = out[-1] + ids
             else:
-                out += [ids[i : i + self.max_source] for i in range(0, len(ids), self.max_source)]
+                out += self.chunks(ids)
         return out
+
+    def chunks(self, ids: list[int]) -> list[list[int]]:
+        """`ids` in chunks of at most `max_source` subwords (one chunk when it fits)."""
+        return [ids[i : i + self.max_source] for i in range(0, len(ids), self.max_source)] or [ids]
 
     def search_ids(self, src: list[list[int]], beam: int, nbest: int, progress: bool) -> list[list[Hypothesis]]:
         lengths = np.array([len(s) for s in src], dtype=np.int64)
