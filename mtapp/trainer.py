@@ -395,7 +395,7 @@ def build_trainer(
     device: torch.device,
     group: Distributed | None = None,
 ) -> Trainer:
-    """A `Trainer` of `model` on `data`, as this command trains: the model on `device` (compiled
+    """A `Trainer` of `model` on `data`, as `python -m mtapp.train` trains: the model on `device` (compiled
     when train.compile asks), Adam, a gradient scaler (on for fp16 only), this rank's share of
     the configured batching strategy, validation on `data`, checkpoints and log in `run_dir`."""
     group = group or Distributed(device=device)

@@ -52,11 +52,8 @@ from mtapp.bench import speed
 from mtapp.bench.padding_probes import first_position_gradient, state_drift
 from mtapp.bench.train import Job, label, plot_results, pool, results_table, run_jobs, runs_of, variants
 from mtapp.bench.verdicts import (
-    PACKED,
     RANDOM,
-    SORTED,
     SPEED,
-    TOKENS,
     UNMASKED,
     gpu_rows,
     invariance_verdict,
@@ -72,6 +69,9 @@ from mtapp.report.plots import pyplot, save
 LSTM_CONFIG = config_path("multi30k_de_en_lstm")
 LSTM_GRID = ["model.encoder_padding=padded,masked,packed", "batching.pad_side=post,pre"]
 PADDED_POST = ["model.encoder_padding=padded", "batching.pad_side=post"]  # the run whose state drift (b) reads
+SORTED = ["batching.strategy=sorted", "batching.batch_size=112"]
+TOKENS = ["batching.strategy=tokens"]
+PACKED = ["batching.strategy=packed_rows"]
 TRANSFORMER_VARIANTS = [RANDOM, SORTED, TOKENS, PACKED, TOKENS + UNMASKED, RANDOM + UNMASKED]
 # The variants the quality claims need, of the grids above (whose order keeps the folder names
 # variantNN that earlier sittings' runs are read back from): the padded and the packed (exact)
@@ -199,10 +199,16 @@ KIND_AXES = {
 
 
 def forest_plot(rows: list[dict], path: Path) -> str:
+    """`forest_figure` as a PNG; its file name."""
+    title = "Batching claims: 95% intervals (bars), thresholds (black ticks), verdicts (colour)"
+    return save(forest_figure(rows), path, title)
+
+
+def forest_figure(rows: list[dict]):
     """One line per comparison of every claim: its 95% interval (a dot for a single run), the
     mean, and its threshold as a black tick; coloured by the comparison's verdict (green holds,
-    red does not hold, grey undecided; the A-vs-A control blue when it passes). One panel per
-    kind of figure, since ratios, losses and BLEU share no axis."""
+    red does not hold, grey undecided; the A-vs-A control blue when it passes, purple when it
+    fails). One panel per kind of figure, since ratios, losses and BLEU share no axis."""
     plt = pyplot()
     lines = [(r, c) for r in rows for c in r["comparisons"]]
     kinds = [k for k in KIND_AXES if any(c["kind"] == k for _, c in lines)]
@@ -233,7 +239,7 @@ def forest_plot(rows: list[dict], path: Path) -> str:
     np.atleast_1d(axes)[0].legend(
         handles, labels, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False
     )
-    return save(fig, path, "Batching claims: 95% intervals (bars), thresholds (black ticks), verdicts (colour)")
+    return fig
 
 
 def letter(row: dict) -> str:
@@ -274,7 +280,7 @@ def write_report(folder: Path, settings: dict, speed_payload: dict | None, grids
     doc.paragraph(
         f"Multi30k de->en on {settings['hardware']} (`python -m mtapp.bench claims`). Speed claims come from "
         "`bench speed`: every variant of a comparison in one process, the same initial weights, alternated in "
-        "short slices with the order rotated each round; a ratio is the geometric mean over rounds with its 95% "
+        "turns of one update, the order changed every pass; a ratio is the geometric mean over rounds with its 95% "
         f"interval ({settings['speed_rounds']}). Quality claims come from whole training runs, "
         f"{settings['lstm_updates']} updates per LSTM run and {settings['transformer_updates']} per Transformer "
         f"run, one per seed (--repeats {settings['repeats']}; complete: LSTM {settings['complete']['lstm']}, "
@@ -292,17 +298,13 @@ def write_report(folder: Path, settings: dict, speed_payload: dict | None, grids
     if speed_payload and speed_payload.get("summary", {}).get("comparisons"):
         summary = speed_payload["summary"]
         doc.heading("Speed, in one process (`bench speed`)")
-        plan = speed_payload["plan"]
-        doc.paragraph(
-            f"Slices of {plan['slice']} updates, the first {plan['drop']} untimed, then the same batch again: "
-            + "; ".join(
-                f"{name}: the update after a switch took {g['switch_cost']['mean']:.3f}x "
-                f"[{g['switch_cost']['low']:.3f}, {g['switch_cost']['high']:.3f}] the same batch's time at once"
-                for name, g in summary["groups"].items()
-                if g.get("switch_cost")
+        costs = {name: g["switch_cost"] for name, g in summary["groups"].items() if g.get("switch_cost")}
+        if costs:  # measured only where turns drop their first update (--drop)
+            doc.paragraph(
+                "What a switch costs, the first update of a turn over the same batch repeated at once: "
+                + "; ".join(f"{name} {c['mean']:.3f}x [{c['low']:.3f}, {c['high']:.3f}]" for name, c in costs.items())
+                + "."
             )
-            + "."
-        )
         doc.add(speed_table(summary))
         doc.add(groups_table(summary))
     for title, name in (("LSTM quality runs", "lstm"), ("Transformer quality runs", "transformer")):
@@ -327,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--speed-minutes",
         type=float,
-        help="minutes of `bench speed` rounds this sitting (default: 20 if the folder has none yet, else 0)",
+        help="minutes of `bench speed` rounds this sitting (default: 20 unless every group has rounds saved, else 0)",
     )
     p.add_argument("--repeats", type=int, default=REPEATS, help="seeds of every quality variant (default %(default)s)")
     p.add_argument(
@@ -343,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         "--hours",
         type=float,
         default=0.0,
-        help="start no training run that would end past this many hours (0 = no limit)",
+        help="after the speed rounds, start no training run that would end past this many hours (0 = no limit)",
     )
     p.add_argument(
         "--grids",
@@ -368,16 +370,17 @@ def main(argv: list[str] | None = None) -> int:
     folder = machine_folder(args.report, hardware)
     folder.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    # Speed first, on a quiet machine: in one process, alternating the variants (`bench speed`).
-    speed_json = folder / "speed" / "speed.json"
+    # Speed first, on a quiet machine: in one process, alternating the variants (`bench speed`);
+    # 20 minutes unless every group has saved rounds (--speed-minutes adds more).
+    speed_args = speed.parse(["--out", str(folder / "speed")])
+    measured = speed.saved_rounds(speed_args)
     minutes = 0.0 if args.no_train else args.speed_minutes
-    minutes = (0.0 if speed_json.exists() else speed.DEFAULT_MINUTES) if minutes is None else minutes
-    speed_payload = None
-    if minutes > 0 or speed_json.exists():
-        speed_payload = speed.measure(speed.parse(["--minutes", str(minutes), "--out", str(speed_json.parent)]))
-    # Quality: whole training runs, one per seed, each in its own process.
+    minutes = (0.0 if min(measured.values()) >= 2 else speed.DEFAULT_MINUTES) if minutes is None else minutes
+    speed_args.minutes = minutes
+    speed_payload = speed.measure(speed_args) if minutes > 0 or any(measured.values()) else None
+    # Quality: whole training runs, one per seed, each in its own process; --hours counts from here.
     lstm_jobs, transformer_jobs = jobs(folder, args.lstm_updates, args.transformer_updates)
-    deadline = 0.0 if args.no_train else started + args.hours * 3600 if args.hours else None
+    deadline = 0.0 if args.no_train else time.monotonic() + args.hours * 3600 if args.hours else None
     after = functools.partial(finish, keep_checkpoints=args.keep_checkpoints)
     # One grid after the other (--grids), each grid's seeds interleaved: a sitting that ends
     # early leaves one grid complete rather than both half made. Once a grid left a run for the

@@ -9,8 +9,8 @@ measures the shared host as much as the variant (its speed moved up to 3x within
 every variant of a group is built in the same process, with the same initial weights (its own
 model, optimizer and batch stream: its strategy or encoder mode), and after --warmup untimed
 updates each the variants take turns of --slice updates. A round is --passes passes over the
-variants, the order rotated every pass (A B C, B C A, C A B, ...), so that no variant always
-follows the same one; each round gives each comparison one paired ratio of real target tokens/s
+variants, in an order that changes every pass (`rotation`: every variant follows every other
+equally often); each round gives each comparison one paired ratio of real target tokens/s
 (the tokens over the seconds of each variant's updates in the round), and a comparison's figure is
 the geometric mean over rounds with its 95% interval (`intervals.ratio_ci`). Variants with the
 same strategy and seed train on the same batches in the same pass (their streams advance in
@@ -27,8 +27,8 @@ same batch's time in the three groups), so nothing is dropped by default.
 
 What one process could bias, and how it is checked: the caching allocator, oneDNN's primitive
 cache and the thread pool are shared, so a variant may run on caches warmed or evicted by the one
-before it. The rotation puts every variant after every other; the control pair (which differs
-only in that) shows whether order leaves a mark; `switch_cost` says what a switch costs.
+before it. The order puts every variant after every other equally often; the control pair (which
+differs only in that) shows whether order leaves a mark; `switch_cost` says what a switch costs.
 
 The groups take turns, a round each, for --minutes (all groups are built and warmed up first) or
 until each has --rounds rounds. The rounds are saved to DIR/speed.json after each one: a rerun with the same
@@ -40,8 +40,8 @@ group's strategies at equal real tokens per batch (`equal_real_batch_size`).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
-import math
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -54,7 +54,7 @@ from tqdm import tqdm
 
 from mtapp.batching import build_strategy
 from mtapp.batching.lengths import with_specials
-from mtapp.bench.intervals import ratio_ci, t_quantile
+from mtapp.bench.intervals import mean_ci, ratio_ci
 from mtapp.bench.machine import cpu_name
 from mtapp.config import DEFAULT_CONFIG, ConfigError, config_path, load_config
 from mtapp.data.prepare import prepare
@@ -153,29 +153,41 @@ COMPARISONS = [
     for mode in ("packed", "masked", "padded")
 ]
 DEFAULT_MINUTES = 20.0
-# Claim (k): the strategies whose padding is in their slots, at equal real tokens per batch, and
-# packed_rows beside them (its extra cost is attention across whole rows, which slots do not count).
+# Claim (k): the strategies whose padding is in their slots, at equal real tokens per batch (the
+# first is the reference of the relative times); packed_rows is shown beside them, not fitted: its
+# extra cost is attention across whole rows, which slots do not count.
 PADDING_FIT = ("tokens", "sorted@N", "random@N", "global@N")
 
 
 # ---- the schedule ------------------------------------------------------------------------------
-def rotation(names: list[str], round_: int) -> list[str]:
-    """The order of round `round_`: the names rotated by the round number (A B C, B C A, ...)."""
-    k = round_ % len(names)
-    return names[k:] + names[:k]
+def rotation(names: list[str], index: int) -> list[str]:
+    """The order of pass `index`: row `index` of a Williams design (a balanced Latin square).
+    Over n passes (2n for an odd number n of names) every name takes every position once and
+    follows every other name exactly once, so that no variant always runs after the same one
+    (on the caches it left)."""
+    n = len(names)
+    base = [0]  # 0, 1, n-1, 2, n-2, ...
+    for k in range(1, n):
+        base.append((k + 1) // 2 if k % 2 else n - k // 2)
+    row = index % (2 * n if n % 2 else n)
+    order = [(b + row) % n for b in base]
+    return [names[i] for i in (order[::-1] if row >= n else order)]
 
 
 @dataclass
 class Update:
-    """One timed update: seconds (batch made, forward, backward, optimizer step) and its tokens."""
+    """One timed update: seconds (batch made, forward, backward, optimizer step), of which making
+    the batch took `batch_seconds`, and its tokens."""
 
     seconds: float
     tgt_tokens: int
     src_tokens: int
     slots: int  # padded slots, both sides
+    batch_seconds: float = 0.0
 
 
 Step = Callable[[bool], Update]  # one update of a variant; True: on its previous batch again
+Round = dict[str, list[list[dict]]]  # variant -> its turns in a round -> each turn's update records
 
 
 def run_slice(step: Step, updates: int, drop: int) -> list[dict]:
@@ -189,13 +201,11 @@ def run_slice(step: Step, updates: int, drop: int) -> list[dict]:
     return records
 
 
-def run_round(
-    steps: dict[str, Step], round_: int, updates: int, drop: int, passes: int = 1
-) -> dict[str, list[list[dict]]]:
-    """One round: `passes` passes, each a `run_slice` (a turn) of every variant, the order
-    rotated every pass (pass p of round r: rotation r * passes + p); every turn's records,
-    variant by variant."""
-    turns: dict[str, list[list[dict]]] = {name: [] for name in steps}
+def run_round(steps: dict[str, Step], round_: int, updates: int, drop: int, passes: int = 1) -> Round:
+    """One round: `passes` passes, each a `run_slice` (a turn) of every variant, the order changed
+    every pass (pass p of round r: `rotation` row r * passes + p); every turn's records, variant
+    by variant."""
+    turns: Round = {name: [] for name in steps}
     for p in range(passes):
         for name in rotation(list(steps), round_ * passes + p):
             turns[name].append(run_slice(steps[name], updates, drop))
@@ -213,49 +223,52 @@ def slice_speed(turns: list[list[dict]], drop: int) -> float:
     return sum(u["tgt_tokens"] for u in kept) / sum(u["seconds"] for u in kept)
 
 
-def switch_cost(rounds: list[dict[str, list[dict]]], drop: int) -> dict | None:
-    """What a switch costs: the seconds of a turn's last dropped update (the first after the
-    switch, for --drop 1) over the same batch's seconds when repeated at once, geometric mean over
-    turns with its 95% interval; None without dropped updates."""
+def switch_cost(rounds: list[Round], drop: int) -> dict | None:
+    """What a switch costs: the training seconds (the batch made before them left out: the repeat
+    reuses it) of a turn's last dropped update (the first after the switch, for --drop 1) over the
+    same batch's when repeated at once, geometric mean over turns with its 95% interval; None
+    without dropped updates."""
+
+    def train_seconds(u: dict) -> float:
+        return u["seconds"] - u.get("batch_seconds", 0.0)
+
     turns = [turn for r in rounds for variant in r.values() for turn in variant]
-    pairs = [(u[drop - 1]["seconds"], u[drop]["seconds"]) for u in turns if drop and len(u) > drop]
+    pairs = [(train_seconds(u[drop - 1]), train_seconds(u[drop])) for u in turns if drop and len(u) > drop]
     if len(pairs) < 2:
         return None
     first, again = zip(*pairs)
     return ratio_ci(first, again)
 
 
-def comparison_ratio(rounds: list[dict[str, list[dict]]], a: str, b: str, drop: int) -> dict:
+def comparison_ratio(rounds: list[Round], a: str, b: str, drop: int) -> dict:
     """Variant a's speed over b's, round by round: geometric mean and 95% interval."""
     return ratio_ci([slice_speed(r[a], drop) for r in rounds], [slice_speed(r[b], drop) for r in rounds])
 
 
-def linear_in_padding(rounds: list[dict], names: tuple[str, ...], reference: str, drop: int, shown=()) -> dict:
-    """Claim (k): time against padding. With time = a * real tokens + b * pad slots, the seconds
-    per real token are a + b * (pad slots per real token): a line. Each round's seconds per real
-    token are relative to `reference`'s in that round (which cancels the host's drift between
-    rounds), one point per variant and round. The OLS slope (a pad slot's time relative to a real
-    token's in `reference`'s batches) with its 95% interval, the intercept, and the R² of the
-    line through the variants' means (how linear it is); `shown` variants get points, not fitted."""
+def linear_in_padding(rounds: list[Round], names: tuple[str, ...], drop: int, shown: tuple[str, ...] = ()) -> dict:
+    """Claim (k): time against padding. If an update takes a * real tokens + b * pad slots, its
+    seconds per real token are a + b * (pad slots per real token): a line, whatever each
+    strategy's real tokens per batch. Within each round (which cancels the host's drift between
+    rounds) a line through the variants `names` gives b/a, a pad slot's time relative to a real
+    token's; its mean over rounds with a 95% interval is the claim's figure. The line through the
+    variants' means over all rounds (relative to `names[0]`'s) gives R², how linear the cost is;
+    `shown` variants get points, not fitted."""
     points: dict[str, list[tuple[float, float]]] = {n: [] for n in (*names, *shown)}
+    ratios = []
     for r in rounds:
         per_token = {n: _means(timed(r[n], drop)) for n in points}
-        base = per_token[reference]["seconds"] / per_token[reference]["real"]
-        for n, m in per_token.items():
-            points[n].append((m["pads"] / m["real"], m["seconds"] / m["real"] / base))
-    x = np.array([p[0] for n in names for p in points[n]])
-    y = np.array([p[1] for n in names for p in points[n]])
-    slope, intercept = np.polyfit(x, y, 1)
-    residual = y - (slope * x + intercept)
-    dof = max(len(x) - 2, 1)
-    se = math.sqrt(float(residual @ residual) / dof / max(float(((x - x.mean()) ** 2).sum()), 1e-12))
-    half = t_quantile(dof) * se
+        x = {n: m["pads"] / m["real"] for n, m in per_token.items()}
+        y = {n: m["seconds"] / m["real"] for n, m in per_token.items()}
+        slope, intercept = np.polyfit([x[n] for n in names], [y[n] for n in names], 1)
+        ratios.append(slope / intercept)
+        for n in points:
+            points[n].append((x[n], y[n] / y[names[0]]))
     means = {n: np.mean(points[n], axis=0) for n in points}
     mx, my = np.array([means[n][0] for n in names]), np.array([means[n][1] for n in names])
+    slope, intercept = np.polyfit(mx, my, 1)
     r2 = 1 - float(((my - (slope * mx + intercept)) ** 2).sum()) / max(float(((my - my.mean()) ** 2).sum()), 1e-12)
     return {
-        "slope": {"mean": float(slope), "low": float(slope - half), "high": float(slope + half), "n": len(rounds)},
-        "intercept": float(intercept),
+        "pad_cost": mean_ci(ratios),
         "r2": r2,
         "fitted": list(names),
         "points": {n: {"pads_per_real": float(m[0]), "relative_seconds": float(m[1])} for n, m in means.items()},
@@ -299,7 +312,7 @@ def summarize(payload: dict) -> dict:
         }
     rounds = groups.get("transformer", {}).get("rounds", [])
     if len(rounds) >= 2:
-        out["linear_in_padding"] = linear_in_padding(rounds, PADDING_FIT, "tokens", drop, shown=("packed_rows",))
+        out["linear_in_padding"] = linear_in_padding(rounds, PADDING_FIT, drop, shown=("packed_rows",))
     return out
 
 
@@ -356,11 +369,13 @@ def _stepper(trainer) -> Step:
     def step(repeat: bool) -> Update:
         started = time.perf_counter()
         batch = last[0] if repeat else trainer.to_device(next(stream))
+        made = time.perf_counter()
         last[:] = [batch]
         trainer.train_step([batch], EpochStats())
         if cuda:
             torch.cuda.synchronize()
-        return Update(time.perf_counter() - started, batch.tgt_tokens, batch.src_tokens, batch.slots)
+        seconds = time.perf_counter() - started
+        return Update(seconds, batch.tgt_tokens, batch.src_tokens, batch.slots, made - started)
 
     return step
 
@@ -370,7 +385,11 @@ def plan_of(args: argparse.Namespace) -> dict:
     """What must match for saved rounds to be continued (as JSON reads it back)."""
     plan = {
         "groups": {name: [asdict(v) for v in group.variants] for name, group in GROUPS.items()},
-        "configs": {kind: path.name for kind, path in configs(args).items()},
+        "configs": {
+            kind: f"{path.name} {hashlib.sha256(path.read_bytes()).hexdigest()[:12]}"
+            for kind, path in configs(args).items()
+        },
+        "threads": torch.get_num_threads(),
         "slice": args.slice,
         "drop": args.drop,
         "passes": args.passes,
@@ -459,8 +478,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=Path("runs/bench_speed"), help="where speed.json goes")
     args = p.parse_args(argv)
     unknown = [g for g in args.groups if g not in GROUPS]
-    if unknown or not args.groups:
-        p.error(f"--groups {','.join(args.groups)}: choose from {', '.join(GROUPS)}")
+    if unknown or not args.groups or len(set(args.groups)) < len(args.groups):
+        p.error(f"--groups {','.join(args.groups)}: choose from {', '.join(GROUPS)}, each at most once")
     if args.slice <= args.drop or min(args.drop, args.warmup, args.minutes, args.rounds) < 0 or args.passes < 1:
         p.error("--slice must exceed --drop (a turn needs a timed update); --passes >= 1; the others >= 0")
     try:
@@ -468,6 +487,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     except ConfigError as e:
         p.error(str(e))
     return args
+
+
+def saved_rounds(args: argparse.Namespace) -> dict[str, int]:
+    """Each group's rounds saved in OUT/speed.json (none where there is no file)."""
+    path = args.out / "speed.json"
+    groups = json.loads(path.read_text()).get("groups", {}) if path.exists() else {}
+    return {name: len(groups.get(name, {}).get("rounds", [])) for name in GROUPS}
 
 
 def measure(args: argparse.Namespace) -> dict:
@@ -481,7 +507,8 @@ def measure(args: argparse.Namespace) -> dict:
     if args.minutes > 0:
         run_groups([GROUPS[name] for name in args.groups], payload, path, args)
     payload["summary"] = summarize(payload)
-    path.write_text(json.dumps(payload, indent=1) + "\n")
+    if any(g["rounds"] for g in payload["groups"].values()):  # nothing measured, nothing written
+        path.write_text(json.dumps(payload, indent=1) + "\n")
     return payload
 
 
@@ -502,15 +529,16 @@ def print_summary(summary: dict) -> None:
     for name, g in summary["groups"].items():
         cost = g["switch_cost"]
         after = (
-            f"; the update after a switch takes {cost['mean']:.3f}x [{cost['low']:.3f}, {cost['high']:.3f}]"
+            f"; the update after a switch took {cost['mean']:.3f}x [{cost['low']:.3f}, {cost['high']:.3f}] the same "
+            "batch's time when repeated at once"
             if cost
             else ""
         )
-        print(f"{name}: {g['rounds']} rounds{after} the same batch's time when repeated at once")
+        print(f"{name}: {g['rounds']} rounds{after}")
     if "linear_in_padding" in summary:
         k = summary["linear_in_padding"]
-        s = k["slope"]
+        c = k["pad_cost"]
         print(
-            f"(k) a pad slot's time relative to a real token's {s['mean']:+.3f} [{s['low']:+.3f}, {s['high']:+.3f}], "
-            f"R² {k['r2']:.3f}"
+            f"(k) a pad slot's time relative to a real token's {c['mean']:.3f} [{c['low']:.3f}, {c['high']:.3f}] "
+            f"(n={c['n']}); R² of the line through the strategies' means {k['r2']:.4f}"
         )

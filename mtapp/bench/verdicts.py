@@ -2,10 +2,12 @@
 measured decides it (`intervals.verdict`: holds / does not hold / undecided); one row per claim
 and hardware.
 
-Claims (a)-(g) come from the interleaved repeats of the two training grids, each comparison
-paired repeat by repeat; (h) and (i) from single measurements given as JSON (`bench serve`,
-`bench invariance`); the rows "on <GPU>" from a `bench gpu` check, one run per variant, judged on
-their point values. A row: claim, hardware, threshold, measured (the intervals as text), verdict,
+The speed claims (a), (c), (d), (g), (j), (k) and the A-vs-A controls come from `bench speed`
+(variants alternating in one process, paired round by round; `speed_rows`); the quality claims
+(b), (e), (f) and the loss side of (a) from whole training runs, one per seed, paired seed by
+seed (`quality_rows`); (h) and (i) from single measurements given as JSON (`bench serve`, `bench
+invariance`); the rows "on <GPU>" from a `bench gpu` check, one run per variant, judged on their
+point values. A row: claim, hardware, threshold, measured (the intervals as text), verdict,
 numbers (details) and comparisons (each one's interval, threshold and verdict).
 """
 
@@ -20,12 +22,9 @@ from mtapp.bench.machine import cpu_name
 from mtapp.bench.train import runs_of
 from mtapp.runtime import cpu_has_native_bf16
 
-# The Transformer variants the claims compare. Sentence-count strategies get ~4,096 padded slots
-# per side like `tokens`: random batches of 112 Multi30k sentences are ~36 subwords wide.
+# The Transformer quality variants of claim (e): random batches of 112 Multi30k sentences (~36
+# subwords wide: ~4,096 padded slots a side, like `tokens`), with and without the loss mask.
 RANDOM = ["batching.strategy=random", "batching.batch_size=112"]
-SORTED = ["batching.strategy=sorted", "batching.batch_size=112"]
-TOKENS = ["batching.strategy=tokens"]
-PACKED = ["batching.strategy=packed_rows"]
 UNMASKED = ["loss.mask_padding=false"]
 
 SPEED = "tgt_tokens_per_s"
@@ -44,7 +43,7 @@ CLAIMS = {
     "j": "(j) dynamic unrolling is the most efficient LSTM encoder mode",
     "k": "(k) the time an update takes grows linearly with its padding",
 }
-# The speed ratios of claims (a), (c), (d), (g): what is measured and the threshold it must reach.
+# The speed ratios of claims (a), (c), (d), (g), (j): what is measured and the threshold it must reach.
 FIGURE = {
     "a": "post/pre speed",
     "c": "packed/padded speed",
@@ -69,6 +68,8 @@ def show(value: float, kind: str) -> str:
 def interval_text(interval: dict, kind: str) -> str:
     """ "1.23x [1.10x, 1.37x] (n=3)"; a single run: "1.23x (1 run)" or, from `mean_ci`, no interval."""
     mean = show(interval["mean"], kind)
+    if kind == "r2":  # a fit, not a run
+        return mean
     if interval["n"] > 1:
         return f"{mean} [{show(interval['low'], kind)}, {show(interval['high'], kind)}] (n={interval['n']})"
     return f"{mean} (n=1: no interval)" if math.isinf(interval["high"]) else f"{mean} (1 run)"
@@ -134,7 +135,7 @@ def this_cpu() -> str:
     return f"{cpu_name()} ({torch.backends.cpu.get_cpu_capability()}), {precision}"
 
 
-# ---- claims (a)-(g), from the grids' repeats ---------------------------------------------------
+# ---- quality claims (b), (e), (f), from whole training runs over seeds ------------------------
 def find(results: list[dict], *overrides: str) -> dict:
     """The one variant trained with exactly these overrides (in any order)."""
     matches = [r for r in results if sorted(r["overrides"]) == sorted(overrides)]
@@ -189,7 +190,7 @@ def first_gradient(lstm: list[dict], hardware: str) -> dict:
 
     def ratio(mode: str, side: str) -> dict:
         key = "first_position_gradient"
-        return ratio_ci(values(lstm_run(lstm, mode, side), key), values(lstm_run(lstm, "packed", side), key))
+        return ratio_ci(values(lstm_run(lstm, mode, side), key), values(lstm_run(lstm, EXACT, side), key))
 
     figure = "first-position gradient padded/packed"
     compared = [comparison(side, figure, ratio("padded", side), "<=", GRADIENT_KEPT, "ratio") for side in SIDES]
@@ -242,7 +243,7 @@ def speed_rows(summary: dict, hardware: str, lstm: list[dict] | None = None) -> 
         numbers += "".join(
             f"; sorted/random {interval_text(c, 'ratio')}" for c in by_claim[letter] if c not in compared
         )
-        numbers += "; " + pre_padding_loss(lstm) if letter == "a" and lstm else ""
+        numbers += ("; " + pre_padding_loss(lstm)) if letter == "a" and lstm else ""
         judged = [comparison(c["name"], FIGURE[letter], c, ">=", AT_LEAST[letter], "ratio") for c in compared]
         rows.append(row(CLAIMS[letter], hardware, judged, numbers, every=letter == "j"))
     if "linear_in_padding" in summary:
@@ -259,7 +260,7 @@ def _share(pads: dict, group: str, variant: str) -> str:
 def pre_padding_loss(lstm: list[dict]) -> str:
     """(a)'s quality side: valid loss pre minus post, over seeds, for the padded and the packed LSTM."""
     gaps = []
-    for mode in ("padded", "packed"):
+    for mode in ("padded", EXACT):
         post, pre = lstm_run(lstm, mode, "post"), lstm_run(lstm, mode, "pre")
         gap = difference_ci(values(pre, "valid_loss"), values(post, "valid_loss"))
         gaps.append(f"{mode} {interval_text(gap, 'loss')}")
@@ -271,11 +272,11 @@ LINEAR_R2 = 0.95  # (k): the line through the strategies' mean times must explai
 
 def linear_padding_row(fit: dict, hardware: str) -> dict:
     """(k): seconds per real token against pad slots per real token, at equal real tokens per
-    batch (`bench speed`'s `linear_in_padding`). Holds when the slope's interval lies above 0 (pads
-    cost time) and the line through the strategies' means explains at least 95% of their spread
-    (the cost grows linearly)."""
+    batch (`bench speed`'s `linear_in_padding`). Holds when a pad slot's time relative to a real
+    token's lies above 0 (pads cost time) and a line through the strategies' means explains at
+    least 95% of their spread (the cost grows linearly)."""
     compared = [
-        comparison("slope", "a pad slot's time / a real token's", fit["slope"], ">=", 0.0, "slope"),
+        comparison("pad cost", "a pad slot's time / a real token's", fit["pad_cost"], ">=", 0.0, "slope"),
         comparison("linearity", "R² of the line", point(fit["r2"]), ">=", LINEAR_R2, "r2"),
     ]
     points = ", ".join(
@@ -284,8 +285,8 @@ def linear_padding_row(fit: dict, hardware: str) -> dict:
     )
     numbers = (
         "Transformer, one process; global, random and sorted batches sized to the real tokens of token batches; "
-        f"seconds per real token relative to tokens': {points}; intercept {fit['intercept']:.2f}; fitted: "
-        f"{', '.join(fit['fitted'])} (packed_rows has almost no pad slots but pays attention across whole rows)"
+        f"seconds per real token relative to tokens': {points}; fitted: {', '.join(fit['fitted'])} (packed_rows has "
+        "almost no pad slots but pays attention across whole rows)"
     )
     return row(CLAIMS["k"], hardware, compared, numbers, every=True)
 
