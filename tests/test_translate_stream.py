@@ -133,10 +133,14 @@ def test_lines_longer_than_the_position_table_are_translated_in_pieces(trained, 
     (tmp_path / "in.txt").write_text("".join(line + "\n" for line in lines))
     out = tmp_path / "out.txt"
     args = ["--checkpoint", str(tmp_path / "short.pt"), "--input", str(tmp_path / "in.txt"), "--output", str(out)]
-    assert translate.main([*args, "--beam", "3"]) == 0
+    assert translate.main([*args, "--beam", "3", "--no-split-sentences"]) == 0  # whole lines
     got = out.read_text().split("\n")[:-1]
     assert len(got) == len(lines) and got[2] == ""
     assert "2 input line(s) longer than the model's limit of 23 subwords were split" in caplog.text
+    caplog.clear()
+    assert translate.main([*args, "--beam", "3"]) == 0  # sentence by sentence: only the one without ends is cut
+    assert "1 sentence(s) longer than the model's limit of 23 subwords were split" in caplog.text
+    assert len(out.read_text().split("\n")[:-1]) == len(lines)
     for i in (1, 3):  # several pieces' worth of output (one piece gives at most ~11 words): nothing was cut off
         assert len(got[i].split()) >= 0.5 * len(lines[i].replace(".", "").split()), got[i]
     short = translate.main(["--run", str(run), "--input", str(tmp_path / "in.txt"), "--output", str(out)])
