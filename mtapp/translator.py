@@ -148,12 +148,12 @@ class Translator:
         docstring); a blank line has none. `ids`: the lines' subwords, when encoded already."""
         owner, pieces, split = [], [], 0
         if self.sentences:
-            for i, line in enumerate(lines):
-                for ids_ in self.tokenizer.encode(split_sentences(line, self.sentences)):
-                    parts = self.chunks(ids_)
-                    split += len(parts) > 1
-                    owner += [i] * len(parts)
-                    pieces += parts
+            sentences = [(i, s) for i, line in enumerate(lines) for s in split_sentences(line, self.sentences)]
+            for (i, _), ids_ in zip(sentences, self.tokenizer.encode([s for _, s in sentences])):  # one call
+                parts = self.chunks(ids_)
+                split += len(parts) > 1
+                owner += [i] * len(parts)
+                pieces += parts
             self._warn_split(split, "sentence(s)")
             return owner, pieces
         encoded = ids if ids is not None else self.tokenizer.encode(lines)

@@ -281,6 +281,7 @@ def _means(updates: list[dict]) -> dict:
         "seconds": sum(u["seconds"] for u in updates) / n,
         "pads": sum(u["slots"] - u["src_tokens"] - u["tgt_tokens"] for u in updates) / n,
         "real": sum(u["src_tokens"] + u["tgt_tokens"] for u in updates) / n,
+        "slots": sum(u["slots"] for u in updates) / n,
     }
 
 
@@ -301,7 +302,7 @@ def summarize(payload: dict) -> dict:
             continue
         speeds = {v: float(np.median([slice_speed(r[v], drop) for r in rounds])) for v in rounds[0]}
         pads = {
-            v: 1 - float(np.mean([_means(timed(r[v], 0))["real"] / _slots(timed(r[v], 0)) for r in rounds]))
+            v: 1 - float(np.mean([m["real"] / m["slots"] for m in (_means(timed(r[v], 0)) for r in rounds)]))
             for v in rounds[0]
         }
         out["groups"][name] = {
@@ -314,10 +315,6 @@ def summarize(payload: dict) -> dict:
     if len(rounds) >= 2:
         out["linear_in_padding"] = linear_in_padding(rounds, PADDING_FIT, drop, shown=("packed_rows",))
     return out
-
-
-def _slots(updates: list[dict]) -> float:
-    return sum(u["slots"] for u in updates) / len(updates)
 
 
 # ---- building the variants ---------------------------------------------------------------------
