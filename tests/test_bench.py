@@ -2,6 +2,7 @@
 
 import base64
 import json
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -179,6 +180,7 @@ def test_claims_report_has_every_verdict_table_and_plot(tmp_path):
     plots = [claims.forest_plot(rows, tmp_path / "forest.png")] + claims.plot(lstm, transformer, tmp_path)
     settings = {"repeats": 3, "lstm_updates": 350, "transformer_updates": 350, "machine_hours": 1.5}
     settings |= {"complete": {"lstm": 3, "transformer": 3}, "hardware": "Test CPU", "speed_rounds": "6 rounds"}
+    settings["quality_pool"] = "bf16 training on Test CPU (quality runs pooled by precision)"
     claims.write_report(
         tmp_path,
         settings,
@@ -297,7 +299,7 @@ def test_pool_averages_the_runs_and_the_table_gives_each_key_figure_a_half_width
 def test_run_jobs_interleaves_the_repeats_and_resumes_finished_runs(tmp_path, monkeypatch):
     trained = []
 
-    def fake_run_variant(config, overrides, minutes, run_dir, updates=0, seed_offset=0):
+    def fake_run_variant(config, overrides, minutes, run_dir, updates=0, seed_offset=0, cores=None):
         trained.append((run_dir.relative_to(tmp_path).as_posix(), updates))
         assert seed_offset == int(run_dir.name[-1])  # repeat r: the config's seeds + r
         run_dir.mkdir(parents=True)  # fails if a stale run was left in place
@@ -332,6 +334,32 @@ def test_run_jobs_interleaves_the_repeats_and_resumes_finished_runs(tmp_path, mo
     assert trained == [("moved/repeat1", 10)]
 
 
+def test_run_jobs_with_workers_trains_runs_at_once_each_on_its_own_cores(tmp_path, monkeypatch):
+    both_started = threading.Barrier(2, timeout=30)  # broken unless two runs are in training together
+    trained = []
+
+    def fake_run_variant(config, overrides, minutes, run_dir, updates=0, seed_offset=0, cores=None):
+        if len(trained) < 2:
+            trained.append(None)
+            both_started.wait()
+        trained.append((run_dir.relative_to(tmp_path).as_posix(), frozenset(cores)))
+        run_dir.mkdir(parents=True)
+        record = {"overrides": overrides, "minutes": minutes, "updates": updates, "run_dir": str(run_dir)}
+        return record | {"seed_offset": seed_offset, "tgt_tokens_per_s": 1.0, "valid_loss": 3.0 + seed_offset}
+
+    monkeypatch.setattr(bench_train, "run_variant", fake_run_variant)
+    monkeypatch.setattr(bench_train.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    jobs = [bench_train.Job(Path("x.yaml"), [f"a={i}"], tmp_path / f"variant{i:02d}", 10) for i in (0, 1)]
+    runs = bench_train.run_jobs(jobs, 3, 0.0, workers=2)
+    made = [t for t in trained if t]
+    assert sorted(d for d, _ in made) == sorted(f"variant{i:02d}/repeat{r}" for i in (0, 1) for r in range(3))
+    assert {cores for _, cores in made} == {frozenset({0, 2}), frozenset({1, 3})}  # each worker its own share
+    assert [[r["valid_loss"] for r in variant] for variant in runs] == [[3.0, 4.0, 5.0]] * 2  # in their places
+    assert [[r["run_dir"] for r in variant] for variant in runs] == [
+        [str(tmp_path / f"variant{i:02d}" / f"repeat{r}") for r in range(3)] for i in (0, 1)
+    ]
+
+
 def test_a_repeat_moves_the_seeds_of_the_config_it_trains(tmp_path):
     config = tiny_config_file(tmp_path)
     shuffling = load_config(config).batching.seed
@@ -342,7 +370,7 @@ def test_a_repeat_moves_the_seeds_of_the_config_it_trains(tmp_path):
 def test_run_jobs_starts_no_run_that_would_end_past_the_deadline_and_a_rerun_continues(tmp_path, monkeypatch):
     clock, trained = [0.0], []
 
-    def fake_run_variant(config, overrides, minutes, run_dir, updates=0, seed_offset=0):
+    def fake_run_variant(config, overrides, minutes, run_dir, updates=0, seed_offset=0, cores=None):
         trained.append(run_dir.relative_to(tmp_path).as_posix())
         clock[0] += 100.0 * (1 + len(overrides[0]) % 2)  # variant00 takes 100 s, variant01 200 s
         run_dir.mkdir(parents=True)
@@ -467,6 +495,14 @@ def test_claims_runs_of_each_kind_of_machine_go_to_their_own_folder(tmp_path):
         )
     }
     assert len(folders) == 3 and all(f.parent == tmp_path and f.name.isascii() and " " not in f.name for f in folders)
+    # quality runs pool by precision, across machines, each run naming its processor
+    assert claims.quality_folder(tmp_path, "bf16") == tmp_path / "quality-bf16"
+    runs = [
+        {"hardware": "AMD EPYC (AVX512), bf16 training (native bf16)"},
+        {"hardware": "Xeon (AVX512), bf16 training"},
+    ]
+    label = claims.pool_label("bf16", runs + runs[:1])
+    assert label.startswith("bf16 training on AMD EPYC (AVX512), Xeon (AVX512)")
 
 
 def test_complete_counts_the_repeats_every_variant_has_finished():
@@ -497,12 +533,13 @@ def test_claims_main_measures_speed_then_quality_and_puts_single_measurements_be
     lstm, transformer = fake_grids()
     calls = []
 
-    def fake_run_jobs(jobs, repeats, minutes, resume=False, after=None, deadline=None):
-        calls.append((jobs, repeats, minutes, resume, deadline))
+    def fake_run_jobs(jobs, repeats, minutes, resume=False, after=None, deadline=None, workers=1):
+        calls.append((jobs, repeats, minutes, resume, deadline, workers))
         return _runs_for(jobs, lstm, transformer)
 
     monkeypatch.setattr(claims, "run_jobs", fake_run_jobs)
     monkeypatch.setattr(claims, "this_cpu", lambda: "Test CPU, float32 training (no native bf16)")
+    monkeypatch.setattr(claims, "training_precision", lambda: "float32")
     (tmp_path / "gpu.json").write_text(json.dumps(_gpu_check()))
     (tmp_path / "inv.json").write_text(json.dumps({"machine": None, "results": _decodes("transformer", 0, 2)}))
     report = tmp_path / "report"
@@ -510,7 +547,7 @@ def test_claims_main_measures_speed_then_quality_and_puts_single_measurements_be
     assert claims.main([*args, "--invariance-json", str(tmp_path / "inv.json")]) == 0
     folder = report / "test-cpu-float32-training-no-native-bf16"
     assert [(a.minutes, a.out) for a in fake_speed] == [(speed.DEFAULT_MINUTES, folder / "speed")]  # speed first
-    assert [call[1:] for call in calls] == [(3, 0.0, True, None)] * 2
+    assert [call[1:] for call in calls] == [(3, 0.0, True, None, 1)] * 2
     jobs = calls[0][0] + calls[1][0]
     assert [(j.config.stem, j.updates) for j in calls[0][0]] == [("multi30k_de_en_lstm", 40)] * 4
     assert [j.overrides[0] for j in calls[0][0]] == ["model.encoder_padding=padded"] * 2 + [
@@ -526,7 +563,8 @@ def test_claims_main_measures_speed_then_quality_and_puts_single_measurements_be
         "variant00",
         "variant05",
     ]
-    assert all(j.folder.parent.parent == folder for j in jobs)
+    # quality runs pool by precision over every machine (the speed rounds and report stay the machine's)
+    assert all(j.folder.parent.parent == report / "quality-float32" for j in jobs)
     payload = json.loads((folder / "claims.json").read_text())
     letters = [r["claim"][:3] for r in payload["verdicts"]]
     expected = [
@@ -560,6 +598,8 @@ def test_claims_main_measures_speed_then_quality_and_puts_single_measurements_be
     (folder / "speed" / "speed.json").write_text(json.dumps(saved))
     assert claims.main(args) == 0 and fake_speed[-1].minutes == 0  # every group has rounds: read back, none added
     assert claims.main([*args, "--speed-minutes", "5"]) == 0 and fake_speed[-1].minutes == 5
+    calls.clear()
+    assert claims.main([*args, "--parallel", "2"]) == 0 and [call[-1] for call in calls] == [2, 2]
 
 
 def test_claims_main_judges_the_complete_seeds_of_an_unfinished_run(tmp_path, monkeypatch, capsys, fake_speed):

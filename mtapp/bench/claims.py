@@ -49,6 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from mtapp.bench import speed
+from mtapp.bench.machine import this_cpu, training_precision
 from mtapp.bench.padding_probes import first_position_gradient, state_drift
 from mtapp.bench.train import Job, label, plot_results, pool, results_table, run_jobs, runs_of, variants
 from mtapp.bench.verdicts import (
@@ -60,7 +61,6 @@ from mtapp.bench.verdicts import (
     quality_rows,
     serve_verdict,
     speed_rows,
-    this_cpu,
 )
 from mtapp.config import DEFAULT_CONFIG, config_path
 from mtapp.report.document import Document, Table
@@ -103,9 +103,28 @@ def jobs(folder: Path, lstm_updates: int, transformer_updates: int) -> tuple[lis
 
 
 def machine_folder(report: Path, hardware: str) -> Path:
-    """DIR/<processor and precision>: repeats made in several sittings on one kind of machine
-    pool there, and never with another kind's."""
+    """DIR/<processor and precision>: the speed rounds and the report of one kind of machine,
+    pooled over its sittings and never with another kind's."""
     return report / (re.sub(r"[^a-z0-9]+", "-", hardware.lower()).strip("-") or "machine")
+
+
+def quality_folder(report: Path, precision: str) -> Path:
+    """DIR/quality-<precision>: the quality runs of every machine that trains in `precision`.
+    A quality run's figures depend on its seeds and precision, not on the processor: the same
+    seeds gave valid losses 3.8102 (AMD EPYC, bf16), 3.8098 (Intel Xeon, bf16) and 3.8096 (AMD
+    EPYC, float32) for the Transformer, against 3.7914-3.8098 over three seeds (docs/claims.md)."""
+    return report / f"quality-{precision}"
+
+
+def processor(run: dict) -> str:
+    """The processor and vector capability a run was trained on, as `this_cpu` named them."""
+    return run.get("hardware", "processor not recorded").split(",")[0]
+
+
+def pool_label(precision: str, runs: list[dict]) -> str:
+    """The quality rows' hardware: the precision and the processors whose runs they pool."""
+    cpus = sorted({processor(run) for run in runs})
+    return f"{precision} training on {', '.join(cpus) or 'no run yet'} (quality runs pooled by precision)"
 
 
 def finish(job: Job, run: dict, keep_checkpoints: bool = False) -> dict:
@@ -168,12 +187,20 @@ def runs_table(results: list[dict]) -> Table:
     """Every run's key figures (and the LSTM probes, where the runs have them), variant by
     variant, repeat by repeat."""
     probed = any("first_position_gradient" in run for r in results for run in runs_of(r))
-    columns = ["variant", "repeat", "real target tokens/s", "valid loss", "valid BLEU (greedy)", "peak RSS (MB)"]
+    columns = ["variant", "repeat", "trained on", "real target tokens/s", "valid loss", "valid BLEU (greedy)"]
+    columns += ["peak RSS (MB)"]
     columns += ["first-position gradient", "state drift (post / pre)"] if probed else []
     rows = []
     for r in results:
         for repeat, run in enumerate(runs_of(r), 1):
-            cells = [label(r), repeat, f"{run[SPEED]:.0f}", f"{run['valid_loss']:.3f}", f"{run['valid_bleu']:.2f}"]
+            cells = [
+                label(r),
+                repeat,
+                processor(run),
+                f"{run[SPEED]:.0f}",
+                f"{run['valid_loss']:.3f}",
+                f"{run['valid_bleu']:.2f}",
+            ]
             cells += [f"{run['peak_rss_mb']:.0f}"]
             rows.append(cells + (probe_cells(run) if probed else []))
     return Table(columns, rows)
@@ -281,7 +308,8 @@ def write_report(folder: Path, settings: dict, speed_payload: dict | None, grids
         f"Multi30k de->en on {settings['hardware']} (`python -m mtapp.bench claims`). Speed claims come from "
         "`bench speed`: every variant of a comparison in one process, the same initial weights, alternated in "
         "turns of one update, the order changed every pass; a ratio is the geometric mean over rounds with its 95% "
-        f"interval ({settings['speed_rounds']}). Quality claims come from whole training runs, "
+        f"interval ({settings['speed_rounds']}). Quality claims come from whole training runs, pooled by the "
+        f"precision they train in ({settings['quality_pool']}), "
         f"{settings['lstm_updates']} updates per LSTM run and {settings['transformer_updates']} per Transformer "
         f"run, one per seed (--repeats {settings['repeats']}; complete: LSTM {settings['complete']['lstm']}, "
         f"Transformer {settings['complete']['transformer']}; {settings['machine_hours']:.2f} hours of training). "
@@ -353,6 +381,12 @@ def main(argv: list[str] | None = None) -> int:
         default=list(GRIDS),
         help="quality grids to train, in this order (default %(default)s); the others' finished runs are still judged",
     )
+    p.add_argument(
+        "--parallel",
+        type=int,
+        default=1,
+        help="quality runs trained at once, each on its share of the cores (default %(default)s)",
+    )
     p.add_argument("--no-train", action="store_true", help="measure nothing: judge and report what is saved")
     p.add_argument(
         "--keep-checkpoints", action="store_true", help="keep each run's checkpoints (default: deleted once probed)"
@@ -361,12 +395,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--invariance-json", type=Path, help="a `bench invariance` invariance.json: adds claim (i)")
     p.add_argument("--gpu-json", type=Path, help="a scripts/gpu_check.sh gpu_check.json: adds rows on its GPU")
     args = p.parse_args(argv)
-    if args.repeats < 1 or min(args.lstm_updates, args.transformer_updates) < 1:
-        p.error("--repeats, --lstm-updates and --transformer-updates must be at least 1")
+    if min(args.repeats, args.lstm_updates, args.transformer_updates, args.parallel) < 1:
+        p.error("--repeats, --lstm-updates, --transformer-updates and --parallel must be at least 1")
     if not args.grids or set(args.grids) - set(GRIDS) or len(set(args.grids)) < len(args.grids):
         p.error(f"--grids {','.join(args.grids)}: name each of {', '.join(GRIDS)} at most once")
     measured_once = single_measurements(args)
-    hardware = this_cpu()
+    hardware, precision = this_cpu(), training_precision()
     folder = machine_folder(args.report, hardware)
     folder.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -379,7 +413,9 @@ def main(argv: list[str] | None = None) -> int:
     speed_args.minutes = minutes
     speed_payload = speed.measure(speed_args) if minutes > 0 or any(measured.values()) else None
     # Quality: whole training runs, one per seed, each in its own process; --hours counts from here.
-    lstm_jobs, transformer_jobs = jobs(folder, args.lstm_updates, args.transformer_updates)
+    lstm_jobs, transformer_jobs = jobs(
+        quality_folder(args.report, precision), args.lstm_updates, args.transformer_updates
+    )
     deadline = 0.0 if args.no_train else time.monotonic() + args.hours * 3600 if args.hours else None
     after = functools.partial(finish, keep_checkpoints=args.keep_checkpoints)
     # One grid after the other (--grids), each grid's seeds interleaved: a sitting that ends
@@ -392,20 +428,27 @@ def main(argv: list[str] | None = None) -> int:
         left = any(complete(runs) < args.repeats for runs in grid_runs.values())
         chosen = name in args.grids and not left
         grid_runs[name] = run_jobs(
-            grid_jobs[name], args.repeats, 0.0, resume=True, after=after, deadline=deadline if chosen else 0.0
+            grid_jobs[name],
+            args.repeats,
+            0.0,
+            resume=True,
+            after=after,
+            deadline=deadline if chosen else 0.0,
+            workers=args.parallel,
         )
     done = {name: complete(runs) for name, runs in grid_runs.items()}
     pooled = {name: [pool(r[: done[name]]) for r in runs] if done[name] else [] for name, runs in grid_runs.items()}
-    rows = quality_rows(pooled["lstm"], pooled["transformer"], hardware)
+    finished = [run for runs in grid_runs.values() for variant in runs for run in variant if run]
+    rows = quality_rows(pooled["lstm"], pooled["transformer"], pool_label(precision, finished))
     if speed_payload:
         rows += speed_rows(speed_payload["summary"], hardware, pooled["lstm"])
     rows = sorted(rows + measured_once, key=lambda r: r["claim"][:3])
     plots = [forest_plot(rows, folder / "forest.png")] if rows else []
     plots += plot(pooled["lstm"], pooled["transformer"], folder)
-    finished = [run for runs in grid_runs.values() for variant in runs for run in variant if run]
     speed_rounds = speed_payload["summary"]["groups"] if speed_payload else {}
     settings = {
         "hardware": hardware,
+        "quality_pool": pool_label(precision, finished),
         "repeats": args.repeats,
         "complete": done,
         "lstm_updates": args.lstm_updates,

@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mtapp.runtime import cpu_has_native_bf16
+
 
 def forward_macs(src_len, tgt_len, d: int, ffn: int, enc_layers: int, dec_layers: int, vocab: int):
     """Multiply-adds of one forward pass over pairs of these lengths (scalars or numpy arrays)."""
@@ -62,3 +64,15 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor()
+
+
+def training_precision() -> str:
+    """What `train.amp: auto` trains in on this CPU: "bf16" where it has native bf16, else "float32"."""
+    return "bf16" if cpu_has_native_bf16() else "float32"
+
+
+def this_cpu() -> str:
+    """This machine's processor, the widest vector instructions torch uses on it (a model name
+    such as "AMD EPYC" covers several generations) and the precision training uses (amp auto)."""
+    native = "native bf16" if training_precision() == "bf16" else "no native bf16"
+    return f"{cpu_name()} ({torch.backends.cpu.get_cpu_capability()}), {training_precision()} training ({native})"

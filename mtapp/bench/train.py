@@ -16,6 +16,7 @@ give an interval of width zero), and repeat r of two variants pairs runs of the 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import itertools
 import json
 import os
@@ -23,6 +24,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +35,7 @@ import torch
 
 from mtapp import rundir
 from mtapp.bench.intervals import mean_ci, round_robin
+from mtapp.bench.machine import this_cpu
 from mtapp.config import load_config
 from mtapp.report.document import Document, Table
 from mtapp.report.plots import bars, pyplot, save
@@ -77,11 +80,18 @@ def seed_overrides(config: Path, overrides: list[str], offset: int) -> list[str]
 
 
 def run_variant(
-    config: Path, overrides: list[str], minutes: float, run_dir: Path, updates: int = 0, seed_offset: int = 0
+    config: Path,
+    overrides: list[str],
+    minutes: float,
+    run_dir: Path,
+    updates: int = 0,
+    seed_offset: int = 0,
+    cores: set[int] | None = None,
 ) -> dict:
     """Train one variant in a child process for `minutes` and/or `updates` (0 = no limit), its
-    seeds moved by `seed_offset` (`seed_overrides`); its last epoch record plus peak RSS, wall
-    time, the budget and the seed offset."""
+    seeds moved by `seed_offset` (`seed_overrides`), on `cores` only if given (its threads follow:
+    `runtime.set_threads`); its last epoch record plus peak RSS, wall time, the budget, the seed
+    offset and the machine (`this_cpu`)."""
     cmd = [sys.executable, "-m", "mtapp.train", "--config", str(config), "--run-dir", str(run_dir)]
     cmd += ["--max-minutes", str(minutes), "--set", "train.patience=0", "--set", "train.max_epochs=1000"]
     cmd += ["--set", f"train.valid_every_minutes={minutes / 6:.4f}"]  # points for the validation curve
@@ -92,6 +102,8 @@ def run_variant(
     started = time.monotonic()
     with open(run_dir.with_suffix(".log"), "w") as log:
         child = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        if cores:  # set while the child is still one thread starting Python: every thread it makes inherits it
+            os.sched_setaffinity(child.pid, cores)
         _, status, usage = os.wait4(child.pid, 0)
     if status != 0:
         raise SystemExit(f"variant {overrides} failed (exit status {status}); see {run_dir.with_suffix('.log')}")
@@ -103,6 +115,7 @@ def run_variant(
         "minutes": minutes,
         "updates": updates,
         "seed_offset": seed_offset,
+        "hardware": this_cpu(),
         "run_dir": str(run_dir),
     }
 
@@ -114,6 +127,7 @@ def run_jobs(
     resume: bool = False,
     after: Callable[[Job, dict], dict] | None = None,
     deadline: float | None = None,
+    workers: int = 1,
 ) -> list[list[dict]]:
     """Train every job `repeats` times in `round_robin` order, each run in its own process, in
     job.folder (one repeat) or job.folder/repeat{r}, repeat r with the config's seeds + r;
@@ -123,26 +137,49 @@ def run_jobs(
     probes added). With a `deadline` (time.monotonic()), no run starts that would end after it
     (its length guessed from the job's last run, else the longest so far), nor any after it;
     finished runs further on are still read back. The runs not made are {}, and a rerun with
-    `resume` continues from them."""
+    `resume` continues from them. With `workers` > 1, that many runs train at once, each on its
+    own share of the cores (for runs whose speed is not the figure: one run's small matrix
+    products use two cores poorly)."""
     runs: list[list[dict]] = [[{} for _ in range(repeats)] for _ in jobs]
-    order = round_robin(jobs, repeats)
+    order = iter(enumerate(round_robin(jobs, repeats), 1))
+    total = len(jobs) * repeats
     longest: dict[int, float] = {}  # job -> wall seconds of its last run trained or read back
     stopped = False  # once a run is left for the deadline, no later one is trained (order kept)
-    for n, (repeat, i) in enumerate(order, 1):
-        job = jobs[i]
-        run_dir = job.folder / f"repeat{repeat}" if repeats > 1 else job.folder
-        saved = saved_run(job, minutes, run_dir, repeat) if resume else None
-        guess = longest.get(i, max(longest.values(), default=0.0))
-        if saved is None and (stopped or (deadline is not None and time.monotonic() + guess > deadline)):
-            if not stopped:
-                print(f"stopping before run {n}/{len(order)}: it would end past the deadline", flush=True)
-            stopped = True
-            continue
-        print(f"[{n}/{len(order)}] {job.config.stem} {' '.join(job.overrides)}, repeat {repeat + 1}", flush=True)
-        run = saved or train_once(job, minutes, run_dir, resume, repeat)
-        run = runs[i][repeat] = after(job, run) if after else run
-        longest[i] = run.get("wall_seconds", 0.0)
-        print(f"    {run['tgt_tokens_per_s']:.0f} target tokens/s, valid loss {run['valid_loss']:.3f}", flush=True)
+    lock = threading.Lock()
+
+    def worker(cores: set[int] | None) -> None:
+        nonlocal stopped
+        while True:
+            with lock:  # the next run of the order: read back, left for the deadline, or this worker's
+                n, (repeat, i) = next(order, (0, (0, 0)))
+                if not n:
+                    return
+                job = jobs[i]
+                run_dir = job.folder / f"repeat{repeat}" if repeats > 1 else job.folder
+                saved = saved_run(job, minutes, run_dir, repeat) if resume else None
+                guess = longest.get(i, max(longest.values(), default=0.0))
+                if saved is None and (stopped or (deadline is not None and time.monotonic() + guess > deadline)):
+                    if not stopped:
+                        print(f"stopping before run {n}/{total}: it would end past the deadline", flush=True)
+                    stopped = True
+                    continue
+                print(f"[{n}/{total}] {job.config.stem} {' '.join(job.overrides)}, repeat {repeat + 1}", flush=True)
+            run = saved or train_once(job, minutes, run_dir, resume, repeat, cores)
+            run = after(job, run) if after else run
+            with lock:
+                runs[i][repeat] = run
+                longest[i] = run.get("wall_seconds", 0.0)
+                tokens, loss = run["tgt_tokens_per_s"], run["valid_loss"]
+                print(f"    [{n}/{total}] {tokens:.0f} target tokens/s, valid loss {loss:.3f}", flush=True)
+
+    if workers <= 1:
+        worker(None)
+        return runs
+    cores = sorted(os.sched_getaffinity(0))
+    shares = [set(cores[w::workers]) or set(cores) for w in range(workers)]
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool_:
+        for done in [pool_.submit(worker, share) for share in shares]:
+            done.result()  # a failed run's error is raised here
     return runs
 
 
@@ -159,11 +196,13 @@ def saved_run(job: Job, minutes: float, run_dir: Path, seed_offset: int = 0) -> 
     return {**result, "run_dir": str(run_dir)} if {key: result.get(key) for key in budget} == budget else None
 
 
-def train_once(job: Job, minutes: float, run_dir: Path, resume: bool, seed_offset: int = 0) -> dict:
+def train_once(
+    job: Job, minutes: float, run_dir: Path, resume: bool, seed_offset: int = 0, cores: set[int] | None = None
+) -> dict:
     """Train one run of `job` (see `run_jobs`), its record also saved as run_dir/result.json."""
     if resume and rundir.log_file(run_dir).exists():  # a stale run: unfinished, or another budget's
         shutil.rmtree(run_dir)  # (a folder that only holds an earlier --repeats' runs has no log: kept)
-    result = run_variant(job.config, job.overrides, minutes, run_dir, job.updates, seed_offset)
+    result = run_variant(job.config, job.overrides, minutes, run_dir, job.updates, seed_offset, cores)
     (run_dir / "result.json").write_text(json.dumps(result, indent=2))
     return result
 

@@ -15,12 +15,8 @@ from __future__ import annotations
 
 import math
 
-import torch
-
 from mtapp.bench.intervals import all_of, combine, difference_ci, mean_ci, point, ratio_ci, verdict
-from mtapp.bench.machine import cpu_name
 from mtapp.bench.train import runs_of
-from mtapp.runtime import cpu_has_native_bf16
 
 # The Transformer quality variants of claim (e): random batches of 112 Multi30k sentences (~36
 # subwords wide: ~4,096 padded slots a side, like `tokens`), with and without the loss mask.
@@ -126,13 +122,6 @@ def hardware_of(machine: dict | None) -> str:
     bf16 = "native bf16" if machine.get("native_bf16") else "no native bf16"
     device = machine.get("device", "cpu")
     return f"{machine['cpu']} ({bf16})" + ("" if device == "cpu" else f", {device}")
-
-
-def this_cpu() -> str:
-    """This machine's processor, the widest vector instructions torch uses on it (a model name
-    such as "AMD EPYC" covers several generations) and the precision training uses (amp auto)."""
-    precision = "bf16 training (native bf16)" if cpu_has_native_bf16() else "float32 training (no native bf16)"
-    return f"{cpu_name()} ({torch.backends.cpu.get_cpu_capability()}), {precision}"
 
 
 # ---- quality claims (b), (e), (f), from whole training runs over seeds ------------------------
