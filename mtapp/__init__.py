@@ -12,5 +12,8 @@ report, serve, export, average, data, bench. The library modules are nouns:
     checkpoint, averaging     full training state saved atomically; checkpoint averaging
     distributed, runtime      the torchrun group and DDP; device, precision, threads, memory
     search, translator        batched greedy and beam search; text in, text out
+    sentences                 a line split into its sentences (sentencex)
+    inference                 a trained model (checkpoint or export) loaded once, for every command
+    api                       the server's request and response models; LibreTranslate's form
     scoring, ct2              sacreBLEU metrics with signatures; the CTranslate2 engine
 """

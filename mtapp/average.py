@@ -17,7 +17,6 @@ from mtapp import rundir
 from mtapp.averaging import average_last
 from mtapp.checkpoint import CheckpointError
 from mtapp.config import ConfigError
-from mtapp.translate import check_output
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.run.is_dir():
         p.error(f"RUN {args.run} is not a directory: name a run directory written by python -m mtapp.train")
     try:
-        check_output(args.out, "--out")
+        rundir.check_output(args.out, "--out")
         out, averaged = average_last(args.run, args.last or configured_last(args.run), args.out)
     except (CheckpointError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)

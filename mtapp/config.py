@@ -357,6 +357,7 @@ def _check_rules(cfg: Config) -> None:
     if b.strategy == "packed_rows" and b.pad_side == "pre":
         raise ConfigError("batching.pad_side pre does not apply to packed_rows, which pads only the end of a row")
     _check_budget(cfg)
+    _check_positions(cfg)
     if cfg.data.src_lang == cfg.data.tgt_lang:
         raise ConfigError("data.src_lang and data.tgt_lang must differ")
     if not cfg.tokenizer.joint:
@@ -369,6 +370,20 @@ def _check_rules(cfg: Config) -> None:
             )
     if cfg.data.corpus == "hf" and not cfg.data.hf_path:
         raise ConfigError("data.corpus is 'hf': set data.hf_path (a hub name, or 'json', 'csv', ...)")
+
+
+def _check_positions(cfg: Config) -> None:
+    """Every training pair data.max_len admits must fit the model (`models.model_limits`): a
+    Transformer's position table holds a source and its end token, and bos and the target."""
+    from mtapp.models import model_limits  # not at the top: mtapp.models imports this module
+
+    for side, limit in zip(("source", "target"), model_limits(cfg.model)):
+        if limit is not None and cfg.data.max_len > limit:
+            raise ConfigError(
+                f"data.max_len {cfg.data.max_len} is longer than the {side} a {cfg.model.type} with "
+                f"model.max_positions {cfg.model.max_positions} can hold ({limit} subwords and the end token): "
+                f"set data.max_len to at most {limit}, or model.max_positions to at least {cfg.data.max_len + 1}"
+            )
 
 
 def _check_budget(cfg: Config) -> None:

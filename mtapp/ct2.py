@@ -27,6 +27,7 @@ as `Translator` does). In float32 both engines give the same hypotheses (tests/t
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from itertools import groupby
@@ -38,7 +39,7 @@ from tqdm import tqdm
 from mtapp.batching.inference import inference_batches
 from mtapp.checkpoint import CheckpointError, load_checkpoint, tokenizer_from_tensor
 from mtapp.config import Config, DecodeConfig, config_from_dict, decode_with
-from mtapp.models import build_model
+from mtapp.models import build_model, model_limits
 from mtapp.models.transformer import sinusoids
 from mtapp.progress import bar_settings
 from mtapp.search import Hypothesis
@@ -162,89 +163,100 @@ def export_config(folder: Path) -> Config:
     return config_from_dict(about["config"])
 
 
-class CTranslate2Translator(Translator):
-    """`Translator` whose search runs in CTranslate2 (text handling, long lines, n-best and
-    scores are the torch engine's)."""
+def load_export(
+    folder: Path,
+    device: str = "auto",
+    compute_type: str = "default",
+    flags: dict[str, str] | None = None,
+    config: Config | None = None,
+    **decode_overrides,
+) -> Translator:
+    """A `Translator` searching with the exported model in CTranslate2, with its run's decode
+    settings (`decode_overrides` applied, checked as decode.* keys); `compute_type` as
+    CTranslate2 takes it (default: as exported); `config`: the folder's (`export_config`), when
+    read already."""
+    import ctranslate2
 
-    def __init__(self, engine, tokenizer: Tokenizer, decode: DecodeConfig, max_source: int):
-        self.engine, self.tokenizer, self.decode, self.max_source = engine, tokenizer, decode, max_source
+    cfg = config or export_config(folder)
+    decode = decode_with(cfg.decode, decode_overrides, flags)
+    if device == "auto":
+        device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+    threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    engine = ctranslate2.Translator(
+        str(folder), device=device, compute_type=compute_type, inter_threads=1, intra_threads=threads
+    )
+    tokenizer = Tokenizer.load(folder / "spm.model")
+    translator = Translator(CTranslate2Searcher(engine, tokenizer, *model_limits(cfg.model)), tokenizer, decode)
+    translator.source_lang = cfg.data.src_lang
+    return translator
+
+
+class CTranslate2Searcher:
+    """`translator.Searcher` in CTranslate2: the exported model's engine, its subword pieces, and
+    the limits of the model it was exported from."""
+
+    def __init__(self, engine, tokenizer: Tokenizer, max_source: int | None, max_output: int | None):
+        self.engine, self.max_source, self.max_output = engine, max_source, max_output
         self.pieces_of = [tokenizer.piece(i) for i in range(tokenizer.vocab_size)]
         self.ids_of = {piece: i for i, piece in enumerate(self.pieces_of)}
 
-    @classmethod
-    def from_export(
-        cls,
-        folder: Path,
-        device: str = "auto",
-        compute_type: str = "default",
-        flags: dict[str, str] | None = None,
-        **decode_overrides,
-    ) -> CTranslate2Translator:
-        """The exported model with its run's decode settings (`decode_overrides` applied, checked
-        as decode.* keys); `compute_type` as CTranslate2 takes it (default: as exported)."""
-        import ctranslate2
-
-        cfg = export_config(folder)
-        decode = decode_with(cfg.decode, decode_overrides, flags)
-        if device == "auto":
-            device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
-        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        engine = ctranslate2.Translator(
-            str(folder), device=device, compute_type=compute_type, inter_threads=1, intra_threads=threads
-        )
-        translator = cls(engine, Tokenizer.load(folder / "spm.model"), decode, cfg.model.max_positions - 1)
-        translator.source_lang = cfg.data.src_lang
-        return translator
-
-    def search_ids(self, src: list[list[int]], beam: int, nbest: int, progress: bool) -> list[list[Hypothesis]]:
+    def search(
+        self, src: list[list[int]], beam: int, nbest: int, decode: DecodeConfig, progress: bool
+    ) -> list[list[Hypothesis]]:
         """Token-budget batches as the torch engine's, one CTranslate2 call each with the batch's
         largest limit; a sentence whose hypotheses break its own limits (longer than its output
         limit, or shorter than its min_len) is searched again in a call of its limit alone."""
         lengths = np.array([len(s) for s in src], dtype=np.int64)
         results: list[list[Hypothesis]] = [[] for _ in src]
-        batches = inference_batches(lengths, self.decode.max_tokens) if len(src) else []  # as the torch engine's
+        batches = inference_batches(lengths, decode.max_tokens) if len(src) else []  # as the torch engine's
+        limit_of = functools.partial(self.limit, decode=decode)
         for idx in tqdm(batches, desc="translating", unit="batch", disable=not progress, **bar_settings()):
             idx = idx.tolist()
-            limits = [self.limit(len(src[i])) for i in idx]
-            found = self._search([src[i] for i in idx], beam, nbest, max(limits), min(limits))
+            limits = [limit_of(len(src[i])) for i in idx]
+            found = self._search([src[i] for i in idx], beam, nbest, decode, max(limits), min(limits))
             again = []
             for i, limit, hyps in zip(idx, limits, found):
-                shortest = min(self.decode.min_len, limit)
+                shortest = min(decode.min_len, limit)
                 if all(shortest <= len(h.tokens) <= limit for h in hyps):
                     results[i] = hyps
                 else:
                     again.append(i)
-            for limit, run in groupby(sorted(again, key=lambda i: len(src[i])), key=lambda i: self.limit(len(src[i]))):
+            for limit, run in groupby(sorted(again, key=lambda i: len(src[i])), key=lambda i: limit_of(len(src[i]))):
                 run = list(run)
-                for i, hyps in zip(run, self._search([src[i] for i in run], beam, nbest, limit, limit)):
+                for i, hyps in zip(run, self._search([src[i] for i in run], beam, nbest, decode, limit, limit)):
                     results[i] = hyps
         return results
 
-    def _search(self, src: list[list[int]], beam: int, nbest: int, limit: int, lowest: int) -> list[list[Hypothesis]]:
+    def _search(
+        self, src: list[list[int]], beam: int, nbest: int, d: DecodeConfig, limit: int, lowest: int
+    ) -> list[list[Hypothesis]]:
         """One call: outputs of at most `limit` subwords, min_len as for a sentence whose limit is `lowest`."""
-        d = self.decode
+        penalty = d.length_penalty if beam > 1 else 0.0  # greedy: plain log-probabilities
         found = self.engine.translate_batch(
             [[self.pieces_of[t] for t in s] for s in src],
             beam_size=beam,
             num_hypotheses=nbest,
-            length_penalty=d.length_penalty if beam > 1 else 0.0,
+            length_penalty=penalty,
             return_end_token=True,  # the length penalty counts it, as mtapp's does
             max_decoding_length=limit + 1,  # + 1: the end token
             min_decoding_length=min(d.min_len, lowest),  # subwords before the end token may come
             max_input_length=0,  # no truncation: long lines were split before
             return_scores=True,
         )
-        return [[self.hypothesis(h, s, limit) for h, s in zip(r.hypotheses, r.scores)] for r in found]
+        return [[self.hypothesis(h, s, limit, penalty) for h, s in zip(r.hypotheses, r.scores)] for r in found]
 
-    def limit(self, length: int) -> int:
+    def limit(self, length: int, decode: DecodeConfig) -> int:
         """Most output subwords (end token excluded) for a source of `length` subwords (eos excluded)."""
-        return min(int(self.decode.max_len_a * length + self.decode.max_len_b), self.max_source)
+        limit = int(decode.max_len_a * length + decode.max_len_b)
+        return limit if self.max_output is None else min(limit, self.max_output)
 
-    def hypothesis(self, pieces: list[str], score: float, limit: int) -> Hypothesis:
+    def hypothesis(self, pieces: list[str], score: float, limit: int, penalty: float) -> Hypothesis:
         """Without the end token; one that reached its limit without it (CTranslate2 stops there,
-        where mtapp's search makes it end) keeps `limit` subwords."""
+        where mtapp's search makes it end) keeps `limit` subwords. `score` is normalised by the
+        length (end token counted) ** `penalty`, as `search.normalised` does: undone here."""
         ids = [self.ids_of[p] for p in pieces]
-        return Hypothesis(ids[: ids.index(EOS)] if EOS in ids else ids[:limit], score)
+        tokens = ids[: ids.index(EOS)] if EOS in ids else ids[:limit]
+        return Hypothesis(tokens, score * len(ids) ** penalty)
 
     def score_ids(self, src: list[list[int]], tgt: list[list[int]]) -> list[list[float]]:
         """Teacher-forced log-probabilities of each target subword and of the end token."""

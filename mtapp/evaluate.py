@@ -32,23 +32,14 @@ import sys
 import time
 from pathlib import Path
 
-from mtapp import rundir
+from mtapp import inference, rundir
 from mtapp.checkpoint import CheckpointError
 from mtapp.config import ConfigError, DataConfig, DecodeConfig, decode_with
 from mtapp.ct2 import ExportError
 from mtapp.data import CorpusError, load_split
 from mtapp.data.corpora import ALL_TESTS, find_test_splits, read_lines
+from mtapp.inference import DECODE_FLAGS, LoadedModel
 from mtapp.scoring import score
-from mtapp.translate import (
-    DECODE_FLAGS,
-    add_model_args,
-    check_output,
-    checkpoint_path,
-    engine_of,
-    load_translator,
-    run_config,
-)
-from mtapp.translator import Translator
 
 # decode.* settings --tune searches, each with the --grid it tries by default
 TUNE_GRIDS = {"length_penalty": "0.6,0.8,1.0,1.2,1.4", "min_len": "0,1,2,3,4", "max_len_a": "1.0,1.2,1.5,2.0"}
@@ -56,7 +47,7 @@ TUNE_GRIDS = {"length_penalty": "0.6,0.8,1.0,1.2,1.4", "min_len": "0,1,2,3,4", "
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m mtapp.evaluate", description="Translate and score with sacreBLEU.")
-    add_model_args(p, required=False)
+    inference.add_model_args(p, required=False)
     p.add_argument(
         "--split",
         help="split of the run's corpus (default: its data.test_split; with --tune, its data.valid_split), "
@@ -99,26 +90,26 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def scored_set(args: argparse.Namespace) -> tuple[str, list[str], list[str]]:
+def scored_set(args: argparse.Namespace, model: LoadedModel | None) -> tuple[str, list[str], list[str]]:
     """(name, sources, references) of what is scored; sources are empty when only --hyp is given."""
     if args.ref:
         sources = read_lines(args.src) if args.src else []
         return (args.src or args.ref).name, sources, read_lines(args.ref)
-    cfg = run_config(args)
-    split = args.split or cfg.data.test_split
-    text = load_split(cfg.data, split)
+    data = model.config.data if model else inference.load_config(args).data
+    split = args.split or data.test_split
+    text = load_split(data, split)
     return split, text.src, text.tgt
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    check_output(args.json, "--json")
+    rundir.check_output(args.json, "--json")
+    model = None if args.hyp else inference.load(args)  # the model, read once
     if args.tune:
-        return evaluate_tune(args)
+        return evaluate_tune(args, model)
     if args.split == ALL_TESTS:
-        return evaluate_all(args)
-    name, sources, references = scored_set(args)
-    translator = None if args.hyp else load_translator(args)
-    result, hyps = evaluate_set(args, translator, name, sources, references)
+        return evaluate_all(args, model)
+    name, sources, references = scored_set(args, model)
+    result, hyps = evaluate_set(args, model, name, sources, references)
     report(result)
     out = args.json or (None if args.hyp else eval_path(args, name))
     write(out, None if args.hyp else hyps, result)
@@ -126,22 +117,29 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 def evaluate_set(
-    args: argparse.Namespace, translator: Translator | None, name: str, sources: list[str], references: list[str]
+    args: argparse.Namespace,
+    model: LoadedModel | None,
+    name: str,
+    sources: list[str],
+    references: list[str],
+    decode: DecodeConfig | None = None,
 ) -> tuple[dict, list[str]]:
-    """(scores and settings, hypotheses) of one set: translated by `translator`, or read from --hyp."""
+    """(scores and settings, hypotheses) of one set: translated by `model` (with `decode`, if
+    given), or read from --hyp."""
     result: dict = {"name": name}
-    if translator is None:
+    if model is None:
         hyps = read_lines(args.hyp)
         result["hypotheses"] = str(args.hyp)
     else:
+        translator = model.translator.with_decode(decode) if decode else model.translator
         if not args.src:  # a registered split is one sentence per line: translated as it is
             translator = translator.with_sentences(False)
         started = time.monotonic()
         hyps = translator.translate(sources, progress=True)
         seconds = time.monotonic() - started
         result |= {
-            "checkpoint": str(args.run if engine_of(args) == "ctranslate2" else checkpoint_path(args)),
-            "engine": engine_of(args),
+            "checkpoint": str(args.run if model.engine == "ctranslate2" else inference.checkpoint_path(args)),
+            "engine": model.engine,
             "quantize": args.quantize,
             "beam": translator.decode.beam,
             "length_penalty": translator.decode.length_penalty,
@@ -161,21 +159,20 @@ def evaluate_set(
     return result | score(hyps, references), hyps
 
 
-def evaluate_all(args: argparse.Namespace) -> int:
+def evaluate_all(args: argparse.Namespace, model: LoadedModel) -> int:
     """Every test split of the run's corpus whose files are present, each as `--split SPLIT`
     would score it (and written where it would be); then one row per split, and DIR/eval/all.json
     (or --json) with one entry per split."""
-    data = run_config(args).data
+    data = model.config.data
     found = find_test_splits(data)
     for line in found.notes(data):
         print(line, file=sys.stderr)
     if not found.present:
         raise CorpusError(f"no test split of {data.corpus} {data.src_lang}-{data.tgt_lang} can be read: {found.fetch}")
-    translator = load_translator(args)
     results = []
     for split in found.present:
         text = load_split(data, split)
-        result, hyps = evaluate_set(args, translator, split, text.src, text.tgt)
+        result, hyps = evaluate_set(args, model, split, text.src, text.tgt)
         write(eval_path(args, split), hyps, result)
         results.append(result)
     report_splits(results)
@@ -184,21 +181,20 @@ def evaluate_all(args: argparse.Namespace) -> int:
     return 0
 
 
-def evaluate_tune(args: argparse.Namespace) -> int:
+def evaluate_tune(args: argparse.Namespace, model: LoadedModel) -> int:
     """The validation split translated once per --grid value of decode.<--tune>, each scored as
     `--split SPLIT --<setting> VALUE` would score it; one row per value, the best by BLEU marked,
     and DIR/eval/tune_<setting>_<split>.json (or --json) with every row."""
-    setting, data = args.tune, run_config(args).data
+    setting, data, translator = args.tune, model.config.data, model.translator
     split = tune_split(args.split or data.valid_split, data)
     text = load_split(data, split)
-    translator = load_translator(args)
     if setting == "length_penalty" and translator.decode.beam == 1:
         raise ConfigError(
             "--tune length_penalty with beam 1: greedy search does not use the length penalty, every value would "
             "translate alike; tune it with the beam you translate with (--beam N, N > 1)"
         )
     decodes = grid_decodes(translator.decode, setting, args.grid or TUNE_GRIDS[setting])
-    rows = [evaluate_set(args, translator.with_decode(d), split, text.src, text.tgt)[0] for d in decodes]
+    rows = [evaluate_set(args, model, split, text.src, text.tgt, d)[0] for d in decodes]
     best = max(rows, key=lambda r: r["bleu"])  # max keeps the first of equals: the grid's order breaks ties
     report_tune(setting, rows, best)
     signatures = {key: rows[0][key] for key in ("bleu_signature", "chrf_signature")}
@@ -292,7 +288,7 @@ def report_splits(results: list[dict]) -> None:
 def eval_path(args: argparse.Namespace, name: str) -> Path:
     """Where results go by default: <run>/eval/<name>.json for the run's checkpoint_best.pt,
     <name>.<which>.json for another checkpoint (checkpoint_<which>.pt), so they never overwrite it."""
-    checkpoint = checkpoint_path(args)
+    checkpoint = inference.checkpoint_path(args)
     out = rundir.eval_file(checkpoint.parent, name, rundir.checkpoint_which(checkpoint))
     out.parent.mkdir(exist_ok=True)
     return out

@@ -17,12 +17,13 @@ a run folder, and how it is read back. Every other module asks here for these na
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
 import yaml
 
-from mtapp.config import Config, config_from_dict
+from mtapp.config import Config, ConfigError, config_from_dict
 from mtapp.data.corpora import read_lines
 
 CONFIG_FILE = "config.yaml"
@@ -115,3 +116,16 @@ def read_eval(scores: Path) -> dict:
 def read_hyps(scores: Path) -> list[str]:
     """The translations beside the scores file `scores`."""
     return read_lines(hyp_file(scores))
+
+
+def check_output(path: Path | None, flag: str = "--output") -> None:
+    """Refuse an output path that cannot be written, before any work."""
+    if path is None:
+        return
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise ConfigError(f"{flag} {path} is a folder: name a file to write")
+    if not folder.is_dir():
+        raise ConfigError(f"{flag} {path}: the folder {folder} does not exist; create it first")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ConfigError(f"{flag} {path} cannot be written (permission denied)")

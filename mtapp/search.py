@@ -1,8 +1,9 @@
 """Greedy and beam search over the `Seq2Seq` interface, batched, with finished rows leaving.
 
-Both return one `Hypothesis` per source row, in batch order. The output length of sentence i
-is limited to `max_len_a * len_i + max_len_b` tokens (len_i = source subwords, eos excluded);
-a hypothesis that reaches the limit ends there. The limit never exceeds the model's
+Both return one `Hypothesis` per source row, in batch order, with its log-probability; beam
+search ranks hypotheses by `normalised` (the length penalty), the score every engine reports.
+The output length of sentence i is limited to `max_len_a * len_i + max_len_b` tokens (len_i =
+source subwords, eos excluded); a hypothesis that reaches the limit ends there. The limit never exceeds the model's
 `max_output_tokens` (a Transformer's position table), however long the source. A hypothesis
 cannot end with fewer than `min_len` tokens (eos is blocked at earlier steps) unless its limit
 is lower.
@@ -23,7 +24,13 @@ from mtapp.tokenization import BOS, EOS, PAD
 @dataclass(frozen=True)
 class Hypothesis:
     tokens: list[int]  # output ids, without bos/eos
-    score: float  # log-probability; beam search divides it by length ** length_penalty (eos counted)
+    log_prob: float  # of the tokens and the end token (or of the tokens alone, cut at the limit)
+
+
+def normalised(hyp: Hypothesis, length_penalty: float) -> float:
+    """The score a hypothesis is ranked and reported by: log-probability / (subwords + 1) **
+    length_penalty (the end token counted), the same for greedy, beam and CTranslate2."""
+    return hyp.log_prob / (len(hyp.tokens) + 1) ** length_penalty
 
 
 def length_limits(batch: Batch, a: float, b: int, most: int | None = None) -> torch.Tensor:
@@ -146,7 +153,7 @@ def beam_search_nbest(
         last = last2d.view(-1)
 
     return [
-        [_hypothesis(row, score) for row, score in zip(rows, row_scores) if score > float("-inf")]
+        [_hypothesis(row, score, length_penalty) for row, score in zip(rows, row_scores) if score > float("-inf")]
         for rows, row_scores in zip(best_tokens.tolist(), best.tolist())
     ]
 
@@ -196,6 +203,8 @@ def row_topk(x: torch.Tensor, k: int, groups: int = 100) -> tuple[torch.Tensor, 
     return values, index.gather(-1, pos)
 
 
-def _hypothesis(row: list[int], score: float) -> Hypothesis:
+def _hypothesis(row: list[int], score: float, length_penalty: float = 0.0) -> Hypothesis:
+    """The hypothesis of an output row; `score` its log-probability normalised with
+    `length_penalty` (`normalised`; 0: not normalised)."""
     tokens = row[: row.index(EOS)] if EOS in row else [t for t in row if t != PAD]
-    return Hypothesis(tokens, score)
+    return Hypothesis(tokens, score * (len(tokens) + 1) ** length_penalty)

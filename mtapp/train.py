@@ -118,7 +118,7 @@ def train(cfg: Config, content: dict | None, run_dir: Path, group: Distributed) 
     data = group.main_first(lambda: prepare(cfg, tokenizer))  # rank 0 fills the caches the others read
     if group.is_main:
         data.tokenizer.save(rundir.tokenizer_file(run_dir))
-    model = build_model(cfg.model, data.tokenizer.vocab_size)
+    model = build_model(cfg.model, data.tokenizer.vocab_size, cfg.batching.pad_side)
     if group.active:
         seed_everything(cfg.train.seed + group.rank)  # ... and different dropout
     n_params = sum(p.numel() for p in model.parameters())

@@ -148,8 +148,7 @@ class Validation:
     def scores(self, model: Seq2Seq) -> dict[str, float]:
         metrics = self.loss(model)
         c = self.cfg
-        max_source = c.model.max_positions - 1
-        translator = Translator(model, self.data.tokenizer, c.decode, max_source, pad_side=c.batching.pad_side)
+        translator = Translator.of_model(model, self.data.tokenizer, c.decode)
         hyps = translator.translate(self.data.valid_text.src, beam=c.train.valid_beam)
         return {**metrics, "valid_bleu": score(hyps, self.data.valid_text.tgt)["bleu"]}
 

@@ -32,123 +32,17 @@ from typing import BinaryIO
 
 from tqdm import tqdm
 
-from mtapp import rundir
-from mtapp.checkpoint import CheckpointError, load_checkpoint
-from mtapp.config import Config, ConfigError, config_from_dict
-from mtapp.ct2 import CTranslate2Translator, ExportError, export_config, is_export
+from mtapp import inference, rundir
+from mtapp.checkpoint import CheckpointError
+from mtapp.config import ConfigError
+from mtapp.ct2 import ExportError
 from mtapp.data.corpora import CorpusError, not_a_file
 from mtapp.progress import bar_settings
-from mtapp.runtime import memory_policy, set_threads
 from mtapp.translator import Scored, Translator
-
-ENGINES = ("torch", "ctranslate2")
 
 log = logging.getLogger("mtapp.translate")
 
-# decode.* key -> the flag that overrides it (the flags are checked as the keys are)
-DECODE_FLAGS = {
-    "beam": "--beam",
-    "length_penalty": "--length-penalty",
-    "max_len_a": "--max-len-a",
-    "max_len_b": "--max-len-b",
-    "min_len": "--min-len",
-    "max_tokens": "--max-tokens",
-    "nbest": "--nbest",
-    "amp": "--amp",
-}
 STALL_SECONDS = 0.05  # input that pauses this long is translated without waiting for a full chunk
-
-
-def add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
-    """Options shared by translate and evaluate: which model, and how to decode."""
-    which = p.add_mutually_exclusive_group(required=required)
-    which.add_argument(
-        "--run", type=Path, help="run directory (its checkpoint_best.pt), or a folder `python -m mtapp.export` wrote"
-    )
-    which.add_argument(
-        "--checkpoint", type=Path, help="a checkpoint file (e.g. RUN/checkpoint_avg.pt, `python -m mtapp.average`)"
-    )
-    p.add_argument("--beam", type=int, help="beam size; 1 = greedy (default: the run's decode.beam)")
-    p.add_argument("--length-penalty", type=float, help="score = log-prob / length ** this")
-    p.add_argument("--max-len-a", type=float, help="output length limit = a * source length + b")
-    p.add_argument("--max-len-b", type=int, help="output length limit = a * source length + b")
-    p.add_argument("--min-len", type=int, help="no output ends with fewer subwords (unless its limit is lower)")
-    p.add_argument("--max-tokens", type=int, help="inference batch budget in padded source tokens")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument(
-        "--engine",
-        choices=ENGINES,
-        help="torch (a run or checkpoint) or ctranslate2 (an exported folder); default: what --run holds",
-    )
-    p.add_argument(
-        "--quantize",
-        help="torch: int8 (dynamic quantization, CPU); ctranslate2: a compute type (int8, int8_float32, "
-        "float32, ...; default: as exported)",
-    )
-    p.add_argument(
-        "--amp",
-        choices=["auto", "off", "bf16", "fp16"],
-        help="decoding precision (default: the run's decode.amp; off = float32, the same output whatever the batch)",
-    )
-    p.add_argument(
-        "--no-split-sentences",
-        action="store_true",
-        help="translate each line whole (text already one sentence per line); default: a line is split into "
-        "sentences of the run's source language, each translated, the translations joined with a space",
-    )
-
-
-def engine_of(args: argparse.Namespace) -> str:
-    """The engine what --run/--checkpoint holds needs; --engine, when given, must agree."""
-    held = "ctranslate2" if args.run is not None and is_export(args.run) else "torch"
-    if args.engine and args.engine != held:
-        if held == "torch":
-            raise ConfigError(
-                f"--engine ctranslate2 needs an exported folder; {args.run or args.checkpoint} is a training run: "
-                f"export it first (python -m mtapp.export --run {args.run or 'RUN'} --out EXPORT_DIR) and pass "
-                "--run EXPORT_DIR"
-            )
-        raise ConfigError(f"--engine torch needs a training run; {args.run} is a CTranslate2 export (drop --engine)")
-    return held
-
-
-def run_config(args: argparse.Namespace) -> Config:
-    """The config of the run that --run/--checkpoint names (an exported folder keeps its run's)."""
-    if engine_of(args) == "ctranslate2":
-        return export_config(args.run)
-    return config_from_dict(load_checkpoint(checkpoint_path(args))["config"])
-
-
-def checkpoint_path(args: argparse.Namespace) -> Path:
-    return args.checkpoint or rundir.checkpoint_file(args.run)
-
-
-def load_translator(args: argparse.Namespace) -> Translator:
-    set_threads()
-    memory_policy()
-    overrides = {key: getattr(args, key, None) for key in DECODE_FLAGS}
-    if engine_of(args) == "ctranslate2":
-        compute_type = args.quantize or "default"
-        translator = CTranslate2Translator.from_export(args.run, args.device, compute_type, DECODE_FLAGS, **overrides)
-    else:
-        path = checkpoint_path(args)
-        translator = Translator.from_checkpoint(
-            path, device=args.device, flags=DECODE_FLAGS, quantize=args.quantize, **overrides
-        )
-    return translator.with_sentences(not args.no_split_sentences)
-
-
-def check_output(path: Path | None, flag: str = "--output") -> None:
-    """Refuse an output path that cannot be written, before any work."""
-    if path is None:
-        return
-    folder = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise ConfigError(f"{flag} {path} is a folder: name a file to write")
-    if not folder.is_dir():
-        raise ConfigError(f"{flag} {path}: the folder {folder} does not exist; create it first")
-    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise ConfigError(f"{flag} {path} cannot be written (permission denied)")
 
 
 def open_input(path: Path | None) -> Iterator[bytes]:
@@ -258,7 +152,7 @@ def format_lines(found: list[list[Scored]], first_line: int, scored: bool) -> st
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m mtapp.translate", description="Translate text, line by line.")
-    add_model_args(p)
+    inference.add_model_args(p)
     p.add_argument("--input", type=Path, help="input file, plain or .gz (default: standard input)")
     p.add_argument("--output", type=Path, help="output file (default: standard output)")
     p.add_argument("--nbest", type=int, help="hypotheses per input line, <= beam (default: the run's decode.nbest)")
@@ -269,8 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.buffer_lines < 1:
         p.error(f"--buffer-lines {args.buffer_lines}: give at least 1")
     try:
-        check_output(args.output)
-        translator = load_translator(args)
+        rundir.check_output(args.output)
+        translator = inference.load(args).translator
         stream = open_input(args.input)
     except (CheckpointError, ConfigError, CorpusError, ExportError) as e:
         print(f"error: {e}", file=sys.stderr)

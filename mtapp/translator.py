@@ -20,6 +20,7 @@ import logging
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -33,7 +34,7 @@ from mtapp.models import Seq2Seq, build_model
 from mtapp.models.quantize import int8 as quantize_int8
 from mtapp.progress import bar_settings
 from mtapp.runtime import amp_dtype, autocast, select_device
-from mtapp.search import Hypothesis, beam_search_nbest, greedy
+from mtapp.search import Hypothesis, beam_search_nbest, greedy, normalised
 from mtapp.sentences import split_sentences
 from mtapp.tokenization import Tokenizer
 
@@ -45,21 +46,66 @@ SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+")
 @dataclass(frozen=True)
 class Scored:
     text: str
-    score: float  # log-probability / (output subwords + 1) ** decode.length_penalty (0.0 for an empty line)
+    score: float  # `search.normalised`: log-probability / (output subwords + 1) ** decode.length_penalty
+
+
+class Searcher(Protocol):
+    """What a `Translator` searches with: the torch model (`TorchSearcher`) or a CTranslate2
+    engine (`ct2.CTranslate2Searcher`). Each source's hypotheses, best first, with their
+    log-probabilities."""
+
+    max_source: int | None  # subwords a source may have, eos excluded (None: no limit)
+
+    def search(
+        self, src: list[list[int]], beam: int, nbest: int, decode: DecodeConfig, progress: bool
+    ) -> list[list[Hypothesis]]: ...
+
+
+class TorchSearcher:
+    """Search with the torch model: token-budget batches (`inference_batches`), padded on the
+    model's side, under autocast in `amp`'s precision."""
+
+    def __init__(self, model: Seq2Seq, amp: str):
+        self.model = model.eval()
+        self.max_source = model.max_source_tokens
+        self.device = next(model.parameters()).device
+        self.dtype = amp_dtype(self.device, amp)  # autocast dtype, None = float32
+
+    def search(
+        self, src: list[list[int]], beam: int, nbest: int, decode: DecodeConfig, progress: bool
+    ) -> list[list[Hypothesis]]:
+        lengths = np.array([len(s) for s in src], dtype=np.int64)
+        results: list[list[Hypothesis]] = [[] for _ in src]
+        batches = inference_batches(lengths, decode.max_tokens) if len(src) else []
+        side = self.model.source_pad_side
+        for idx in tqdm(batches, desc="translating", unit="batch", disable=not progress, **bar_settings()):
+            batch = collate([np.asarray(src[i]) for i in idx], None, idx, side).to(self.device)
+            for i, hyps in zip(idx.tolist(), self._search(batch, beam, nbest, decode)):
+                results[i] = hyps
+        return results
+
+    @torch.no_grad()
+    def _search(self, batch, beam: int, nbest: int, d: DecodeConfig) -> list[list[Hypothesis]]:
+        with autocast(self.device, self.dtype):
+            if beam == 1:
+                return [[h] for h in greedy(self.model, batch, d.max_len_a, d.max_len_b, d.min_len)]
+            return beam_search_nbest(
+                self.model, batch, beam, nbest, d.length_penalty, d.max_len_a, d.max_len_b, d.min_len
+            )
 
 
 class Translator:
     sentences: str | None = None  # split lines into sentences of this language first (`with_sentences`)
     source_lang: str = ""  # the run's source language (data.src_lang)
 
-    def __init__(
-        self, model: Seq2Seq, tokenizer: Tokenizer, decode: DecodeConfig, max_source: int, pad_side: str = "post"
-    ):
-        self.model, self.tokenizer, self.decode = model.eval(), tokenizer, decode
-        self.max_source = max_source  # subwords a source may have (the model's position limit)
-        self.pad_side = pad_side  # of source batches; the run's batching.pad_side
-        self.device = next(model.parameters()).device
-        self.dtype = amp_dtype(self.device, decode.amp)  # autocast dtype, None = float32
+    def __init__(self, searcher: Searcher, tokenizer: Tokenizer, decode: DecodeConfig):
+        self.searcher, self.tokenizer, self.decode = searcher, tokenizer, decode
+        self.max_source = searcher.max_source
+
+    @classmethod
+    def of_model(cls, model: Seq2Seq, tokenizer: Tokenizer, decode: DecodeConfig) -> Translator:
+        """A translator searching with `model` (its limits and pad side are the model's)."""
+        return cls(TorchSearcher(model, decode.amp), tokenizer, decode)
 
     @classmethod
     def from_checkpoint(
@@ -73,12 +119,24 @@ class Translator:
         """The run's model with its decode settings, `decode_overrides` (None = keep) applied and
         checked as decode.* keys are; errors name an override by `flags[key]` when given.
         `quantize` "int8": dynamic int8 quantization (`models.quantize`; CPU, float32 activations)."""
+        return cls.from_content(load_checkpoint(path), path, device, flags, quantize, **decode_overrides)
+
+    @classmethod
+    def from_content(
+        cls,
+        content: dict,
+        path: Path,
+        device: str = "auto",
+        flags: dict[str, str] | None = None,
+        quantize: str | None = None,
+        **decode_overrides,
+    ) -> Translator:
+        """`from_checkpoint` of a checkpoint read already (`checkpoint.load_checkpoint(path)`)."""
         device_ = select_device(device)
         if quantize not in (None, "int8"):
             raise ConfigError(f"--quantize {quantize}: the torch engine has int8 (dynamic quantization) only")
         if quantize and device_.type != "cpu":
             raise ConfigError("--quantize int8 runs on the CPU (PyTorch's dynamic int8 kernels): add --device cpu")
-        content = load_checkpoint(path)  # on the CPU: the tokenizer is read as bytes, the model moved below
         missing = [key for key in ("model", "config", "tokenizer") if key not in content]
         if missing:
             raise CheckpointError(f"{path} has no {', '.join(missing)}: it is not a complete mtapp checkpoint")
@@ -91,18 +149,18 @@ class Translator:
                 f"{path}: the model was trained with {trained_vocab} vocabulary entries but the checkpoint's "
                 f"tokenizer has {tokenizer.vocab_size}; the file was assembled from different runs"
             )
-        model = build_model(cfg.model, tokenizer.vocab_size)
+        model = build_model(cfg.model, tokenizer.vocab_size, cfg.batching.pad_side)
         model.load_state_dict(content["model"])
         if quantize:
             quantize_int8(model)
             decode = replace(decode, amp="off")  # int8 weights, float32 activations: no autocast
         model.to(device_)
-        translator = cls(model, tokenizer, decode, cfg.model.max_positions - 1, cfg.batching.pad_side)
+        translator = cls.of_model(model, tokenizer, decode)
         translator.source_lang = cfg.data.src_lang
         return translator
 
     def with_decode(self, decode: DecodeConfig) -> Translator:
-        """This translator (its model shared, not copied) decoding with `decode`, a checked
+        """This translator (its searcher shared, not copied) decoding with `decode`, a checked
         DecodeConfig (`config.decode_with`) with this one's amp: the autocast dtype is set once."""
         if decode.amp != self.decode.amp:
             raise ValueError(f"decode.amp {decode.amp} differs from the translator's ({self.decode.amp}): load it anew")
@@ -111,7 +169,7 @@ class Translator:
         return other
 
     def with_sentences(self, split: bool = True) -> Translator:
-        """This translator (its model shared) splitting each line into sentences of its source
+        """This translator (its searcher shared) splitting each line into sentences of its source
         language before translating (`split`), or translating lines whole."""
         other = copy.copy(self)
         other.sentences = (self.source_lang or "en") if split else None
@@ -135,12 +193,18 @@ class Translator:
         owner, pieces = self.pieces(lines, ids)
         found = self.search_ids(pieces, beam, nbest, progress)
         results: list[list[list[Scored]]] = [[] for _ in lines]  # per line, per piece
+        penalty = self.decode.length_penalty
         for line, hyps in zip(owner, found):
             texts = self.tokenizer.decode([h.tokens for h in hyps])
-            results[line].append(
-                [Scored(t, _normalised(h, beam, self.decode.length_penalty)) for t, h in zip(texts, hyps)]
-            )
+            results[line].append([Scored(t, normalised(h, penalty)) for t, h in zip(texts, hyps)])
         return [join_pieces(p) if p else [Scored("", 0.0)] for p in results]
+
+    def search_ids(self, src: list[list[int]], beam: int, nbest: int, progress: bool = False) -> list[list[Hypothesis]]:
+        """Each source's hypotheses (subword ids in), best first (`Searcher.search`)."""
+        return self.searcher.search(src, beam, nbest, self.decode, progress)
+
+    def fits(self, ids: list[int]) -> bool:
+        return self.max_source is None or len(ids) <= self.max_source
 
     def pieces(self, lines: list[str], ids: list[list[int]] | None = None) -> tuple[list[int], list[list[int]]]:
         """(line of each piece, subword ids of each piece): with `sentences`, one piece per sentence;
@@ -160,7 +224,7 @@ class Translator:
         for i, (line, line_ids) in enumerate(zip(lines, encoded)):
             if not line.strip():
                 continue
-            parts = [line_ids] if len(line_ids) <= self.max_source else self.split(line)
+            parts = [line_ids] if self.fits(line_ids) else self.split(line)
             split += len(parts) > 1
             owner += [i] * len(parts)
             pieces += parts
@@ -183,7 +247,7 @@ class Translator:
         greedily; a longer sentence in chunks of `max_source` subwords."""
         out: list[list[int]] = []
         for ids in self.tokenizer.encode(SENTENCE_END.split(line.strip())):
-            if out and len(out[-1]) + len(ids) <= self.max_source:
+            if out and self.fits(out[-1] + ids):
                 out[-1] = out[-1] + ids
             else:
                 out += self.chunks(ids)
@@ -191,32 +255,9 @@ class Translator:
 
     def chunks(self, ids: list[int]) -> list[list[int]]:
         """`ids` in chunks of at most `max_source` subwords (one chunk when it fits)."""
-        return [ids[i : i + self.max_source] for i in range(0, len(ids), self.max_source)] or [ids]
-
-    def search_ids(self, src: list[list[int]], beam: int, nbest: int, progress: bool) -> list[list[Hypothesis]]:
-        lengths = np.array([len(s) for s in src], dtype=np.int64)
-        results: list[list[Hypothesis]] = [[] for _ in src]
-        batches = inference_batches(lengths, self.decode.max_tokens) if len(src) else []
-        for idx in tqdm(batches, desc="translating", unit="batch", disable=not progress, **bar_settings()):
-            batch = collate([np.asarray(src[i]) for i in idx], None, idx, self.pad_side).to(self.device)
-            for i, hyps in zip(idx.tolist(), self._search(batch, beam, nbest)):
-                results[i] = hyps
-        return results
-
-    @torch.no_grad()
-    def _search(self, batch, beam: int, nbest: int) -> list[list[Hypothesis]]:
-        d = self.decode
-        with autocast(self.device, self.dtype):
-            if beam == 1:
-                return [[h] for h in greedy(self.model, batch, d.max_len_a, d.max_len_b, d.min_len)]
-            return beam_search_nbest(
-                self.model, batch, beam, nbest, d.length_penalty, d.max_len_a, d.max_len_b, d.min_len
-            )
-
-
-def _normalised(hyp: Hypothesis, beam: int, length_penalty: float) -> float:
-    """Beam search's score is normalised by length already; greedy's is a plain log-probability."""
-    return hyp.score if beam > 1 else hyp.score / (len(hyp.tokens) + 1) ** length_penalty
+        if self.fits(ids):
+            return [ids]
+        return [ids[i : i + self.max_source] for i in range(0, len(ids), self.max_source)]
 
 
 def join_pieces(pieces: list[list[Scored]]) -> list[Scored]:

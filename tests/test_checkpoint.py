@@ -102,7 +102,7 @@ def test_a_translator_reads_its_checkpoint_on_the_cpu_whatever_its_device(traine
     monkeypatch.setattr(translator_module, "load_checkpoint", recording_load)
     monkeypatch.setattr(translator_module, "select_device", lambda name: torch.device("meta"))
     translator = Translator.from_checkpoint(run / "checkpoint_best.pt", device="cuda", amp="off")
-    assert seen == ["cpu"] and translator.device.type == "meta"
+    assert seen == ["cpu"] and translator.searcher.device.type == "meta"
 
 
 def test_a_cuda_rng_state_is_restored_on_this_gpu_even_from_a_list_of_every_gpus():

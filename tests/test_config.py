@@ -73,6 +73,14 @@ def test_unknown_key_names_the_key_and_the_closest_valid_one():
         ({"model": {"type": "lstm", "rnn_layers": 2, "decoder_layers": 3}}, r"must equal model\.rnn_layers"),
         ({"model": {"type": "hybrid", "encoder_padding": "padded"}}, r"hybrid needs model\.encoder_padding"),
         ({"model": {"encoder_padding": "sorted"}}, r"encoder_padding must be one of padded, masked, packed"),
+        (
+            {"model": {"max_positions": 64}, "data": {"max_len": 80}},
+            r"data\.max_len 80 is longer than the source a transformer with model\.max_positions 64 can hold \(63",
+        ),
+        (
+            {"model": {"type": "hybrid", "max_positions": 64, "encoder_padding": "packed"}, "data": {"max_len": 80}},
+            r"target a hybrid",
+        ),
     ],
 )
 def test_invalid_values_are_rejected_with_the_key(raw, pattern):

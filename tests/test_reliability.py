@@ -100,13 +100,13 @@ def translator(tokenizer, name, pad_side="post", max_tokens=4096, beam=1, amp="o
     an LSTM encoder, which saturates beyond) each sentence gets an output of its own, so any
     mix-up between lines shows."""
     torch.manual_seed(6)
-    model = build_model(MODELS[name], tokenizer.vocab_size)
+    model = build_model(MODELS[name], tokenizer.vocab_size, pad_side)  # the model keeps its pad side
     with torch.no_grad():
         for param_name, param in model.named_parameters():
             if "norm" not in param_name:
                 param.normal_(0.0, 0.3 if "encoder.lstm" in param_name else 0.5)
     decode = DecodeConfig(beam=beam, max_tokens=max_tokens, max_len_a=1.0, max_len_b=4, amp=amp)
-    return Translator(model, tokenizer, decode, max_source=40, pad_side=pad_side)
+    return Translator.of_model(model, tokenizer, decode)
 
 
 @pytest.mark.parametrize("beam", [1, 3])

@@ -7,7 +7,7 @@ import torch
 
 from mtapp.batching import collate
 from mtapp.models import Seq2Seq, build_model
-from mtapp.search import beam_search, greedy, row_topk
+from mtapp.search import beam_search, greedy, normalised, row_topk
 from mtapp.tokenization import EOS
 from tests.synthetic import EXACT_MODELS, random_ids
 
@@ -68,15 +68,16 @@ def test_scripted_greedy_and_beam_choose_the_hand_computed_outputs():
     assert [h.tokens for h in greedy(model, one_source(), 2.0, 5)] == [[A, A]]
     no_penalty = beam_search(model, one_source(), 2, length_penalty=0.0, max_len_a=2.0, max_len_b=5)
     assert no_penalty[0].tokens == [B]
-    assert no_penalty[0].score == pytest.approx(math.log(0.36), abs=1e-5)
+    assert no_penalty[0].log_prob == pytest.approx(math.log(0.36), abs=1e-5)
     per_token = beam_search(model, one_source(), 2, length_penalty=1.0, max_len_a=2.0, max_len_b=5)
     assert per_token[0].tokens == [A, A]
-    assert per_token[0].score == pytest.approx(math.log(0.24) / 3, abs=1e-5)
+    assert per_token[0].log_prob == pytest.approx(math.log(0.24), abs=1e-5)  # ranked by log(0.24) / 3
+    assert normalised(per_token[0], 1.0) == pytest.approx(math.log(0.24) / 3, abs=1e-5)
     wide = beam_search(model, one_source(), 4, length_penalty=1.0, max_len_a=2.0, max_len_b=5)
     assert wide[0].tokens == [A, A]  # 2K = 8 candidates wanted from a first step that has 6
     # "B" may not end after one token: "B A" (0.04) loses to "A A" (0.24) and "A B" (0.18)
     at_least_two = beam_search(model, one_source(), 2, 0.0, max_len_a=2.0, max_len_b=5, min_len=2)
-    assert at_least_two[0].tokens == [A, A] and at_least_two[0].score == pytest.approx(math.log(0.24), abs=1e-5)
+    assert at_least_two[0].tokens == [A, A] and at_least_two[0].log_prob == pytest.approx(math.log(0.24), abs=1e-5)
     limit_wins = beam_search(model, one_source(), 2, 0.0, max_len_a=0.0, max_len_b=1, min_len=3)
     assert limit_wins[0].tokens == [B]  # a limit of 1 token: min_len cannot hold, the limit ends it
 
@@ -98,7 +99,7 @@ def test_beam_one_equals_greedy(model):
     b = beam_search(model, batch, 1, 0.0, 1.5, 4)
     assert [h.tokens for h in b] == [h.tokens for h in g]
     for x, y in zip(b, g):
-        assert x.score == pytest.approx(y.score / (len(y.tokens) + 1) ** 0.0, abs=1e-4)
+        assert x.log_prob == pytest.approx(y.log_prob, abs=1e-4)
 
 
 class EosEager(Seq2Seq):

@@ -1,8 +1,10 @@
 """Paragraphs are translated sentence by sentence (mtapp/sentences.py, `Translator.with_sentences`)."""
 
+import argparse
 import json
 
-from mtapp import evaluate, translate
+from mtapp import evaluate, inference, translate
+from mtapp.bench import paragraphs
 from mtapp.sentences import split_sentences
 from mtapp.translator import Translator
 from tests.test_cli import translate_lines
@@ -43,3 +45,17 @@ def test_a_line_of_sentences_translates_as_its_sentences_do_alone_unless_told_no
     assert evaluate.main(["--run", str(run), "--beam", "1", "--json", str(out)]) == 0
     assert json.loads(out.read_text())["split_sentences"] is False
     assert translate.main(["--run", str(run), "--no-split-sentences", "--input", str(tmp_path / "missing")]) == 2
+
+
+def test_the_paragraph_bench_counts_lines_that_translate_as_their_sentences_alone(trained):
+    _, run = trained
+    parser = argparse.ArgumentParser()
+    inference.add_model_args(parser)
+    model = inference.load(parser.parse_args(["--run", str(run), "--amp", "off", "--beam", "1"]))
+    ended = [f"w0{i} w1{i} w2{i}." for i in range(1, 7)]  # sentence ends: the splitter gives them back
+    result = paragraphs.measure(model, ended, 3)
+    assert (result["lines"], result["identical"], result["split_exactly"], result["differ"]) == (2, 2, 2, [])
+    unended = [f"w0{i} w1{i} w2{i}" for i in range(1, 7)]  # no ends: each line is one "sentence"
+    result = paragraphs.measure(model, unended, 3)
+    assert result["split_exactly"] == 0 and result["identical"] + len(result["differ"]) == 2
+    assert all(d["split"] == [d["source"]] for d in result["differ"])  # translated whole, as one sentence

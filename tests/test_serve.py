@@ -71,21 +71,35 @@ def test_every_endpoint_answers(served, trained, offline):
     ("body", "status", "says"),
     [
         ("{not json", 400, "not valid JSON"),
-        ({"txt": ["a"]}, 422, '"text"'),
-        ({"text": [1, 2]}, 422, "list of strings"),
-        ({"text": ["w01"] * 17}, 413, "--max-sentences 16"),
-        ({"text": ["w01 " * 100]}, 413, "--max-chars 300"),
-        ({"text": ["w01\nw02"]}, 422, "line break"),
-        ({"text": ["w01"], "beam": 0}, 422, '"beam" 0: decode.beam must lie in [1, inf]'),
-        ({"text": ["w01"], "beam": "5"}, 422, "decode.beam must be of type int"),
-        ({"text": ["w01"], "beam": 2, "nbest": 3}, 422, '"nbest" (3) must not exceed "beam" (2)'),
+        ({"txt": ["a"]}, 422, '"text": Field required'),
+        ({"text": [1, 2]}, 422, '"text[0]": Input should be a valid string'),
+        ({"text": ["w01"] * 17}, 422, "text has 17 texts, more than --max-sentences 16"),
+        ({"text": ["w01", "w01 " * 100]}, 422, "text[1] has 400 characters, more than --max-chars 300"),
+        ({"text": []}, 422, '"text": List should have at least 1 item'),
+        ({"text": ["w01"], "beam": 0}, 422, '"beam": Input should be greater than or equal to 1'),
+        ({"text": ["w01"], "beam": "5"}, 422, '"beam": Input should be a valid integer'),
+        ({"text": ["w01"], "beam": 2, "nbest": 3, "lang": "yy"}, 422, '"lang": Extra inputs are not permitted'),
+        ({"q": "w01", "source": "xx"}, 400, '"target": Field required'),
+        ({"q": "w01", "source": "fr", "target": "yy"}, 400, "\"source\": Input should be 'xx' or 'auto'"),
+        ({"q": "w01", "source": "xx", "target": "yy", "format": "pdf"}, 400, "\"format\": Input should be 'text'"),
         ("x" * 20001, 413, "--max-body-bytes 20000"),
     ],
 )
 def test_every_limit_is_a_clear_json_error(served, body, status, says):
     server, _ = served
     answer = server.post(body)
-    assert answer.status_code == status and says in answer.json()["error"]
+    assert answer.status_code == status and says in answer.json()["error"], answer.text
+
+
+def test_line_breaks_are_kept_and_an_nbest_beyond_the_beam_raises_the_beam(served, trained, offline):
+    server, _ = served
+    lines = sources(trained, 3)
+    text = f"{lines[0]}\n\n{lines[1]}\r\n{lines[2]}"
+    assert server.post({"text": text}).json() == {
+        "translations": ["\n".join(offline.translate([*lines[:1], "", *lines[1:]]))]
+    }
+    answer = server.post({"text": [lines[0]], "beam": 2, "nbest": 3}).json()
+    assert answer["translations"] == [[h.text for h in offline.translate_nbest(lines[:1], 3, 3)[0]]]
 
 
 def test_a_full_queue_and_a_late_answer_are_503_and_504(trained, tmp_path):
@@ -177,12 +191,18 @@ def test_the_page_translates_what_is_typed_in_a_headless_browser(served, trained
     page = webdriver.Chrome(service=Service(driver), options=options)
     try:
         page.get(server.url + "/")
-        line = sources(trained, 1)[0]
-        page.find_element(By.ID, "source").send_keys(line)
+        lines = sources(trained, 2)
+        page.find_element(By.ID, "source").send_keys(f"{lines[0]}\n\n{lines[1]}")  # a paragraph break kept
         page.find_element(By.ID, "go").click()
         WebDriverWait(page, 60).until(lambda p: "translated in" in p.find_element(By.ID, "info").text)
-        assert page.find_element(By.ID, "output").text == offline.translate([line])[0]
-        assert "\u2192" in page.find_element(By.ID, "model").text  # xx -> yy, from /model
+        shown = [span.text for span in page.find_elements(By.CSS_SELECTOR, "#output .line")]
+        assert shown == offline.translate([lines[0], "", lines[1]])
+        assert "xx \u2192 yy" in page.find_element(By.ID, "pair").text  # from /model
+        page.find_elements(By.CSS_SELECTOR, "#output .line")[2].click()  # the alternatives of a line
+        WebDriverWait(page, 60).until(lambda p: p.find_elements(By.CSS_SELECTOR, "#alternatives li"))
+        expected = offline.translate_nbest(lines[1:], max(offline.decode.beam, 3), 3)[0]
+        items = [li.text for li in page.find_elements(By.CSS_SELECTOR, "#alternatives li")]
+        assert [item.rsplit(" (score", 1)[0].rstrip() for item in items] == [h.text for h in expected]
         page.save_screenshot(str(tmp_path / "page.png"))
     finally:
         page.quit()

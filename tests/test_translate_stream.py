@@ -125,6 +125,7 @@ def test_lines_longer_than_the_position_table_are_translated_in_pieces(trained, 
     _, run = trained
     content = load_checkpoint(run / "checkpoint_best.pt")
     content["config"]["model"]["max_positions"] = 24
+    content["config"]["data"]["max_len"] = 23  # a config whose pairs the table cannot hold is refused
     save_checkpoint(tmp_path / "short.pt", {k: v for k, v in content.items() if k != "format"})
     words = [s for s, _ in synthetic_pairs(40, seed=21, min_len=5, max_len=9)]
     sentences = " ".join(w + "." for w in words[:20])  # 20 sentences of 5-9 words, one line

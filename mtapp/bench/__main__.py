@@ -1,5 +1,6 @@
 """`python -m mtapp.bench <benchmark> ...`; benchmarks: claims, decode, gpu, invariance, kernels, nested, padding,
-profile, scale, serve, speed, stream, train. (mtapp against OpenNMT-py and JoeyNMT is scripts/bench_peers.sh.)"""
+paragraphs, profile, scale, serve, speed, stream, train. (mtapp against OpenNMT-py and JoeyNMT is
+scripts/bench_peers.sh.)"""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from mtapp.bench import (
     kernels,
     nested,
     padding,
+    paragraphs,
     profiling,
     scale,
     serve,
@@ -29,6 +31,7 @@ BENCHMARKS = {
     "kernels": kernels.main,
     "nested": nested.main,
     "padding": padding.main,
+    "paragraphs": paragraphs.main,
     "profile": profiling.main,
     "scale": scale.main,
     "serve": serve.main,

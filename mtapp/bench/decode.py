@@ -63,7 +63,7 @@ def model_megabytes(run_dir: Path, name: str, flags: list[str]) -> float:
     if "int8" in name:
         translator = Translator.from_checkpoint(rundir.checkpoint_file(run_dir), device="cpu", quantize="int8")
         buffer = io.BytesIO()
-        torch.save(translator.model.state_dict(), buffer)
+        torch.save(translator.searcher.model.state_dict(), buffer)
         return buffer.tell() / 1e6
     weights = load_checkpoint(rundir.checkpoint_file(run_dir))["model"]
     return sum(t.numel() * t.element_size() for t in weights.values()) / 1e6

@@ -133,7 +133,7 @@ def train_run(cfg: Config, data: PreparedData, device: torch.device, run_dir: Pa
     """Train through `build_trainer` (as `python -m mtapp.train` does); the run's figures, checked."""
     run_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.train.seed)
-    model = build_model(cfg.model, data.tokenizer.vocab_size)
+    model = build_model(cfg.model, data.tokenizer.vocab_size, cfg.batching.pad_side)
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)

@@ -29,8 +29,9 @@ from mtapp.translator import Translator
 def load_run(run_dir: Path) -> tuple[Seq2Seq, Tokenizer, Config]:
     """The run's last model (eval mode, CPU), its tokenizer and its config."""
     path = rundir.checkpoint_file(run_dir, rundir.LAST)
-    translator = Translator.from_checkpoint(path, device="cpu")
-    return translator.model, translator.tokenizer, config_from_dict(load_checkpoint(path)["config"])
+    content = load_checkpoint(path)
+    translator = Translator.from_content(content, path, device="cpu")
+    return translator.searcher.model, translator.tokenizer, config_from_dict(content["config"])
 
 
 def validation_ids(cfg: Config, tokenizer: Tokenizer, sentences: int) -> tuple[list[np.ndarray], list[np.ndarray]]:

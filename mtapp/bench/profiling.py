@@ -177,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     data = prepare(cfg)
     args.out.mkdir(parents=True, exist_ok=True)
     device = select_device(cfg.train.device)
-    trainer = build_trainer(cfg, args.out, build_model(cfg.model, data.tokenizer.vocab_size), data, device)
+    model = build_model(cfg.model, data.tokenizer.vocab_size, cfg.batching.pad_side)
+    trainer = build_trainer(cfg, args.out, model, data, device)
     plan = endless(trainer)
     steps(trainer, plan, args.warmup)
     seconds, tokens = steps(trainer, plan, args.steps)  # unprofiled: the speed the profile explains

@@ -346,7 +346,7 @@ def build_steps(group: Group, config: Path, folder: Path) -> dict[str, Step]:
         overrides = list(v.overrides) + ([f"batching.batch_size={n}"] if v.name.endswith("@N") else [])
         cfg = load_config(config, overrides)
         seed_everything(cfg.train.seed)
-        model = build_model(cfg.model, data.tokenizer.vocab_size)
+        model = build_model(cfg.model, data.tokenizer.vocab_size, cfg.batching.pad_side)
         if first is None:
             first = model.state_dict()
         else:

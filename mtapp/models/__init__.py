@@ -6,14 +6,23 @@ from mtapp.models.hybrid import Hybrid
 from mtapp.models.lstm import LSTMSeq2Seq
 from mtapp.models.transformer import Transformer
 
-__all__ = ["DecoderState", "Hybrid", "LSTMSeq2Seq", "Seq2Seq", "Transformer", "build_model"]
+__all__ = ["DecoderState", "Hybrid", "LSTMSeq2Seq", "MODELS", "Seq2Seq", "Transformer", "build_model", "model_limits"]
 
 
-def build_model(cfg: ModelConfig, vocab_size: int) -> Seq2Seq:
-    if cfg.type == "transformer":
-        return Transformer(cfg, vocab_size)
-    if cfg.type == "lstm":
-        return LSTMSeq2Seq(cfg, vocab_size)
-    if cfg.type == "hybrid":
-        return Hybrid(cfg, vocab_size)
-    raise ValueError(f"unknown model.type {cfg.type!r}")
+MODELS: dict[str, type[Seq2Seq]] = {"transformer": Transformer, "lstm": LSTMSeq2Seq, "hybrid": Hybrid}
+
+
+def build_model(cfg: ModelConfig, vocab_size: int, pad_side: str = "post") -> Seq2Seq:
+    """The model `cfg` describes; `pad_side`: the side its source batches are padded on
+    (batching.pad_side), which it keeps for inference."""
+    if cfg.type not in MODELS:
+        raise ValueError(f"unknown model.type {cfg.type!r}")
+    model = MODELS[cfg.type](cfg, vocab_size)
+    model.source_pad_side = pad_side
+    return model
+
+
+def model_limits(cfg: ModelConfig) -> tuple[int | None, int | None]:
+    """(longest source, longest output) in subwords of the model `cfg` describes, without
+    building it (`Seq2Seq.limits`): what an exported model keeps of it."""
+    return MODELS[cfg.type].limits(cfg)

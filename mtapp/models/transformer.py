@@ -203,6 +203,12 @@ class TransformerState:
 
 
 class Transformer(Seq2Seq):
+    @classmethod
+    def limits(cls, cfg: ModelConfig) -> tuple[int | None, int | None]:
+        """The position table: a source and its end token, bos and the outputs, take positions
+        0 .. max_positions - 1."""
+        return cfg.max_positions - 1, cfg.max_positions - 1
+
     def __init__(self, cfg: ModelConfig, vocab_size: int):
         super().__init__()
         self.d_model = cfg.d_model
@@ -211,7 +217,7 @@ class Transformer(Seq2Seq):
         with torch.no_grad():
             self.embed.weight[PAD].zero_()
         self.register_buffer("positions", sinusoids(cfg.max_positions, cfg.d_model), persistent=False)
-        self.max_output_tokens = cfg.max_positions - 1  # bos and outputs take positions 0 .. max - 1
+        self.max_source_tokens, self.max_output_tokens = self.limits(cfg)
         self.drop = Dropout(cfg.dropout)
         self.encoder = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.encoder_layers))
         self.decoder = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.decoder_layers))
