@@ -132,6 +132,7 @@ class TrainConfig:
     valid_beam: int = 1  # validation BLEU uses greedy search by default
     valid_every_minutes: float = 0.0  # also log the validation loss this often (0 = at epoch ends only)
     log_every: int = 50  # updates between JSON-lines log records
+    tensorboard: bool = True  # also write the log's numbers as TensorBoard event files in RUN/tensorboard/
     max_nonfinite: int = 10  # updates in a row with a NaN/inf loss before training stops
     average_last: int = 0  # keep the last N epoch checkpoints and write their average, checkpoint_avg.pt; 0 = off
 

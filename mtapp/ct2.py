@@ -42,6 +42,7 @@ from mtapp.config import Config, DecodeConfig, config_from_dict, decode_with
 from mtapp.models import build_model, model_limits
 from mtapp.models.transformer import sinusoids
 from mtapp.progress import bar_settings
+from mtapp.runtime import missing_extra
 from mtapp.search import Hypothesis
 from mtapp.tokenization import EOS, Tokenizer
 from mtapp.translator import Translator
@@ -69,9 +70,18 @@ def _array(parameter) -> np.ndarray:
     return parameter.detach().cpu().float().numpy()
 
 
+def _ctranslate2(needs: str):
+    """The ctranslate2 module, or an ExportError saying how to install it."""
+    try:
+        import ctranslate2
+    except ModuleNotFoundError as e:
+        raise ExportError(missing_extra("engines", e, needs)) from None
+    return ctranslate2
+
+
 def transformer_spec(model, cfg: Config, tokenizer: Tokenizer):
     """The CTranslate2 spec of an mtapp Transformer (float32 weights; quantized when saved)."""
-    import ctranslate2
+    ctranslate2 = _ctranslate2("exporting to CTranslate2")
 
     m = cfg.model
     spec = ctranslate2.specs.TransformerSpec.from_config((m.encoder_layers, m.decoder_layers), m.heads, pre_norm=True)
@@ -116,7 +126,7 @@ def _ffn(spec, norm, ffn) -> None:
 
 def export(checkpoint: Path, out: Path, quantization: str = "float32", force: bool = False) -> Path:
     """Convert a Transformer checkpoint into an exported folder `out` (module docstring)."""
-    import ctranslate2
+    ctranslate2 = _ctranslate2("python -m mtapp.export")
 
     content = load_checkpoint(checkpoint)
     for key in ("model", "config", "tokenizer"):
@@ -175,7 +185,7 @@ def load_export(
     settings (`decode_overrides` applied, checked as decode.* keys); `compute_type` as
     CTranslate2 takes it (default: as exported); `config`: the folder's (`export_config`), when
     read already."""
-    import ctranslate2
+    ctranslate2 = _ctranslate2("the ctranslate2 engine (--engine ctranslate2)")
 
     cfg = config or export_config(folder)
     decode = decode_with(cfg.decode, decode_overrides, flags)

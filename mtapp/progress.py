@@ -121,14 +121,38 @@ class EpochStats:
 
 class RunLog:
     """The run's log.jsonl (`mtapp.rundir`), one JSON record per line, written by rank 0 alone
-    (`is_main`); the other ranks' calls do nothing."""
+    (`is_main`); the other ranks' calls do nothing. With `tensorboard`, every number of a record
+    is also a TensorBoard scalar ("train/loss", "valid/valid_bleu", "epoch/..."; step: the update)
+    in RUN/tensorboard/, beside the run's config as text, so `tensorboard --logdir runs` shows
+    every run."""
 
-    def __init__(self, run_dir: Path, is_main: bool = True):
+    def __init__(self, run_dir: Path, is_main: bool = True, tensorboard: bool = False, config_text: str = ""):
         self.run_dir, self.is_main = Path(run_dir), is_main
+        self.board = None
+        if tensorboard and is_main:
+            from torch.utils.tensorboard import SummaryWriter  # the tensorboard package: the dev extra's
+
+            self.board = SummaryWriter(str(rundir.tensorboard_dir(self.run_dir)))
+            if config_text:
+                self.board.add_text("config", "```\n" + config_text + "\n```", 0)
+                self.board.flush()
 
     def write(self, record: dict) -> None:
-        if self.is_main:
-            rundir.append_log(self.run_dir, record)
+        if not self.is_main:
+            return
+        rundir.append_log(self.run_dir, record)
+        if self.board is not None:
+            kind, step = record.get("event", "log"), int(record.get("update", 0))
+            for key, value in record.items():
+                if key not in ("event", "update") and isinstance(value, (int, float)) and not isinstance(value, bool):
+                    self.board.add_scalar(f"{kind}/{key}", value, step)
+            self.board.flush()
+
+    def close(self) -> None:
+        """TensorBoard's events written out; later records go to log.jsonl only."""
+        if self.board is not None:
+            self.board.close()
+            self.board = None
 
     def epoch(self, record: dict, best_bleu: float) -> None:
         """An `epoch_record`, into the file and, as one line, into the log of this process."""

@@ -48,6 +48,11 @@ def tokenizer_file(run_dir: Path) -> Path:
     return Path(run_dir) / TOKENIZER_FILE
 
 
+def tensorboard_dir(run_dir: Path) -> Path:
+    """TensorBoard's event files of a run (`train.tensorboard`)."""
+    return run_dir / "tensorboard"
+
+
 def checkpoint_file(run_dir: Path, which: str = BEST) -> Path:
     """RUN/checkpoint_<which>.pt (best, last, avg, epochNN)."""
     return Path(run_dir) / f"checkpoint_{which}.pt"

@@ -135,3 +135,11 @@ def memory_mb() -> dict[str, float]:
     except (OSError, ValueError, IndexError):
         now = float("nan")
     return {"rss_mb": now, "peak_rss_mb": max(peak, now)}  # the kernel's high-water mark lags a little
+
+
+def missing_extra(extra: str, error: ModuleNotFoundError, needs: str) -> str:
+    """What to say when `needs` (a command or feature) lacks a package of an optional extra."""
+    return (
+        f"{needs} needs {error.name}, part of mtapp's '{extra}' extra, which is not installed: "
+        f"pip install 'mtapp[{extra}]' (in a checkout: pip install -e '.[{extra}]', or bash scripts/install.sh)"
+    )

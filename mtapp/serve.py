@@ -43,10 +43,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.openapi.utils import get_openapi
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from mtapp.runtime import missing_extra
+
+try:
+    import py3langid  # noqa: F401 (mtapp.api's language identification)
+    import uvicorn
+    from fastapi import APIRouter, Depends, FastAPI, Request
+    from fastapi.openapi.utils import get_openapi
+    from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+except ModuleNotFoundError as e:
+    raise SystemExit(f"error: {missing_extra('serve', e, 'python -m mtapp.serve')}") from None
 
 from mtapp import inference
 from mtapp.api import (
@@ -585,8 +592,6 @@ def main(argv: list[str] | None = None) -> int:
         args.max_body_bytes,
         args.timeout,
     )
-    import uvicorn
-
     uvicorn.run(
         create_app(model, limits, keys), host=args.host, port=args.port, log_level="info", timeout_graceful_shutdown=30
     )

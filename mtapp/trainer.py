@@ -23,6 +23,7 @@ from typing import Protocol
 
 import numpy as np
 import torch
+import yaml
 from tqdm import tqdm
 
 from mtapp.averaging import average_newest, keep_newest
@@ -258,9 +259,12 @@ class Trainer:
         t, p = self.cfg.train, self.progress
         budget = t.max_minutes * 60 if t.max_minutes > 0 else math.inf
         started = time.monotonic() - p.elapsed
-        with self.signals:
-            while not p.stopped:
-                self._fit_epoch(started, budget)
+        try:
+            with self.signals:
+                while not p.stopped:
+                    self._fit_epoch(started, budget)
+        finally:
+            self.run_log.close()  # TensorBoard's events written out
         self.save("last")
         if t.average_last and self.group.is_main and not p.stopped.startswith("interrupted"):
             average_newest(self.checkpoints.run_dir, t.average_last)
@@ -342,7 +346,8 @@ class Trainer:
         self._maybe_validate(started, epoch)
         if self.progress.updates % self.cfg.train.log_every:
             return interval
-        self.run_log.write(train_record(epoch, self.progress.updates, interval.reduced(self.group)))
+        record = train_record(epoch, self.progress.updates, interval.reduced(self.group))
+        self.run_log.write(record | {"lr": self.optimizer.param_groups[0]["lr"]})
         return EpochStats()
 
     def _maybe_validate(self, started: float, epoch: int) -> None:
@@ -407,5 +412,7 @@ def build_trainer(
     strategy = build_strategy(cfg.batching, data.train.src_lengths, data.train.tgt_lengths)
     batches = CorpusBatches(shard(strategy, group.rank, group.world_size), data.train)
     checkpoints = Checkpoints(run_dir, cfg, data.tokenizer.model_bytes, group)
-    validation, run_log = Validation(cfg, data, device), RunLog(run_dir, group.is_main)
+    config_text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+    run_log = RunLog(run_dir, group.is_main, cfg.train.tensorboard, config_text)
+    validation = Validation(cfg, data, device)
     return Trainer(cfg, model, optimizer, scaler, batches, validation, checkpoints, run_log, device, group)

@@ -232,3 +232,18 @@ def test_bench_speed_runs_every_group_on_tiny_models_in_seconds(tmp_path, capsys
     assert all(math.isfinite(c["mean"]) and c["mean"] > 0 for c in payload["summary"]["comparisons"])
     out = capsys.readouterr().out
     assert "(control) LSTM A/A" in out and "(k) a pad slot's time relative to a real token's" in out
+
+
+def test_saved_rounds_follow_the_resolved_config_not_the_file(tmp_path):
+    """Comments, keys written at their defaults and logging switches keep a config's fingerprint
+    (saved rounds continue); a training setting changes it."""
+    from mtapp.config import config_path
+
+    shipped = config_path("multi30k_de_en_transformer")
+    text = shipped.read_text()
+    reworded = tmp_path / "reworded.yaml"
+    reworded.write_text("# a comment\n" + text.replace("  tensorboard: true", "  tensorboard: false"))
+    other = tmp_path / "other.yaml"
+    other.write_text(text.replace("  label_smoothing: 0.1", "  label_smoothing: 0.2"))
+    assert "label_smoothing: 0.2" in other.read_text()
+    assert speed.fingerprint(reworded) == speed.fingerprint(shipped) != speed.fingerprint(other)

@@ -234,3 +234,26 @@ def test_bf16_decoding_stays_within_the_stated_tolerance_of_float32(trained):
     assert len(outputs["bf16"]) == len(lines)
     assert same >= 0.8 * len(lines)
     assert correct["bf16"] >= correct["off"] - 0.05 * len(lines)
+
+
+def test_training_writes_tensorboard_events_that_tensorboard_reads_back(trained):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from mtapp import rundir
+
+    _, run = trained
+    events = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0, "tensors": 0})
+    events.Reload()
+    scalars = events.Tags()["scalars"]
+    wanted = ["train/loss", "train/lr", "train/tgt_tokens_per_s", "train/padding_efficiency", "train/rss_mb"]
+    assert set(wanted + ["epoch/valid_loss", "epoch/valid_bleu"]) <= set(scalars)
+    records = rundir.read_log(run)
+    train = [r for r in records if r["event"] == "train"]
+    assert [(e.step, round(e.value, 4)) for e in events.Scalars("train/loss")] == [
+        (r["update"], round(r["loss"], 4)) for r in train
+    ]
+    epochs = [r for r in records if r["event"] == "epoch"]
+    bleu = [round(e.value, 2) for e in events.Scalars("epoch/valid_bleu")]
+    assert bleu == [round(r["valid_bleu"], 2) for r in epochs]
+    config = events.Tensors("config/text_summary")[0].tensor_proto.string_val[0].decode()
+    assert "max_positions:" in config and "tensorboard: true" in config

@@ -40,3 +40,28 @@ def test_each_console_script_is_the_main_its_command_runs(script):
     assert callable(main)
     argv = inspect.signature(main).parameters["argv"]  # main(argv=None) -> int: sys.exit(main()) semantics
     assert argv.default is None and inspect.signature(main).return_annotation in (int, "int")
+
+
+def test_the_python_floor_is_the_oldest_python_the_code_and_tests_run_on():
+    """tomllib (tests, scripts) is 3.11's: the project says so instead of failing on 3.10."""
+    assert tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"] == ">=3.11"
+
+
+def test_a_command_without_its_extra_says_which_extra_to_install(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    hide = (
+        "import sys; sys.modules['fastapi'] = None; import runpy; runpy.run_module('mtapp.serve', run_name='__main__')"
+    )
+    served = subprocess.run([sys.executable, "-c", hide, "--run", str(tmp_path)], capture_output=True, text=True)
+    assert served.returncode == 1 and "ModuleNotFoundError" not in served.stderr
+    assert "python -m mtapp.serve needs fastapi, part of mtapp's 'serve' extra" in served.stderr
+    assert "pip install 'mtapp[serve]'" in served.stderr
+    from mtapp import ct2
+
+    monkeypatch.setitem(sys.modules, "ctranslate2", None)
+    with pytest.raises(
+        ct2.ExportError, match=r"python -m mtapp.export needs ctranslate2.*pip install 'mtapp\[engines\]'"
+    ):
+        ct2.export(tmp_path / "missing.pt", tmp_path / "out")

@@ -382,10 +382,7 @@ def plan_of(args: argparse.Namespace) -> dict:
     """What must match for saved rounds to be continued (as JSON reads it back)."""
     plan = {
         "groups": {name: [asdict(v) for v in group.variants] for name, group in GROUPS.items()},
-        "configs": {
-            kind: f"{path.name} {hashlib.sha256(path.read_bytes()).hexdigest()[:12]}"
-            for kind, path in configs(args).items()
-        },
+        "configs": {kind: f"{path.name} {fingerprint(path)}" for kind, path in configs(args).items()},
         "threads": torch.get_num_threads(),
         "slice": args.slice,
         "drop": args.drop,
@@ -418,6 +415,20 @@ def machine() -> dict:
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
     }
+
+
+# Settings that do not change what or how a variant trains: a config that differs from the saved
+# plan's only in these (or in how its file is written) continues the saved rounds.
+NOT_TRAINING = (("train", "tensorboard"), ("train", "log_every"))
+
+
+def fingerprint(path: Path) -> str:
+    """A config as the rounds depend on it: the hash of its resolved settings but NOT_TRAINING,
+    so rewording the file (comments, keys left at their defaults) keeps saved rounds valid."""
+    resolved = load_config(path).to_dict()
+    for section, key in NOT_TRAINING:
+        resolved[section].pop(key, None)
+    return hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def configs(args: argparse.Namespace) -> dict[str, Path]:
