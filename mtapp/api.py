@@ -156,7 +156,7 @@ class Api:
 
     def translate_request(self, body: bytes, content_type: str, query: str) -> Order:
         """The request in whichever form it came (module docstring), checked against the models."""
-        if content_type.startswith("application/x-www-form-urlencoded") or (not body and query):
+        if content_type.lower().startswith("application/x-www-form-urlencoded") or (not body and query):
             return self._libre(self._check(self.libre, form_fields(body.decode("utf-8", "replace") or query), True))
         data = json_body(body, libre=False)
         if isinstance(data, dict) and any(key in data for key in LIBRE_FIELDS):
@@ -168,7 +168,7 @@ class Api:
 
     def detect_request(self, body: bytes, content_type: str, query: str) -> tuple[list[str], bool, str | None]:
         """(texts, whether they came as a list, API key) of a /detect request."""
-        if content_type.startswith("application/x-www-form-urlencoded") or (not body and query):
+        if content_type.lower().startswith("application/x-www-form-urlencoded") or (not body and query):
             data = form_fields(body.decode("utf-8", "replace") or query)
         else:
             data = json_body(body, libre=True)
@@ -278,6 +278,12 @@ class _Segments(HTMLParser):
 
     def handle_data(self, data):
         self.parts.append((not self.raw and bool(data.strip()), data))
+
+    def handle_pi(self, data):
+        self.parts.append((False, f"<?{data}>"))
+
+    def unknown_decl(self, data):
+        self.parts.append((False, f"<![{data}]>"))
 
     def handle_comment(self, data):
         self.parts.append((False, f"<!--{data}-->"))

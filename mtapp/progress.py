@@ -130,7 +130,7 @@ class RunLog:
         self.run_dir, self.is_main = Path(run_dir), is_main
         self.board = None
         if tensorboard and is_main:
-            from torch.utils.tensorboard import SummaryWriter  # the tensorboard package: the dev extra's
+            from torch.utils.tensorboard import SummaryWriter  # needs the tensorboard package (a dependency)
 
             self.board = SummaryWriter(str(rundir.tensorboard_dir(self.run_dir)))
             if config_text:

@@ -24,7 +24,7 @@ from mtapp.tokenization import BOS, EOS, PAD
 @dataclass(frozen=True)
 class Hypothesis:
     tokens: list[int]  # output ids, without bos/eos
-    log_prob: float  # of the tokens and the end token (or of the tokens alone, cut at the limit)
+    log_prob: float  # of the tokens and the end token (CTranslate2, cut at its limit: of the subwords it made)
 
 
 def normalised(hyp: Hypothesis, length_penalty: float) -> float:

@@ -84,10 +84,10 @@ LINE_BREAK = re.compile(r"\r?\n")  # a text's lines: each translated, the breaks
 class Limits:
     batch_window_ms: float = 5.0  # wait this long after a request for others to share its batch
     max_tokens: int | None = None  # subwords gathered into one batch (None: the run's decode.max_tokens)
-    queue_limit: int = 4096  # sentences waiting, beyond which requests get 503
+    queue_limit: int = 4096  # lines waiting, beyond which requests get 503 (LibreTranslate's form: 429)
     max_batch_requests: int = 0  # requests per batch (0: no limit; 1: one request at a time)
-    max_sentences: int = 256  # per request
-    max_chars: int = 4000  # per sentence
+    max_sentences: int = 256  # texts per request
+    max_chars: int = 4000  # characters per text
     max_body_bytes: int = 1_000_000
     timeout: float = 60.0  # seconds a request may wait for its translation
 
@@ -140,6 +140,13 @@ class Batcher:
 
     def submit(self, lines: list[str], beam: int, nbest: int) -> concurrent.futures.Future:
         ids = self.translator.tokenizer.encode(lines)  # once: the worker translates these
+        if len(lines) > self.limits.queue_limit:  # never fits: retrying cannot help
+            raise Refused(
+                413,
+                f"{len(lines)} lines in one request, more than the queue holds (--queue-limit "
+                f"{self.limits.queue_limit}): send fewer lines a request, or start the server with a larger "
+                "--queue-limit",
+            )
         with self.lock:
             if self.waiting + len(lines) > self.limits.queue_limit:
                 raise Refused(
@@ -250,7 +257,7 @@ ERRORS = {
     400: "LibreTranslate form: a missing or wrong field, an unsupported language pair; either form: a body that is "
     "not JSON",
     403: "an API key is required (--api-keys) and the request has none of them",
-    413: "the body is larger than --max-body-bytes",
+    413: "the body is larger than --max-body-bytes, or has more lines than --queue-limit",
     415: "a body neither JSON nor form-encoded",
     422: "mtapp form: a missing or wrong field",
     429: "LibreTranslate form: the queue is full (see Retry-After)",

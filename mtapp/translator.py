@@ -46,7 +46,8 @@ SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+")
 @dataclass(frozen=True)
 class Scored:
     text: str
-    score: float  # `search.normalised`: log-probability / (output subwords + 1) ** decode.length_penalty
+    score: float  # `search.normalised` (log-prob / (subwords + 1) ** length_penalty); a line of several
+    # pieces: the mean of theirs; a blank line: 0.0
 
 
 class Searcher(Protocol):

@@ -102,14 +102,46 @@ def test_line_breaks_are_kept_and_an_nbest_beyond_the_beam_raises_the_beam(serve
     assert answer["translations"] == [[h.text for h in offline.translate_nbest(lines[:1], 3, 3)[0]]]
 
 
-def test_a_full_queue_and_a_late_answer_are_503_and_504(trained, tmp_path):
+def test_a_full_queue_is_503_and_a_request_larger_than_the_queue_413():
+    """The worker held inside a translation: what waits fills the queue (a deterministic stand-in
+    for a busy server), a request that could never fit is told so instead of "retry"."""
+    from types import SimpleNamespace
+
+    from mtapp.api import Refused
+    from mtapp.serve import Batcher, Limits, Metrics
+    from mtapp.translator import Scored
+
+    class Held:
+        decode = SimpleNamespace(max_tokens=1000)
+        tokenizer = SimpleNamespace(encode=lambda lines: [[5, 6] for _ in lines])
+        started, gate = threading.Event(), threading.Event()
+
+        def translate_nbest(self, lines, beam, nbest, ids=None):
+            self.started.set()
+            assert self.gate.wait(30)
+            return [[Scored(line.upper(), 0.0)] for line in lines]
+
+    held = Held()
+    batcher = Batcher(held, Limits(batch_window_ms=0, queue_limit=2), Metrics())
+    first = batcher.submit(["a", "b"], 1, 1)
+    assert held.started.wait(30)  # the worker took it: the queue is empty again
+    second = batcher.submit(["c", "d"], 1, 1)  # waits: the queue holds 2 of 2
+    with pytest.raises(Refused) as full:
+        batcher.submit(["e"], 1, 1)
+    assert full.value.status == 503 and full.value.headers == {"Retry-After": "1"}
+    assert "--queue-limit 2" in full.value.message
+    with pytest.raises(Refused) as never:
+        batcher.submit(["f", "g", "h"], 1, 1)
+    assert never.value.status == 413 and "3 lines in one request" in never.value.message
+    held.gate.set()
+    assert [h[0].text for h in first.result(30)] == ["A", "B"] and [h[0].text for h in second.result(30)] == ["C", "D"]
+    batcher.close()
+
+
+def test_a_late_answer_is_504(trained, tmp_path):
     _, run = trained
-    server = Server(run, tmp_path / "server.log", ["--queue-limit", "2", "--timeout", "0.001"])
+    server = Server(run, tmp_path / "server.log", ["--timeout", "0.001"])
     try:
-        full = server.post({"text": ["w01", "w02", "w03"]})
-        assert (
-            full.status_code == 503 and full.headers["Retry-After"] == "1" and "--queue-limit 2" in full.json()["error"]
-        )
         late = server.post({"text": ["w01 w02"]})
         assert late.status_code == 504 and "--timeout" in late.json()["error"]
         assert httpx.get(server.url + "/health").status_code == 200  # still serving

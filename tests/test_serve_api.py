@@ -84,17 +84,28 @@ def test_libretranslate_requests_in_every_form_get_libretranslate_answers(served
     assert httpx.post(served.url + "/translate", json={"text": lines[:1]}).status_code == 403  # both forms need a key
 
 
-def test_a_full_queue_is_429_for_libretranslate_and_503_for_mtapp(trained, tmp_path):
+def test_a_request_larger_than_the_queue_is_413_in_either_form(trained, tmp_path):
     _, run = trained
     server = Server(run, tmp_path / "server.log", ["--queue-limit", "2"])
     try:
-        libre = server.post({"q": ["w01", "w02", "w03"], "source": "xx", "target": "yy"})
+        libre = server.post({"q": ["w01", "w02\nw03"], "source": "xx", "target": "yy"})  # 3 lines
         own = server.post({"text": ["w01", "w02", "w03"]})
-        assert (libre.status_code, own.status_code) == (429, 503)
-        assert libre.headers["Retry-After"] == own.headers["Retry-After"] == "1"
-        assert "--queue-limit 2" in libre.json()["error"]
+        assert (libre.status_code, own.status_code) == (413, 413)
+        assert "--queue-limit 2" in libre.json()["error"] and "3 lines" in own.json()["error"]
+        assert server.post({"text": "w01\nw02"}).status_code == 200  # 2 lines fit
     finally:
         assert server.stop()
+
+
+def test_language_identification_ranks_the_servers_languages():
+    from mtapp.api import Detector
+
+    detector = Detector(["de", "en", "de"])
+    german, english = detector.rank("Ein Hund rennt über eine Wiese."), detector.rank("A dog runs across a meadow.")
+    assert [d.language for d in german] == ["de", "en"] and [d.language for d in english] == ["en", "de"]
+    assert german[0].confidence > 90 and sum(d.confidence for d in english) == pytest.approx(100, abs=0.2)
+    only = Detector(["xx", "en"]).rank("Ein Hund.")  # one language it knows: nothing to choose between
+    assert [(d.language, d.confidence) for d in only] == [("en", 100.0)]
 
 
 def test_the_openapi_schema_holds_against_a_schema_driven_fuzzer(trained, tmp_path):

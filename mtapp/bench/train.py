@@ -145,14 +145,14 @@ def run_jobs(
     total = len(jobs) * repeats
     longest: dict[int, float] = {}  # job -> wall seconds of its last run trained or read back
     stopped = False  # once a run is left for the deadline, no later one is trained (order kept)
-    lock = threading.Lock()
+    lock, halt = threading.Lock(), threading.Event()  # halt: another worker failed, or Ctrl-C
 
     def worker(cores: set[int] | None) -> None:
         nonlocal stopped
         while True:
             with lock:  # the next run of the order: read back, left for the deadline, or this worker's
                 n, (repeat, i) = next(order, (0, (0, 0)))
-                if not n:
+                if not n or halt.is_set():
                     return
                 job = jobs[i]
                 run_dir = job.folder / f"repeat{repeat}" if repeats > 1 else job.folder
@@ -164,7 +164,14 @@ def run_jobs(
                     stopped = True
                     continue
                 print(f"[{n}/{total}] {job.config.stem} {' '.join(job.overrides)}, repeat {repeat + 1}", flush=True)
-            run = saved or train_once(job, minutes, run_dir, resume, repeat, cores)
+            try:
+                run = saved or train_once(job, minutes, run_dir, resume, repeat, cores)
+            except BaseException:
+                halt.set()
+                raise
+            if halt.is_set() and not saved:  # a Ctrl-C reached the child too: its run is not whole
+                (run_dir / "result.json").unlink(missing_ok=True)
+                return
             run = after(job, run) if after else run
             with lock:
                 runs[i][repeat] = run
@@ -178,8 +185,12 @@ def run_jobs(
     cores = sorted(os.sched_getaffinity(0))
     shares = [set(cores[w::workers]) or set(cores) for w in range(workers)]
     with concurrent.futures.ThreadPoolExecutor(workers) as pool_:
-        for done in [pool_.submit(worker, share) for share in shares]:
-            done.result()  # a failed run's error is raised here
+        try:
+            for done in [pool_.submit(worker, share) for share in shares]:
+                done.result()  # a failed run's error is raised here
+        except BaseException:  # Ctrl-C (the main thread's) or a failed run: no worker starts another
+            halt.set()
+            raise
     return runs
 
 
