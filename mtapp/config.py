@@ -4,9 +4,11 @@ Every default lives here and nowhere else. `load_config` reads a YAML file, appl
 `--set key=value` overrides, checks names, types, ranges and cross-field rules, and returns
 a frozen `Config`. Any problem raises `ConfigError` naming the key.
 
-The shipped configs are package data (mtapp/configs/*.yaml); `config_path` finds one by its
-name (`multi30k_de_en_lstm`, with or without `.yaml`), and `DEFAULT_CONFIG` is the one that
-`python -m mtapp.train` trains without `--config`.
+The shipped configs live in the top-level configs/ folder, which the wheel carries as
+mtapp/configs/ (pyproject.toml maps it); each states only what it chooses, and `describe` prints
+every key with its meaning (`python -m mtapp.train --print-config`). `config_path` finds a shipped
+config by its name (`multi30k_de_en_lstm`, with or without `.yaml`), and `DEFAULT_CONFIG` is the
+one that `python -m mtapp.train` trains without `--config`: its choices are the defaults here.
 """
 
 from __future__ import annotations
@@ -22,12 +24,20 @@ from typing import Any, Literal
 
 import yaml
 
+from mtapp.specials import model_limits, with_specials
+
 
 class ConfigError(ValueError):
     """A configuration value is missing, unknown, mistyped or inconsistent."""
 
 
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+def _config_dir() -> Path:
+    """mtapp/configs/ in an installed wheel; else the configs/ folder beside the package (a source tree)."""
+    package = Path(__file__).resolve().parent
+    return package / "configs" if (package / "configs").is_dir() else package.parent / "configs"
+
+
+CONFIG_DIR = _config_dir()
 DEFAULT_CONFIG = CONFIG_DIR / "multi30k_de_en_transformer.yaml"
 
 
@@ -50,106 +60,124 @@ def config_path(name_or_path: str | Path) -> Path:
     return found
 
 
+def _key(default: Any, meaning: str) -> Any:
+    """A config key: its default and what it means (`describe` prints the meaning beside it)."""
+    if isinstance(default, dict):
+        return field(default_factory=dict, metadata={"meaning": meaning})
+    return field(default=default, metadata={"meaning": meaning})
+
+
 @dataclass(frozen=True)
 class DataConfig:
-    corpus: str = "multi30k"  # a registered corpus, or "text" | "tsv" | "hf" with `paths`
-    dir: str = ""  # where registered corpora live; "" = $MTAPP_DATA_DIR, else data/
-    src_lang: str = "de"
-    tgt_lang: str = "en"
-    train_split: str = "train"
-    valid_split: str = "val"
-    test_split: str = "test_2016_flickr"
-    paths: dict[str, str] = field(default_factory=dict)  # split -> path, for text/tsv/hf
-    hf_path: str = ""  # datasets.load_dataset path for corpus "hf" (hub name or "json", "csv", ...)
-    hf_name: str = ""  # corpus "hf": the dataset's configuration, e.g. "de-en" for wmt/wmt14
-    max_len: int = 256  # training pairs longer than this (in subwords) are dropped and counted
-    cache_dir: str = ".cache/mtapp"  # encoded corpora and trained tokenizers, keyed by content
-    num_proc: int = 0  # processes tokenising a corpus into the Arrow cache; 0 = one per core (fewer if small)
+    corpus: str = _key("multi30k", "a registered corpus (multi30k), or text | tsv | hf with `paths`")
+    dir: str = _key("", 'data directory holding multi30k/; "" = $MTAPP_DATA_DIR, else data/')
+    src_lang: str = _key("de", "source language code (multi30k: de, en, fr, cs)")
+    tgt_lang: str = _key("en", "target language code")
+    train_split: str = _key("train", "split to train on")
+    valid_split: str = _key("val", "split for the validation loss and BLEU after each epoch")
+    test_split: str = _key("test_2016_flickr", "split `python -m mtapp.evaluate` scores by default")
+    paths: dict[str, str] = _key({}, "text/tsv/hf corpora only: split -> file prefix / TSV file / data file")
+    hf_path: str = _key("", "hf corpora only: datasets.load_dataset path (hub name, json, csv, ...)")
+    hf_name: str = _key("", "hf corpora only: the dataset's configuration (e.g. de-en for wmt/wmt14)")
+    max_len: int = _key(256, "training pairs with a side longer than this (subwords) are dropped and counted")
+    cache_dir: str = _key(".cache/mtapp", "trained tokenizers and encoded corpora, keyed by content")
+    num_proc: int = _key(0, "processes tokenising a corpus into the Arrow cache (0 = one per core; fewer if small)")
 
 
 @dataclass(frozen=True)
 class TokenizerConfig:
-    vocab_size: int = 8000
-    model_type: Literal["unigram", "bpe"] = "unigram"
-    joint: bool = True  # one vocabulary for both languages (required for tied embeddings)
-    character_coverage: float = 1.0
+    vocab_size: int = _key(8000, "joint SentencePiece vocabulary size (both languages)")
+    model_type: Literal["unigram", "bpe"] = _key("unigram", "unigram | bpe")
+    joint: bool = _key(True, "one vocabulary for source and target (required for tied embeddings)")
+    character_coverage: float = _key(1.0, "share of characters the vocabulary must cover")
 
 
 @dataclass(frozen=True)
 class BatchingConfig:
-    strategy: Literal["global", "random", "sorted", "tokens", "packed_rows"] = "tokens"
-    max_tokens: int = 4096  # tokens, packed_rows: padded token slots per batch and side
-    batch_cost: float = 0.125  # tokens: a batch must save this fraction of max_tokens in padding to exist
-    multiple_of: int = 1  # tokens: padded lengths rounded up to a multiple of this
-    batch_size: int = 128  # global, random, sorted: sentences per batch
-    pool_batches: int = 100  # sorted: batches per length-sorted pool
-    row_tokens: int = 512  # packed_rows: tokens per row and side
-    pad_side: Literal["post", "pre"] = "post"  # source side; the target is always post-padded
-    seed: int = 1
+    strategy: Literal["global", "random", "sorted", "tokens", "packed_rows"] = _key(
+        "tokens", "global | random | sorted | tokens | packed_rows (README, Batching)"
+    )
+    max_tokens: int = _key(4096, "tokens, packed_rows: padded token slots per batch, on each side")
+    batch_cost: float = _key(0.125, "tokens: padding (fraction of max_tokens) a batch must save to be split off")
+    multiple_of: int = _key(1, "tokens: padded lengths rounded up to a multiple of this")
+    batch_size: int = _key(128, "global, random, sorted: sentences per batch")
+    pool_batches: int = _key(100, "sorted: batches per length-sorted pool")
+    row_tokens: int = _key(512, "packed_rows (transformer only): tokens per row, on each side")
+    pad_side: Literal["post", "pre"] = _key(
+        "post", "source padding: post (after the words) | pre (before); the target is always post-padded"
+    )
+    seed: int = _key(1, "seed of the per-epoch shuffling")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    type: Literal["transformer", "lstm", "hybrid"] = "transformer"
-    d_model: int = 256  # embedding size (and Transformer width)
-    heads: int = 4
-    encoder_layers: int = 3
-    decoder_layers: int = 3
-    ffn_dim: int = 1024
-    dropout: float = 0.1  # on embeddings and residual branches
-    attention_dropout: float = 0.0  # on attention weights
-    activation_dropout: float = 0.0  # inside the feed-forward block, after the ReLU
-    max_positions: int = 1024
-    rnn_hidden: int = 256  # LSTM hidden size per direction (lstm, hybrid); the LSTM decoder has twice this
-    rnn_layers: int = 2  # bidirectional LSTM encoder layers (lstm, hybrid)
-    encoder_padding: Literal["padded", "masked", "packed", "unrolled"] = "packed"  # how the LSTM meets pads
+    type: Literal["transformer", "lstm", "hybrid"] = _key("transformer", "transformer | lstm | hybrid")
+    d_model: int = _key(256, "embedding size (and Transformer width)")
+    heads: int = _key(4, "attention heads (d_model must be divisible by heads)")
+    encoder_layers: int = _key(3, "(transformer/hybrid) Transformer encoder layers")
+    decoder_layers: int = _key(3, "decoder layers (lstm: must equal rnn_layers)")
+    ffn_dim: int = _key(1024, "(transformer/hybrid) feed-forward inner size")
+    dropout: float = _key(0.1, "dropout on embeddings and residual branches (lstm: also between layers)")
+    attention_dropout: float = _key(0.0, "(transformer/hybrid) dropout on attention weights")
+    activation_dropout: float = _key(0.0, "(transformer/hybrid) dropout inside the feed-forward block, after the ReLU")
+    max_positions: int = _key(1024, "(transformer/hybrid) longest sequence the position table covers")
+    rnn_hidden: int = _key(256, "(lstm/hybrid) LSTM hidden size per direction; the LSTM decoder has twice this")
+    rnn_layers: int = _key(2, "(lstm/hybrid) bidirectional LSTM encoder layers")
+    encoder_padding: Literal["padded", "masked", "packed", "unrolled"] = _key(
+        "packed", "(lstm/hybrid) how the LSTM meets pads: padded | masked | packed | unrolled"
+    )
 
 
 @dataclass(frozen=True)
 class LossConfig:
-    label_smoothing: float = 0.1
-    mask_padding: bool = True  # false: pads count as targets too (what unmasked code does), to show the harm
+    label_smoothing: float = _key(0.1, "probability mass spread over the vocabulary")
+    mask_padding: bool = _key(True, "false: pads count as targets too (what unmasked code does), to show the harm")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    lr: float = 5e-4  # peak learning rate, reached after `warmup_steps`
-    warmup_steps: int = 1000
-    betas: tuple[float, float] = (0.9, 0.98)
-    weight_decay: float = 0.0
-    clip_norm: float = 1.0  # 0 disables gradient clipping
-    accumulate: int = 1  # batches per optimizer update
-    max_epochs: int = 30
-    max_minutes: float = 0.0  # wall-clock training budget; 0 = no limit
-    max_updates: int = 0  # stop after this many optimizer updates; 0 = no limit
-    patience: int = 5  # epochs without a better validation BLEU before stopping; 0 = never
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
-    compile: bool = False  # torch.compile the model (in place; checkpoints are unchanged)
-    compile_backend: Literal["inductor", "aot_eager", "eager", "cudagraphs"] = "inductor"  # torch.compile's backend
-    pin_memory: bool = True  # CUDA: copy batches from page-locked memory, asynchronously
-    seed: int = 1
-    valid_beam: int = 1  # validation BLEU uses greedy search by default
-    valid_every_minutes: float = 0.0  # also log the validation loss this often (0 = at epoch ends only)
-    log_every: int = 50  # updates between JSON-lines log records
-    tensorboard: bool = True  # also write the log's numbers as TensorBoard event files in RUN/tensorboard/
-    max_nonfinite: int = 10  # updates in a row with a NaN/inf loss before training stops
-    average_last: int = 0  # keep the last N epoch checkpoints and write their average, checkpoint_avg.pt; 0 = off
+    lr: float = _key(0.001, "peak learning rate (after warmup, then inverse-sqrt decay)")
+    warmup_steps: int = _key(400, "updates of linear warmup")
+    betas: tuple[float, float] = _key((0.9, 0.98), "Adam betas")
+    weight_decay: float = _key(0.0, "Adam weight decay")
+    clip_norm: float = _key(1.0, "gradient norm clipping (0 = off)")
+    accumulate: int = _key(1, "batches per optimizer update")
+    max_epochs: int = _key(30, "stop after this many epochs")
+    max_minutes: float = _key(25.0, "... or after this much wall-clock time (0 = no limit)")
+    max_updates: int = _key(0, "... or after this many optimizer updates (0 = no limit)")
+    patience: int = _key(5, "... or after this many epochs without a better validation BLEU (0 = never)")
+    device: Literal["auto", "cpu", "cuda"] = _key("auto", "auto (CUDA if present) | cpu | cuda")
+    amp: Literal["auto", "off", "bf16", "fp16"] = _key(
+        "auto", "mixed precision: auto (bf16 where the hardware has it) | off | bf16 | fp16"
+    )
+    compile: bool = _key(False, "torch.compile the model (in place; checkpoints are unchanged)")
+    compile_backend: Literal["inductor", "aot_eager", "eager", "cudagraphs"] = _key(
+        "inductor", "torch.compile's backend: inductor (generates kernels) | aot_eager | eager | cudagraphs"
+    )
+    pin_memory: bool = _key(True, "CUDA only: batches copied from page-locked memory, without blocking")
+    seed: int = _key(1, "seed of parameter init and dropout")
+    valid_beam: int = _key(1, "beam size of the validation BLEU (1 = greedy)")
+    valid_every_minutes: float = _key(0.0, "also log the validation loss this often (0 = at epoch ends only)")
+    log_every: int = _key(50, "updates between training records in log.jsonl")
+    tensorboard: bool = _key(True, "the log's numbers also as TensorBoard event files in RUN/tensorboard/")
+    max_nonfinite: int = _key(10, "updates in a row with a NaN/inf loss (each skipped) before training stops")
+    average_last: int = _key(0, "keep the last N epoch checkpoints and write their mean, checkpoint_avg.pt (0 = off)")
 
 
 @dataclass(frozen=True)
 class DecodeConfig:
-    beam: int = 5
-    length_penalty: float = 1.0  # hypothesis score = log-prob / length ** length_penalty
-    max_len_a: float = 1.5  # output length limit = a * source length + b
-    max_len_b: int = 10
-    min_len: int = 0  # no output ends with fewer tokens (eos excluded), unless its limit is lower
-    max_tokens: int = 4096  # inference batch budget (padded source slots)
-    nbest: int = 1  # hypotheses per input line (<= beam)
-    # Decoding precision. off (float32): a line's translation does not depend on its batch
-    # (README, "Batch-invariant translation"); bf16 / fp16 / auto (as train.amp) are faster on
-    # hardware with native support, within a measured tolerance.
-    amp: Literal["auto", "off", "bf16", "fp16"] = "off"
+    beam: int = _key(5, "beam size of translate, evaluate and serve")
+    length_penalty: float = _key(1.0, "hypothesis score = log-prob / length ** length_penalty")
+    max_len_a: float = _key(1.5, "output length limit = a * source length + b (subwords)")
+    max_len_b: int = _key(10, "the b of that limit")
+    min_len: int = _key(0, "no output ends with fewer tokens (eos excluded), unless its limit is lower")
+    max_tokens: int = _key(4096, "inference batch budget (padded source slots)")
+    nbest: int = _key(1, "hypotheses per input line (<= beam; translate --nbest)")
+    amp: Literal["auto", "off", "bf16", "fp16"] = _key(
+        "off",
+        "decoding precision: off (float32: a line's translation does not depend on its batch) | bf16 | fp16 | "
+        "auto (as train.amp): faster where the hardware has them, within a measured tolerance",
+    )
 
 
 @dataclass(frozen=True)
@@ -164,6 +192,21 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(dataclasses.asdict(self))
+
+
+def describe(cfg: Config, source: str = "") -> str:
+    """`cfg` as YAML with every key, its value and its meaning (the text `train --print-config`
+    prints); a file that says where the values came from (`source`) first. It loads back to `cfg`."""
+    lines = [f"# {source}" if source else "# the defaults", "# every key: its value and its meaning", ""]
+    values = cfg.to_dict()
+    for section in dataclasses.fields(cfg):
+        lines.append(f"{section.name}:")
+        for key in dataclasses.fields(getattr(cfg, section.name)):
+            value = yaml.safe_dump(values[section.name][key.name], default_flow_style=True, width=10_000)
+            item = f"  {key.name}: {value.removesuffix(chr(10)).removesuffix(chr(10) + '...')}"
+            lines.append(f"{item:<30}  # {key.metadata['meaning']}")
+        lines.append("")
+    return "\n".join(lines)
 
 
 # Numeric ranges: key -> (lowest, highest); None = unbounded on that side.
@@ -374,11 +417,9 @@ def _check_rules(cfg: Config) -> None:
 
 
 def _check_positions(cfg: Config) -> None:
-    """Every training pair data.max_len admits must fit the model (`models.model_limits`): a
+    """Every training pair data.max_len admits must fit the model (`specials.model_limits`): a
     Transformer's position table holds a source and its end token, and bos and the target."""
-    from mtapp.models import model_limits  # not at the top: mtapp.models imports this module
-
-    for side, limit in zip(("source", "target"), model_limits(cfg.model)):
+    for side, limit in zip(("source", "target"), model_limits(cfg.model.type, cfg.model.max_positions)):
         if limit is not None and cfg.data.max_len > limit:
             raise ConfigError(
                 f"data.max_len {cfg.data.max_len} is longer than the {side} a {cfg.model.type} with "
@@ -389,13 +430,21 @@ def _check_positions(cfg: Config) -> None:
 
 def _check_budget(cfg: Config) -> None:
     """The longest pair data.max_len admits must fit one batch (tokens) or one row (packed_rows)."""
-    from mtapp.batching.lengths import check_fits, with_specials  # not at the top: mtapp.batching imports this module
-
     b, longest = cfg.batching, max(with_specials(cfg.data.max_len, cfg.data.max_len))
     if b.strategy == "tokens":
         check_fits(longest, b.max_tokens, "batching.max_tokens")
     elif b.strategy == "packed_rows":
         check_fits(longest, b.row_tokens, "batching.row_tokens")
+
+
+def check_fits(longest: int, budget: int, setting: str) -> None:
+    """Raise `ConfigError` unless a sentence of `longest` slots (specials included) fits `setting`,
+    a budget of `budget` slots per batch or row and side."""
+    if longest > budget:
+        raise ConfigError(
+            f"a sentence of {longest} tokens (eos or bos included) does not fit {setting}={budget}: "
+            f"raise {setting} or lower data.max_len"
+        )
 
 
 def _plain(obj: Any) -> Any:

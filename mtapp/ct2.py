@@ -39,12 +39,13 @@ from tqdm import tqdm
 from mtapp.batching.inference import inference_batches
 from mtapp.checkpoint import CheckpointError, load_checkpoint, tokenizer_from_tensor
 from mtapp.config import Config, DecodeConfig, config_from_dict, decode_with
-from mtapp.models import build_model, model_limits
+from mtapp.models import build_model
 from mtapp.models.transformer import sinusoids
 from mtapp.progress import bar_settings
 from mtapp.runtime import missing_extra
 from mtapp.search import Hypothesis
-from mtapp.tokenization import EOS, Tokenizer
+from mtapp.specials import EOS, model_limits
+from mtapp.tokenization import Tokenizer
 from mtapp.translator import Translator
 
 EXPORT_FILE = "mtapp.json"
@@ -196,7 +197,8 @@ def load_export(
         str(folder), device=device, compute_type=compute_type, inter_threads=1, intra_threads=threads
     )
     tokenizer = Tokenizer.load(folder / "spm.model")
-    translator = Translator(CTranslate2Searcher(engine, tokenizer, *model_limits(cfg.model)), tokenizer, decode)
+    limits = model_limits(cfg.model.type, cfg.model.max_positions)
+    translator = Translator(CTranslate2Searcher(engine, tokenizer, *limits), tokenizer, decode)
     translator.source_lang = cfg.data.src_lang
     return translator
 

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from mtapp.batching import Batch
 from mtapp.models import Seq2Seq
-from mtapp.tokenization import BOS, EOS, PAD
+from mtapp.specials import BOS, EOS, PAD
 
 
 @dataclass(frozen=True)

@@ -52,8 +52,9 @@ try:
     from fastapi.openapi.utils import get_openapi
     from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-except ModuleNotFoundError as e:
-    raise SystemExit(f"error: {missing_extra('serve', e, 'python -m mtapp.serve')}") from None
+except ModuleNotFoundError as e:  # exit 2, as every command does for a setup it cannot use
+    print(f"error: {missing_extra('serve', e, 'python -m mtapp.serve')}", file=sys.stderr)
+    raise SystemExit(2) from None
 
 from mtapp import inference
 from mtapp.api import (

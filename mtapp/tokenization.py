@@ -1,6 +1,6 @@
 """SentencePiece subword tokenizer: training, loading, encoding and decoding.
 
-Special ids are fixed for every model mtapp trains: pad 0, unk 1, bos 2, eos 3.
+Special ids are fixed for every model mtapp trains (`mtapp.specials`): pad 0, unk 1, bos 2, eos 3.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 import sentencepiece as spm
 
 from mtapp.config import TokenizerConfig
+from mtapp.specials import BOS, EOS, PAD, UNK
 
-PAD, UNK, BOS, EOS = 0, 1, 2, 3
 TRAIN_SENTENCES = 500_000  # at most this many sentences (both sides) train a model; larger corpora are sampled
 
 

@@ -2,6 +2,7 @@
 
 python -m mtapp.train [--config NAME|FILE] [--set section.key=value ...] [--run-dir DIR]
                       [--max-minutes N] [--resume]
+python -m mtapp.train --print-config [--config NAME|FILE] [--set ...]   (every key, its value and meaning)
 
 Data-parallel on N processes (gloo on the CPU, NCCL with one GPU each):
 python -m torch.distributed.run --nproc_per_node=N -m mtapp.train [same arguments]
@@ -17,7 +18,15 @@ from pathlib import Path
 
 from mtapp import rundir
 from mtapp.checkpoint import CheckpointError, load_checkpoint, tokenizer_from_tensor
-from mtapp.config import DEFAULT_CONFIG, Config, ConfigError, config_from_dict, load_config, shipped_configs
+from mtapp.config import (
+    DEFAULT_CONFIG,
+    Config,
+    ConfigError,
+    config_from_dict,
+    describe,
+    load_config,
+    shipped_configs,
+)
 from mtapp.data import CorpusError
 from mtapp.data.prepare import prepare
 from mtapp.distributed import Distributed
@@ -48,6 +57,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--run-dir", type=Path, help="where checkpoints, logs and results go (default: runs/<config name>)")
     p.add_argument("--max-minutes", type=float, help="wall-clock training budget (sets train.max_minutes)")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
+    p.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved config (--config with --set) as YAML, every key with its meaning, and exit",
+    )
     return p.parse_args(argv)
 
 
@@ -64,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
         overrides.append(f"train.max_minutes={args.max_minutes}")
     run_dir = args.run_dir or Path("runs") / args.config.stem
     try:
+        if args.print_config:
+            source = f"config {args.config}" + "".join(f" --set {item}" for item in overrides)
+            print(describe(load_config(args.config, overrides), source), end="")
+            return 0
         return run(args, run_dir, overrides)
     except (ConfigError, CorpusError, CheckpointError, TrainingError) as e:
         print(f"error: {e}", file=sys.stderr)

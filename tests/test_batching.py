@@ -9,11 +9,10 @@ from hypothesis import strategies as st
 
 from mtapp.batching import EpochBatches, build_strategy, collate
 from mtapp.batching.inference import inference_batches
-from mtapp.batching.lengths import SOURCE_SPECIALS, TARGET_SPECIALS
 from mtapp.batching.packed_rows import PackedRows, first_fit
 from mtapp.batching.tokens import TokenBuckets
 from mtapp.config import BatchingConfig, ConfigError, config_from_dict
-from mtapp.tokenization import BOS, EOS, PAD
+from mtapp.specials import BOS, EOS, PAD, SOURCE_SPECIALS, TARGET_SPECIALS
 
 lengths = st.lists(st.integers(1, 60), min_size=1, max_size=400)
 

@@ -1,6 +1,9 @@
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from mtapp.config import (
     CONFIG_DIR,
@@ -12,21 +15,52 @@ from mtapp.config import (
     load_config,
     shipped_configs,
 )
+from mtapp.train import main as train_main
 
 CONFIGS = sorted(CONFIG_DIR.glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
-def test_shipped_configs_load_and_list_every_key(path):
-    cfg = load_config(path)
-    text = path.read_text()
+def test_print_config_lists_every_key_with_its_meaning_and_loads_back(path, capsys):
+    assert train_main(["--print-config", "--config", str(path), "--set", "train.lr=0.002"]) == 0
+    text = capsys.readouterr().out
+    cfg = load_config(path, ["train.lr=0.002"])
+    assert config_from_dict(yaml.safe_load(text)) == cfg  # the printed YAML is the resolved config
+    assert text.startswith(f"# config {path} --set train.lr=0.002\n")
     for section, values in cfg.to_dict().items():
         for key in values:
-            assert f"\n  {key}:" in text, f"{path.name} does not document {section}.{key}"
+            line = next((ln for ln in text.splitlines() if ln.startswith(f"  {key}:")), None)
+            assert line is not None, f"--print-config does not list {section}.{key}"
+            assert len(line.partition("  # ")[2]) > 3, f"{section}.{key} has no meaning: {line!r}"
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_a_shipped_config_states_only_what_it_chooses(path):
+    stated = yaml.safe_load(path.read_text())
+    defaults = Config().to_dict()
+    for section, values in stated.items():
+        for key, value in values.items():
+            # the languages are stated in every file, so that a reader sees the direction
+            if (section, key) not in (("data", "src_lang"), ("data", "tgt_lang")):
+                assert value != defaults[section][key], f"{path.name} restates the default {section}.{key}"
+    assert len(path.read_text().splitlines()) <= 12
+
+
+def test_the_defaults_are_the_default_configs_choices():
+    assert load_config(DEFAULT_CONFIG) == Config() == load_config(None)
+
+
+def test_loading_a_config_imports_neither_torch_nor_pyarrow():
+    code = (
+        "import sys, mtapp.config as c; c.load_config('multi30k_de_en_lstm'); "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'pyarrow', 'sentencepiece', 'numpy'}))"
+    )
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert found.strip() == "[]"
 
 
 def test_a_shipped_config_is_found_by_its_name_and_any_file_by_its_path(tmp_path, monkeypatch):
-    assert len(CONFIGS) == 5 and DEFAULT_CONFIG in CONFIGS  # package data, beside mtapp/config.py
+    assert len(CONFIGS) == 5 and DEFAULT_CONFIG in CONFIGS  # configs/ in the source tree
     lstm = CONFIG_DIR / "multi30k_de_en_lstm.yaml"
     assert config_path("multi30k_de_en_lstm") == config_path("multi30k_de_en_lstm.yaml") == lstm
     assert load_config("multi30k_de_en_lstm").model.type == "lstm"

@@ -145,3 +145,69 @@ def test_torch_int8_quantizes_every_model_type_and_stays_near_float32(name):
     assert "torch.ao.nn.quantized.dynamic.modules.linear" in kinds
     assert type(quantized.projection).__module__ == "torch.ao.nn.quantized.dynamic.modules.linear"
     assert (got - reference).abs().max() <= 0.05 * reference.abs().max()
+
+
+# Run by the Argos test in a fresh interpreter: Argos reads its settings (ARGOS_PACKAGES_DIR,
+# ARGOS_BEAM_SIZE) when imported. Its sentence splitter, MiniSBD, would download an ONNX model at
+# first use; it is stubbed here with one sentence per line (every test line is one sentence).
+ARGOS_SCRIPT = """
+import json, sys
+from argostranslate import package, sbd, translate
+sbd.MiniSBDSentencizer.split_sentences = lambda self, text: [text]
+package.install_from_path(sys.argv[1])
+(installed,) = package.get_installed_packages()
+translation = translate.get_translation_from_codes("xx", "yy")
+lines = json.loads(sys.stdin.read())
+found = [translation.translate(line) for line in lines]
+print(json.dumps({"from": installed.from_code, "to": installed.to_code, "lines": found}))
+"""
+
+
+def test_an_argos_package_installs_and_translates_as_mtapps_ctranslate2_engine(
+    exported, tmp_path, capsysbinary, monkeypatch
+):
+    import json
+    import os
+    import subprocess
+    import sys
+    import zipfile
+
+    pytest.importorskip("argostranslate")
+    run, folders, test = exported
+    model = tmp_path / "xx_yy.argosmodel"
+    assert export.main(["--run", str(run), "--format", "argos", "--out", str(model)]) == 0
+    assert "install with: python -c" in capsysbinary.readouterr().out.decode()
+    names = zipfile.ZipFile(model).namelist()
+    assert {n.split("/")[0] for n in names} == {"translate-xx_yy-1_0"}  # one top folder
+    for part in ("metadata.json", "sentencepiece.model", "README.md", "model/model.bin", "model/config.json"):
+        assert f"translate-xx_yy-1_0/{part}" in names
+    lines = test.src[:40]
+    env = os.environ | {"ARGOS_PACKAGES_DIR": str(tmp_path / "packages"), "HOME": str(tmp_path), "ARGOS_BEAM_SIZE": "4"}
+    env |= {"XDG_DATA_HOME": str(tmp_path / "data"), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    argos = subprocess.run(
+        [sys.executable, "-c", ARGOS_SCRIPT, str(model)],
+        input=json.dumps(lines),
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    got = json.loads(argos.stdout)
+    assert (got["from"], got["to"]) == ("xx", "yy")
+    assert (tmp_path / "packages" / "translate-xx_yy-1_0" / "metadata.json").is_file()
+    # mtapp's CTranslate2 engine with Argos's decode settings: beam 4, length penalty 0.2, outputs of
+    # 256 subwords at most, and CTranslate2's default minimum of 1 (mtapp's default 0 lets a beam end
+    # at the first step, which changes the hypotheses CTranslate2 returns for some lines)
+    (tmp_path / "in.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    settings = ["--beam", "4", "--length-penalty", "0.2", "--max-len-a", "0", "--max-len-b", "255", "--min-len", "1"]
+    assert translate.main(["--run", str(folders["float32"]), "--input", str(tmp_path / "in.txt"), *settings]) == 0
+    mine = capsysbinary.readouterr().out.decode().splitlines()
+    assert got["lines"] == mine
+    small = tmp_path / "small.argosmodel"
+    monkeypatch.setattr(export.argos, "SMALLEST_TABLE", 10_000)
+    assert export.main(["--run", str(run), "--format", "argos", "--out", str(small)]) == 2
+    assert (
+        "model.max_positions is 1024; Argos gives CTranslate2 inputs of up to 10000"
+        in capsysbinary.readouterr().err.decode()
+    )
+    assert not small.exists()

@@ -1,5 +1,5 @@
 """What the installed package offers: a console script for every `python -m mtapp.<command>`, each
-the `main` that command runs. (The wheel's contents are checked by hand: see pyproject.toml.)"""
+the `main` that command runs; a wheel with every package and the shipped configs."""
 
 import importlib
 import importlib.util
@@ -42,6 +42,31 @@ def test_each_console_script_is_the_main_its_command_runs(script):
     assert argv.default is None and inspect.signature(main).return_annotation in (int, "int")
 
 
+def test_the_wheel_carries_every_package_and_the_shipped_configs(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    from mtapp.config import shipped_configs
+
+    source = tmp_path / "src"  # a copy, so that the build's own folders stay out of the checkout
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    for folder in ("mtapp", "configs"):
+        shutil.copytree(ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), "."]
+    subprocess.run(build, cwd=source, check=True, capture_output=True)
+    (wheel,) = tmp_path.glob("mtapp-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    modules = {str(p.relative_to(ROOT)) for p in ROOT.glob("mtapp/**/*.py") if "__pycache__" not in p.parts}
+    assert modules - names == set(), "pyproject.toml's [tool.setuptools] packages misses a package"
+    assert {n for n in names if n.startswith("mtapp/configs/")} == {
+        f"mtapp/configs/{c}.yaml" for c in shipped_configs()
+    }
+
+
 def test_the_python_floor_is_the_oldest_python_the_code_and_tests_run_on():
     """tomllib (tests, scripts) is 3.11's: the project says so instead of failing on 3.10."""
     assert tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"] == ">=3.11"
@@ -55,7 +80,7 @@ def test_a_command_without_its_extra_says_which_extra_to_install(tmp_path, monke
         "import sys; sys.modules['fastapi'] = None; import runpy; runpy.run_module('mtapp.serve', run_name='__main__')"
     )
     served = subprocess.run([sys.executable, "-c", hide, "--run", str(tmp_path)], capture_output=True, text=True)
-    assert served.returncode == 1 and "ModuleNotFoundError" not in served.stderr
+    assert served.returncode == 2 and "ModuleNotFoundError" not in served.stderr
     assert "python -m mtapp.serve needs fastapi, part of mtapp's 'serve' extra" in served.stderr
     assert "pip install 'mtapp[serve]'" in served.stderr
     from mtapp import ct2

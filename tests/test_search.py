@@ -8,7 +8,7 @@ import torch
 from mtapp.batching import collate
 from mtapp.models import Seq2Seq, build_model
 from mtapp.search import beam_search, greedy, normalised, row_topk
-from mtapp.tokenization import EOS
+from mtapp.specials import EOS
 from tests.synthetic import EXACT_MODELS, random_ids
 
 A, B = 4, 5

@@ -16,8 +16,8 @@ from collections.abc import Iterator
 import numpy as np
 
 from mtapp.batching.batch import Batch, collate
-from mtapp.batching.lengths import with_specials
 from mtapp.data.encoded import EncodedCorpus
+from mtapp.specials import with_specials
 
 
 class Strategy(ABC):

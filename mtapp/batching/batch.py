@@ -40,8 +40,7 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 import torch
 
-from mtapp.batching.lengths import SOURCE_END, TARGET_END, TARGET_START
-from mtapp.tokenization import PAD
+from mtapp.specials import PAD, SOURCE_END, TARGET_END, TARGET_START
 
 
 @dataclass(frozen=True)

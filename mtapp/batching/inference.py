@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mtapp.batching.lengths import SOURCE_SPECIALS
+from mtapp.specials import SOURCE_SPECIALS
 
 
 def inference_batches(lengths: np.ndarray, max_tokens: int) -> list[np.ndarray]:

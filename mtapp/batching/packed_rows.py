@@ -18,7 +18,7 @@ import numpy as np
 
 from mtapp.batching.base import Strategy
 from mtapp.batching.batch import Batch, collate_packed
-from mtapp.batching.lengths import check_fits
+from mtapp.config import check_fits
 from mtapp.data.encoded import EncodedCorpus
 
 

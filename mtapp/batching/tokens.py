@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from mtapp.batching.base import Strategy
-from mtapp.batching.lengths import check_fits
+from mtapp.config import check_fits
 
 
 class TokenBuckets(Strategy):

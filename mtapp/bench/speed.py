@@ -53,7 +53,6 @@ import torch
 from tqdm import tqdm
 
 from mtapp.batching import build_strategy
-from mtapp.batching.lengths import with_specials
 from mtapp.bench.intervals import mean_ci, ratio_ci
 from mtapp.bench.machine import cpu_name
 from mtapp.config import DEFAULT_CONFIG, ConfigError, config_path, load_config
@@ -61,6 +60,7 @@ from mtapp.data.prepare import prepare
 from mtapp.models import build_model
 from mtapp.progress import EpochStats, bar_settings
 from mtapp.runtime import cpu_has_native_bf16, memory_policy, seed_everything, select_device, set_threads
+from mtapp.specials import with_specials
 from mtapp.trainer import build_trainer
 
 LSTM_CONFIG = config_path("multi30k_de_en_lstm")

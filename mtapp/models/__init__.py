@@ -6,7 +6,7 @@ from mtapp.models.hybrid import Hybrid
 from mtapp.models.lstm import LSTMSeq2Seq
 from mtapp.models.transformer import Transformer
 
-__all__ = ["DecoderState", "Hybrid", "LSTMSeq2Seq", "MODELS", "Seq2Seq", "Transformer", "build_model", "model_limits"]
+__all__ = ["DecoderState", "Hybrid", "LSTMSeq2Seq", "MODELS", "Seq2Seq", "Transformer", "build_model"]
 
 
 MODELS: dict[str, type[Seq2Seq]] = {"transformer": Transformer, "lstm": LSTMSeq2Seq, "hybrid": Hybrid}
@@ -20,9 +20,3 @@ def build_model(cfg: ModelConfig, vocab_size: int, pad_side: str = "post") -> Se
     model = MODELS[cfg.type](cfg, vocab_size)
     model.source_pad_side = pad_side
     return model
-
-
-def model_limits(cfg: ModelConfig) -> tuple[int | None, int | None]:
-    """(longest source, longest output) in subwords of the model `cfg` describes, without
-    building it (`Seq2Seq.limits`): what an exported model keeps of it."""
-    return MODELS[cfg.type].limits(cfg)

@@ -20,7 +20,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from mtapp.batching import Batch
-from mtapp.config import ModelConfig
 
 
 class DecoderState(Protocol):
@@ -32,16 +31,10 @@ class DecoderState(Protocol):
 class Seq2Seq(nn.Module, ABC):
     """An encoder-decoder over one joint vocabulary."""
 
-    # Its limits, which everything else asks it for (`limits`, set by the constructor):
+    # Its limits, which everything else asks it for (set by the constructor, from `specials.model_limits`):
     max_source_tokens: int | None = None  # most source subwords (eos excluded) it can encode (None: no limit)
     max_output_tokens: int | None = None  # most target tokens before eos it can decode (None: no limit)
     source_pad_side: str = "post"  # the side its sources were padded on in training (`build_model`)
-
-    @classmethod
-    def limits(cls, cfg: ModelConfig) -> tuple[int | None, int | None]:
-        """(longest source, longest output) in subwords, the end token excluded, of a model of
-        this class built from `cfg`; None: no limit (recurrent layers have no position table)."""
-        return None, None
 
     def __init__(self):
         super().__init__()

@@ -20,12 +20,6 @@ from mtapp.models.transformer import Transformer
 
 
 class Hybrid(Transformer):
-    @classmethod
-    def limits(cls, cfg: ModelConfig) -> tuple[int | None, int | None]:
-        """The LSTM encodes any length (its Transformer layers get no positions); the decoder's
-        position table limits the output."""
-        return None, cfg.max_positions - 1
-
     def __init__(self, cfg: ModelConfig, vocab_size: int):
         super().__init__(cfg, vocab_size)
         self.rnn = LSTMEncoder(cfg.d_model, cfg.rnn_hidden, cfg.rnn_layers, cfg.dropout, cfg.encoder_padding)

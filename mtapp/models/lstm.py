@@ -24,7 +24,7 @@ from mtapp.config import ModelConfig
 from mtapp.models.base import Seq2Seq
 from mtapp.models.dropout import Dropout
 from mtapp.models.rnn_encoder import LSTM, LSTMEncoder
-from mtapp.tokenization import PAD
+from mtapp.specials import PAD
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from mtapp.batching import Batch
 from mtapp.config import ModelConfig
 from mtapp.models.base import Seq2Seq
 from mtapp.models.dropout import Dropout
-from mtapp.tokenization import PAD
+from mtapp.specials import PAD, model_limits
 
 
 def sinusoids(length: int, dim: int) -> torch.Tensor:
@@ -203,12 +203,6 @@ class TransformerState:
 
 
 class Transformer(Seq2Seq):
-    @classmethod
-    def limits(cls, cfg: ModelConfig) -> tuple[int | None, int | None]:
-        """The position table: a source and its end token, bos and the outputs, take positions
-        0 .. max_positions - 1."""
-        return cfg.max_positions - 1, cfg.max_positions - 1
-
     def __init__(self, cfg: ModelConfig, vocab_size: int):
         super().__init__()
         self.d_model = cfg.d_model
@@ -217,7 +211,7 @@ class Transformer(Seq2Seq):
         with torch.no_grad():
             self.embed.weight[PAD].zero_()
         self.register_buffer("positions", sinusoids(cfg.max_positions, cfg.d_model), persistent=False)
-        self.max_source_tokens, self.max_output_tokens = self.limits(cfg)
+        self.max_source_tokens, self.max_output_tokens = model_limits(cfg.type, cfg.max_positions)
         self.drop = Dropout(cfg.dropout)
         self.encoder = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.encoder_layers))
         self.decoder = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.decoder_layers))

@@ -24,7 +24,7 @@ from mtapp.config import Config
 from mtapp.data import load_split
 from mtapp.data.corpora import ParallelText
 from mtapp.data.encoded import train_tokenizer
-from mtapp.tokenization import EOS
+from mtapp.specials import EOS
 
 SPLITS = ("train", "val", "test")  # file names; the corpus splits come from the config
 
