@@ -156,7 +156,9 @@ def evaluate_set(
             f"{given} has {len(hyps)} line(s) but {'--ref ' + str(args.ref) if args.ref else 'split ' + name} has "
             f"{len(references)}: the files must be line-aligned (one line per sentence)"
         )
-    return result | score(hyps, references), hyps
+    run_given = model is not None or args.run or args.checkpoint  # the target language for the papers' BLEU
+    lang = (model.config if model else inference.load_config(args)).data.tgt_lang if run_given else None
+    return result | score(hyps, references, lang), hyps
 
 
 def evaluate_all(args: argparse.Namespace, model: LoadedModel) -> int:
@@ -270,6 +272,9 @@ def report(result: dict) -> None:
     print(f"  chrF = {result['chrf']:.2f}   {result['chrf_signature']}")
     print(f"  TER  = {result['ter']:.2f}   {result['ter_signature']}")
     print(f"  BLEU = {result['bleu_lowercase']:.2f} lowercased   {result['bleu_lowercase_signature']}")
+    if "bleu_tok_lc" in result:
+        papers = f"{result['bleu_tok_lc']:.2f} as the Multi30k papers score it"
+        print(f"  BLEU = {papers}   {result['bleu_tok_lc_signature']}")
     print(f"  {result['bleu_detail']}")
 
 
@@ -277,11 +282,13 @@ def report_splits(results: list[dict]) -> None:
     """One row per split, then the signatures (the same for every split)."""
     width = max(len("split"), *(len(r["name"]) for r in results))
     print(f"{len(results)} test split(s), beam {results[0]['beam']}:")
-    print(f"{'split':<{width}}  sentences   BLEU   chrF    TER  BLEU lowercased  seconds")
+    print(f"{'split':<{width}}  sentences   BLEU   chrF    TER  BLEU lowercased  BLEU papers  seconds")
     for r in results:
         scores = f"{r['bleu']:6.2f} {r['chrf']:6.2f} {r['ter']:6.2f}  {r['bleu_lowercase']:15.2f}"
+        scores += f"  {r['bleu_tok_lc']:11.2f}"
         print(f"{r['name']:<{width}}  {r['num_sentences']:9d} {scores}  {r['translate_seconds']:7.1f}")
-    for label, key in (("BLEU", "bleu"), ("chrF", "chrf"), ("TER", "ter"), ("BLEU lowercased", "bleu_lowercase")):
+    labels = (("BLEU", "bleu"), ("chrF", "chrf"), ("TER", "ter"), ("BLEU lowercased", "bleu_lowercase"))
+    for label, key in (*labels, ("BLEU papers (lowercased, Moses-tokenized)", "bleu_tok_lc")):
         print(f"  {label}: {results[0][f'{key}_signature']}")
 
 
