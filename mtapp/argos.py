@@ -26,9 +26,7 @@ import zipfile
 from pathlib import Path
 
 from mtapp import rundir
-from mtapp.checkpoint import load_checkpoint
-from mtapp.config import config_from_dict
-from mtapp.ct2 import ExportError, export
+from mtapp.ct2 import ExportError, export, export_config
 
 ARGOS_VERSION = "1.9"  # the package format (metadata.json's fields) this writes; argos-translate-lt 1.12 reads it
 SMALLEST_TABLE = 1024  # CTranslate2 cuts inputs at 1,024 subwords (translate_batch's max_input_length)
@@ -41,18 +39,20 @@ def package(checkpoint: Path, out: Path, quantization: str = "float32", force: b
         raise ExportError(f"--out {out}: an Argos package is a file ending in .argosmodel")
     if out.exists() and not force:
         raise ExportError(f"{out} exists: choose another --out, or pass --force to replace it")
-    cfg = config_from_dict(load_checkpoint(checkpoint)["config"])
-    if cfg.model.max_positions < SMALLEST_TABLE:
-        raise ExportError(
-            f"{checkpoint}: model.max_positions is {cfg.model.max_positions}; Argos gives CTranslate2 inputs of up to "
-            f"{SMALLEST_TABLE} subwords, past the end of this position table. Train with model.max_positions >= "
-            f"{SMALLEST_TABLE}, or export --format ctranslate2 and translate with mtapp, which splits long lines"
-        )
-    src, tgt = cfg.data.src_lang, cfg.data.tgt_lang
-    top = f"translate-{src}_{tgt}-{version.replace('.', '_')}"
     with tempfile.TemporaryDirectory(prefix="mtapp-argos-") as tmp:
-        folder = Path(tmp) / top
-        export(checkpoint, folder / "model", quantization)
+        model = Path(tmp) / "model"
+        export(checkpoint, model, quantization)  # refuses what CTranslate2 cannot run (LSTM, hybrid)
+        cfg = export_config(model)
+        if cfg.model.max_positions < SMALLEST_TABLE:
+            raise ExportError(
+                f"{checkpoint}: model.max_positions is {cfg.model.max_positions}; Argos gives CTranslate2 inputs of up "
+                f"to {SMALLEST_TABLE} subwords, past the end of this position table. Train with model.max_positions "
+                f">= {SMALLEST_TABLE}, or export --format ctranslate2 and translate with mtapp, which splits long lines"
+            )
+        src, tgt = cfg.data.src_lang, cfg.data.tgt_lang
+        folder = Path(tmp) / f"translate-{src}_{tgt}-{version.replace('.', '_')}"
+        folder.mkdir()
+        shutil.move(model, folder / "model")
         shutil.move(folder / "model" / rundir.TOKENIZER_FILE, folder / "sentencepiece.model")
         metadata = {
             "package_version": version,
@@ -67,10 +67,13 @@ def package(checkpoint: Path, out: Path, quantization: str = "float32", force: b
         (folder / "README.md").write_text(readme(checkpoint, cfg, quantization), encoding="utf-8")
         out.parent.mkdir(parents=True, exist_ok=True)
         partial = out.with_name(out.name + ".partial")
-        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
-            for path in sorted(folder.rglob("*")):
-                archive.write(path, path.relative_to(folder.parent))
-        partial.replace(out)
+        try:
+            with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
+                for path in sorted(folder.rglob("*")):
+                    archive.write(path, path.relative_to(folder.parent))
+            partial.replace(out)
+        finally:
+            partial.unlink(missing_ok=True)
     return out
 
 
@@ -83,21 +86,32 @@ def readme(checkpoint: Path, cfg, quantization: str) -> str:
         f"A Transformer ({m.encoder_layers}+{m.decoder_layers} layers, d_model {m.d_model}, {m.heads} heads, "
         f"FFN {m.ffn_dim}) trained on the {d.corpus} corpus, split {d.train_split} "
         f"({d.src_lang}->{d.tgt_lang}), with a {cfg.tokenizer.vocab_size}-piece joint SentencePiece "
-        f"{cfg.tokenizer.model_type} vocabulary. Weights: {quantization} (CTranslate2). From `{checkpoint}`.",
+        f"{cfg.tokenizer.model_type} vocabulary. Weights: {quantization} (CTranslate2). From "
+        f"`{checkpoint.parent.name}/{checkpoint.name}`.",
         "",
         "Argos decodes with its own settings (beam ARGOS_BEAM_SIZE, default 4; length penalty 0.2), not the "
         f"run's (beam {cfg.decode.beam}, length penalty {cfg.decode.length_penalty}). Its sentence splitter "
         "(MiniSBD) downloads its model at first use: offline, put that model in Argos's cache first.",
         "",
     ]
-    scores = sorted(p for p in (checkpoint.parent / rundir.EVAL_DIR).glob("*.json") if "." not in p.stem)
-    found = [(p.stem, rundir.read_eval(p)) for p in scores]
-    found = [(name, r) for name, r in found if "bleu" in r]
+    which = rundir.checkpoint_which(checkpoint)  # the scores of this checkpoint, not of another in the run
+    found = []
+    for path in sorted((checkpoint.parent / rundir.EVAL_DIR).glob("*.json")):
+        name = path.stem if which == rundir.BEST else path.stem.removesuffix(f".{which}")
+        if path != rundir.eval_file(checkpoint.parent, name, which):
+            continue
+        result = rundir.read_eval(path)
+        if "bleu" in result and "rows" not in result:  # one split's scores (not --tune's or --split all's)
+            found.append((name, result))
     if found:
-        lines += ["Scores of the run (mtapp's torch engine, `python -m mtapp.evaluate`):", ""]
-        lines += ["| split | BLEU | chrF |", "|---|---|---|"]
-        lines += [f"| {name} | {r['bleu']:.2f} | {r.get('chrf', float('nan')):.2f} |" for name, r in found]
+        lines += [f"Scores of `{checkpoint.name}` in its run (`python -m mtapp.evaluate`):", ""]
+        lines += ["| split | engine | beam | BLEU | chrF |", "|---|---|---|---|---|"]
+        for name, r in found:
+            engine = f"{r.get('engine', '?')} {r.get('quantize') or 'float32'}"
+            lines.append(
+                f"| {name} | {engine} | {r.get('beam', '?')} | {r['bleu']:.2f} | {r.get('chrf', float('nan')):.2f} |"
+            )
         lines += ["", f"BLEU signature: `{found[0][1].get('bleu_signature', '')}`"]
     else:
-        lines += ["The run was not evaluated: no scores (`python -m mtapp.evaluate --run RUN` writes them)."]
+        lines += ["The checkpoint was not evaluated: no scores (`python -m mtapp.evaluate --run RUN` writes them)."]
     return "\n".join(lines) + "\n"

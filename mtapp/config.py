@@ -34,7 +34,8 @@ class ConfigError(ValueError):
 def _config_dir() -> Path:
     """mtapp/configs/ in an installed wheel; else the configs/ folder beside the package (a source tree)."""
     package = Path(__file__).resolve().parent
-    return package / "configs" if (package / "configs").is_dir() else package.parent / "configs"
+    inside = package / "configs"
+    return inside if (inside / "multi30k_de_en_transformer.yaml").is_file() else package.parent / "configs"
 
 
 CONFIG_DIR = _config_dir()
@@ -63,7 +64,7 @@ def config_path(name_or_path: str | Path) -> Path:
 def _key(default: Any, meaning: str) -> Any:
     """A config key: its default and what it means (`describe` prints the meaning beside it)."""
     if isinstance(default, dict):
-        return field(default_factory=dict, metadata={"meaning": meaning})
+        return field(default_factory=lambda: dict(default), metadata={"meaning": meaning})
     return field(default=default, metadata={"meaning": meaning})
 
 

@@ -1,4 +1,5 @@
-"""`python -m mtapp.evaluate`: translate and score with sacreBLEU (BLEU, chrF, TER, lowercased BLEU).
+"""`python -m mtapp.evaluate`: translate and score with sacreBLEU (BLEU, chrF, TER, lowercased BLEU,
+and BLEU as the Multi30k papers score it: lowercased and Moses-tokenized; see mtapp/scoring.py).
 
     python -m mtapp.evaluate --run DIR [--split test_2016_flickr] [--beam 5]    a split of the run's corpus
     python -m mtapp.evaluate --run DIR --split all                              every test split present
@@ -156,9 +157,18 @@ def evaluate_set(
             f"{given} has {len(hyps)} line(s) but {'--ref ' + str(args.ref) if args.ref else 'split ' + name} has "
             f"{len(references)}: the files must be line-aligned (one line per sentence)"
         )
-    run_given = model is not None or args.run or args.checkpoint  # the target language for the papers' BLEU
-    lang = (model.config if model else inference.load_config(args)).data.tgt_lang if run_given else None
-    return result | score(hyps, references, lang), hyps
+    return result | score(hyps, references, target_lang(args, model)), hyps
+
+
+def target_lang(args: argparse.Namespace, model: LoadedModel | None) -> str | None:
+    """The language the references are in, for the papers' BLEU (Moses tokenizes per language):
+    the model's; with --hyp, the run's config.yaml (its checkpoint only where that is missing);
+    None without a run (that score is then left out)."""
+    if model is not None:
+        return model.config.data.tgt_lang
+    if args.run and rundir.config_file(args.run).is_file():
+        return rundir.read_config(args.run).data.tgt_lang
+    return inference.load_config(args).data.tgt_lang if args.run or args.checkpoint else None
 
 
 def evaluate_all(args: argparse.Namespace, model: LoadedModel) -> int:

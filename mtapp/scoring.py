@@ -7,9 +7,10 @@ penalty (`bleu_bp`) and length ratio (`bleu_length_ratio`, hypothesis / referenc
 tokens) are given on their own: outputs shorter than the references lower BLEU through them.
 
 Given the target language, `bleu_tok_lc` is BLEU as the Multi30k papers score it: hypotheses and
-references lowercased and tokenized by the Moses tokenizer (sacremoses, no escaping), then scored
-with no further tokenization (sacreBLEU `tok:none`). It reads a few points above cased sacreBLEU
-and is only for setting mtapp beside published tables; cased detokenized sacreBLEU is the headline.
+references tokenized by the Moses tokenizer (sacremoses, no escaping), then lowercased and scored
+with no further tokenization (sacreBLEU `case:lc|tok:none`, as multi-bleu.perl -lc). It reads a
+few points above cased sacreBLEU and is only for setting mtapp beside published tables; cased
+detokenized sacreBLEU is the headline.
 """
 
 from __future__ import annotations
@@ -32,16 +33,16 @@ def score(hypotheses: list[str], references: list[str], lang: str | None = None)
             result["bleu_length_ratio"] = round(value.ratio, 3)
             result["bleu_detail"] = str(value)
     if lang is not None:
-        papers = BLEU(tokenize="none", force=True)  # force: the text is tokenized on purpose
-        hyps, refs = moses_lowercased(hypotheses, lang), moses_lowercased(references, lang)
+        papers = BLEU(lowercase=True, tokenize="none", force=True)  # force: the text is tokenized on purpose
+        hyps, refs = moses_tokenized(hypotheses, lang), moses_tokenized(references, lang)
         result["bleu_tok_lc"] = round(papers.corpus_score(hyps, [refs]).score, 2)
-        result["bleu_tok_lc_signature"] = f"moses-tok:{lang}|lc|{papers.get_signature()}"
+        result["bleu_tok_lc_signature"] = f"moses:{lang}|{papers.get_signature()}"
     return result
 
 
-def moses_lowercased(lines: list[str], lang: str) -> list[str]:
-    """`lines` lowercased and tokenized by the Moses tokenizer for `lang`, tokens joined by spaces."""
+def moses_tokenized(lines: list[str], lang: str) -> list[str]:
+    """`lines` tokenized by the Moses tokenizer for `lang` (no escaping), tokens joined by spaces."""
     from sacremoses import MosesTokenizer  # only here: scoring without it needs no Moses tables
 
     tokenizer = MosesTokenizer(lang=lang)
-    return [tokenizer.tokenize(line.lower(), escape=False, return_str=True) for line in lines]
+    return [tokenizer.tokenize(line, escape=False, return_str=True) for line in lines]

@@ -79,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = args.run_dir or Path("runs") / args.config.stem
     try:
         if args.print_config:
+            if args.resume:
+                raise ConfigError("--print-config prints a config file's settings; a run's are in RUN/config.yaml")
             source = f"config {args.config}" + "".join(f" --set {item}" for item in overrides)
             print(describe(load_config(args.config, overrides), source), end="")
             return 0

@@ -27,11 +27,12 @@ def test_print_config_lists_every_key_with_its_meaning_and_loads_back(path, caps
     cfg = load_config(path, ["train.lr=0.002"])
     assert config_from_dict(yaml.safe_load(text)) == cfg  # the printed YAML is the resolved config
     assert text.startswith(f"# config {path} --set train.lr=0.002\n")
+    blocks = {block.split(":", 1)[0]: block for block in text.split("\n\n") if not block.startswith("#")}
     for section, values in cfg.to_dict().items():
-        for key in values:
-            line = next((ln for ln in text.splitlines() if ln.startswith(f"  {key}:")), None)
-            assert line is not None, f"--print-config does not list {section}.{key}"
-            assert len(line.partition("  # ")[2]) > 3, f"{section}.{key} has no meaning: {line!r}"
+        lines = blocks[section].splitlines()[1:]  # the section's own lines: keys repeat across sections
+        assert [ln.split(":", 1)[0].strip() for ln in lines] == list(values), f"{section}: keys missing or extra"
+        for line in lines:
+            assert len(line.partition("  # ")[2]) > 3, f"{section}: a key without its meaning: {line!r}"
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
@@ -43,6 +44,10 @@ def test_a_shipped_config_states_only_what_it_chooses(path):
             # the languages are stated in every file, so that a reader sees the direction
             if (section, key) not in (("data", "src_lang"), ("data", "tgt_lang")):
                 assert value != defaults[section][key], f"{path.name} restates the default {section}.{key}"
+        if isinstance(values, dict):  # every choice says why, but the languages, which say themselves
+            for line in path.read_text().splitlines():
+                if line.startswith("  ") and not line.strip().startswith(("src_lang", "tgt_lang")):
+                    assert "  # " in line, f"{path.name}: {line.strip()!r} does not say why"
     assert len(path.read_text().splitlines()) <= 12
 
 

@@ -10,7 +10,7 @@ from sacrebleu.metrics import BLEU
 
 from mtapp import evaluate
 from mtapp.data.corpora import MULTI30K, REGISTRY, Split, read_lines
-from mtapp.scoring import moses_lowercased, score
+from mtapp.scoring import moses_tokenized, score
 from tests.synthetic import synthetic_pairs, tiny_config, untrained_checkpoint
 
 HYPS = ["A dog runs across the grass.", "Two men are playing soccer in a park", "a woman sings", ""]
@@ -86,13 +86,17 @@ def test_lowercased_bleu_is_tokenized_13a_and_shown_beside_cased_bleu(tmp_path, 
 def test_the_papers_bleu_lowercases_and_moses_tokenizes_both_sides():
     """Moses splits clitics and punctuation ("isn't" -> "isn 't"), which 13a does not: the same
     outputs score differently, and only with the target language given."""
-    assert moses_lowercased(["A dog's ball, isn't it?"], "en") == ["a dog 's ball , isn 't it ?"]
+    assert moses_tokenized(["A dog's ball, isn't it?"], "en") == ["A dog 's ball , isn 't it ?"]
     hyps, refs = ["A dog's ball isn't red.", "Two cats sleep."], ["a dog's ball is not red.", "two cats sleep."]
     ours = score(hyps, refs, "en")
-    tokenized = BLEU(tokenize="none").corpus_score(moses_lowercased(hyps, "en"), [moses_lowercased(refs, "en")])
+    lowered = [moses_tokenized(hyps, "en"), moses_tokenized(refs, "en")]
+    tokenized = BLEU(lowercase=True, tokenize="none").corpus_score(lowered[0], [lowered[1]])
     assert ours["bleu_tok_lc"] == pytest.approx(tokenized.score, abs=0.01)
     assert ours["bleu_tok_lc"] != pytest.approx(ours["bleu_lowercase"], abs=0.5)
-    assert ours["bleu_tok_lc_signature"].startswith("moses-tok:en|lc|") and "tok:none" in ours["bleu_tok_lc_signature"]
+    assert (
+        ours["bleu_tok_lc_signature"].startswith("moses:en|")
+        and "case:lc|eff:no|tok:none" in ours["bleu_tok_lc_signature"]
+    )
     assert "bleu_tok_lc" not in score(hyps, refs)
 
 
