@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
-from mtapp.runtime import missing_extra
+from mtapp.runtime import in_own_thread, missing_extra
 
 try:
     import py3langid  # noqa: F401 (mtapp.api's language identification)
@@ -586,7 +586,7 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"--{name.replace('_', '-')} must be {'at least 0' if name == 'batch_window_ms' else 'positive'}")
     try:  # the keys and the model (loaded once), before the port is taken
         keys = read_api_keys(args.api_keys) if args.api_keys else None
-        model = inference.load(args)
+        model = in_own_thread(inference.load, args)  # the batching worker's OpenMP team stays the only one
     except (CheckpointError, ConfigError, CorpusError, ExportError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

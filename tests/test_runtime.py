@@ -92,3 +92,22 @@ def test_kernel_cache_bounds_leave_a_users_own_setting_alone(monkeypatch):
     runtime.bound_kernel_caches(16)
     assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "512"
     assert os.environ["LRU_CACHE_CAPACITY"] == "16"
+
+
+def test_in_own_thread_runs_the_work_in_a_thread_that_has_ended_and_hands_back_its_result():
+    import threading
+
+    ran = {}
+
+    def work(x):
+        ran["thread"] = threading.current_thread()
+        return x * 2
+
+    assert runtime.in_own_thread(work, 21) == 42
+    assert ran["thread"] is not threading.current_thread() and not ran["thread"].is_alive()
+
+    def fails():
+        raise KeyError("no model")
+
+    with pytest.raises(KeyError, match="no model"):  # the caller gets the worker's own exception
+        runtime.in_own_thread(fails)
