@@ -78,7 +78,16 @@ def start_translate(run, first_input: bytes) -> tuple[subprocess.Popen, Lines]:
     """`python -m mtapp.translate` reading a pipe that stays open, `first_input` written to it."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "mtapp.translate", "--run", str(run), "--beam", "1"]
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc = subprocess.Popen(
+        cmd,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        # as from a terminal: a suite started in the background (no job control) ignores SIGINT,
+        # and a child would inherit that
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     proc.stdin.write(first_input)
     proc.stdin.flush()
     return proc, Lines(proc.stdout)
@@ -201,12 +210,17 @@ def test_an_output_folder_that_does_not_exist_is_refused_before_the_model_loads(
 def test_a_signal_during_a_chunks_write_acts_once_the_chunk_is_counted():
     """SIGINT/SIGTERM sent while a chunk is written (from any thread of the process) wait for
     the block's end, so the reported count is what was written."""
-    done = []
-    with pytest.raises(KeyboardInterrupt), translate.deferred_signals():
-        sender = threading.Thread(target=os.kill, args=(os.getpid(), signal.SIGINT))
-        sender.start()
-        sender.join()  # sent (on a busy machine the thread may start late: waiting a fixed time was flaky)
-        time.sleep(0.2)  # the main thread has run the handler by now: it must not interrupt the block
-        done.append("written and counted")
-    assert done == ["written and counted"]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is back
+    # Python's own SIGINT handler, as from a terminal (a suite started in the background ignores SIGINT)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        done = []
+        with pytest.raises(KeyboardInterrupt), translate.deferred_signals():
+            sender = threading.Thread(target=os.kill, args=(os.getpid(), signal.SIGINT))
+            sender.start()
+            sender.join()  # sent (on a busy machine the thread may start late: waiting a fixed time was flaky)
+            time.sleep(0.2)  # the main thread has run the handler by now: it must not interrupt the block
+            done.append("written and counted")
+        assert done == ["written and counted"]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is back
+    finally:
+        signal.signal(signal.SIGINT, previous)
