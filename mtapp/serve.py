@@ -33,6 +33,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import importlib.metadata
+import itertools
 import logging
 import queue
 import re
@@ -75,6 +76,7 @@ from mtapp.config import ConfigError
 from mtapp.ct2 import ExportError
 from mtapp.data.corpora import CorpusError, not_a_file
 from mtapp.inference import LoadedModel
+from mtapp.specials import SOURCE_SPECIALS
 from mtapp.translator import Scored, Translator
 
 log = logging.getLogger("mtapp.serve")
@@ -98,14 +100,15 @@ class Job:
     lines: list[str]
     beam: int
     nbest: int
-    ids: list[list[int]]  # its lines' subwords: counted against the batch budget, then translated
+    owner: list[int]  # the line of each piece (`Translator.pieces`: sentences, made once)
+    pieces: list[list[int]]  # their subwords: counted against the batch budget, then translated
     future: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
     arrived: float = field(default_factory=time.monotonic)
 
     @property
     def tokens(self) -> int:
         """Its subwords (eos included), counted against the batch budget."""
-        return sum(len(ids) + 1 for ids in self.ids)
+        return sum(len(piece) + SOURCE_SPECIALS for piece in self.pieces)
 
 
 class Metrics:
@@ -140,7 +143,7 @@ class Batcher:
         self.thread.start()
 
     def submit(self, lines: list[str], beam: int, nbest: int) -> concurrent.futures.Future:
-        ids = self.translator.tokenizer.encode(lines)  # once: the worker translates these
+        owner, pieces = self.translator.pieces(lines)  # once: the worker translates these
         if len(lines) > self.limits.queue_limit:  # never fits: retrying cannot help
             raise Refused(
                 413,
@@ -158,7 +161,7 @@ class Batcher:
                 )
             self.waiting += len(lines)
             self.metrics.queue.set(self.waiting)
-        job = Job(lines, beam, nbest, ids)
+        job = Job(lines, beam, nbest, owner, pieces)
         self.jobs.put(job)
         return job.future
 
@@ -219,8 +222,11 @@ class Batcher:
         for beam, nbest in {(j.beam, j.nbest) for j in batch}:  # one search per setting
             jobs = [j for j in batch if (j.beam, j.nbest) == (beam, nbest)]
             lines = [line for j in jobs for line in j.lines]
+            starts = itertools.accumulate((len(j.lines) for j in jobs), initial=0)  # each job's first line
+            owner = [start + i for j, start in zip(jobs, starts) for i in j.owner]
+            prepared = owner, [piece for j in jobs for piece in j.pieces]
             try:
-                found = self.translator.translate_nbest(lines, beam, nbest, ids=[i for j in jobs for i in j.ids])
+                found = self.translator.translate_nbest(lines, beam, nbest, prepared=prepared)
             except Exception as e:  # every request of the batch learns of it; the worker goes on
                 log.exception("translation failed")
                 for j in jobs:

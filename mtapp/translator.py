@@ -186,12 +186,12 @@ class Translator:
         beam: int | None = None,
         nbest: int | None = None,
         progress: bool = False,
-        ids: list[list[int]] | None = None,
+        prepared: tuple[list[int], list[list[int]]] | None = None,
     ) -> list[list[Scored]]:
         """Each line's `nbest` (default decode.nbest) best translations with their scores, best
-        first; `ids`: the lines' subwords when the caller encoded them already."""
+        first; `prepared`: the lines' `pieces`, when the caller made them already."""
         beam, nbest = beam or self.decode.beam, nbest or self.decode.nbest
-        owner, pieces = self.pieces(lines, ids)
+        owner, pieces = prepared or self.pieces(lines)
         found = self.search_ids(pieces, beam, nbest, progress)
         results: list[list[list[Scored]]] = [[] for _ in lines]  # per line, per piece
         penalty = self.decode.length_penalty
@@ -207,10 +207,10 @@ class Translator:
     def fits(self, ids: list[int]) -> bool:
         return self.max_source is None or len(ids) <= self.max_source
 
-    def pieces(self, lines: list[str], ids: list[list[int]] | None = None) -> tuple[list[int], list[list[int]]]:
+    def pieces(self, lines: list[str]) -> tuple[list[int], list[list[int]]]:
         """(line of each piece, subword ids of each piece): with `sentences`, one piece per sentence;
         else one per non-blank line that fits the model, several for a longer one (module
-        docstring); a blank line has none. `ids`: the lines' subwords, when encoded already."""
+        docstring); a blank line has none."""
         owner, pieces, split = [], [], 0
         if self.sentences:
             sentences = [(i, s) for i, line in enumerate(lines) for s in split_sentences(line, self.sentences)]
@@ -221,8 +221,7 @@ class Translator:
                 pieces += parts
             self._warn_split(split, "sentence(s)")
             return owner, pieces
-        encoded = ids if ids is not None else self.tokenizer.encode(lines)
-        for i, (line, line_ids) in enumerate(zip(lines, encoded)):
+        for i, (line, line_ids) in enumerate(zip(lines, self.tokenizer.encode(lines))):
             if not line.strip():
                 continue
             parts = [line_ids] if self.fits(line_ids) else self.split(line)

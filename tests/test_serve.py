@@ -113,10 +113,12 @@ def test_a_full_queue_is_503_and_a_request_larger_than_the_queue_413():
 
     class Held:
         decode = SimpleNamespace(max_tokens=1000)
-        tokenizer = SimpleNamespace(encode=lambda lines: [[5, 6] for _ in lines])
         started, gate = threading.Event(), threading.Event()
 
-        def translate_nbest(self, lines, beam, nbest, ids=None):
+        def pieces(self, lines):  # a piece of two subwords per line
+            return list(range(len(lines))), [[5, 6] for _ in lines]
+
+        def translate_nbest(self, lines, beam, nbest, prepared=None):
             self.started.set()
             assert self.gate.wait(30)
             return [[Scored(line.upper(), 0.0)] for line in lines]
