@@ -21,6 +21,7 @@ import torch
 from mtapp import rundir
 from mtapp.config import Config
 from mtapp.distributed import Distributed
+from mtapp.master import MasterAdam, model_state
 from mtapp.progress import Progress
 
 FORMAT = "mtapp-checkpoint-v1"
@@ -140,7 +141,7 @@ class Checkpoints:
         if not self.group.is_main:
             return None
         content = {
-            "model": model.state_dict(),
+            "model": model_state(model, optimizer),  # float32 (bf16-pure: the master weights)
             "optimizer": optimizer.state_dict(),
             "scaler": scaler.state_dict(),
             "sampler": sampler.state_dict(),
@@ -169,6 +170,8 @@ class Checkpoints:
         made distinct per rank."""
         model.load_state_dict(content["model"])
         optimizer.load_state_dict(content["optimizer"])
+        if isinstance(optimizer, MasterAdam):
+            optimizer.load_masters(content["model"])
         if content["scaler"]:  # empty when saved by a disabled scaler (bf16 or float32 training)
             scaler.load_state_dict(content["scaler"])
         sampler.load_state_dict(resharded(content["sampler"], content.get("world_size", 1), self.group))

@@ -148,8 +148,10 @@ class TrainConfig:
     max_updates: int = _key(0, "... or after this many optimizer updates (0 = no limit)")
     patience: int = _key(5, "... or after this many epochs without a better validation BLEU (0 = never)")
     device: Literal["auto", "cpu", "cuda"] = _key("auto", "auto (CUDA if present) | cpu | cuda")
-    amp: Literal["auto", "off", "bf16", "fp16"] = _key(
-        "auto", "mixed precision: auto (bf16 where the hardware has it) | off | bf16 | fp16"
+    amp: Literal["auto", "off", "bf16", "fp16", "bf16-pure"] = _key(
+        "auto",
+        "mixed precision: auto (bf16 where the hardware has it) | off | bf16 | fp16 (autocast) | bf16-pure "
+        "(bf16 weights, float32 master weights in the optimizer; mtapp/master.py)",
     )
     compile: bool = _key(False, "torch.compile the model (in place; checkpoints are unchanged)")
     compile_backend: Literal["inductor", "aot_eager", "eager", "cudagraphs"] = _key(

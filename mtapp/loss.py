@@ -33,7 +33,8 @@ class _ProjectedSmoothedNLL(torch.autograd.Function):
     d loss_i / d z_iv = softmax(z_i)_v - eps / V - (1 - eps) * [v == gold_i]
     Each chunk's logits are exponentiated once, in place, for both lse and the softmax; the mean
     logit is h_i . mean_v(w_v), a matrix-vector product instead of a pass over the logits.
-    Matrix products run in the autocast dtype when autocast is on; softmax in float32.
+    Matrix products run in the autocast dtype when autocast is on (the inputs' dtype otherwise);
+    softmax and the sums in float32.
     """
 
     @staticmethod
@@ -42,7 +43,14 @@ class _ProjectedSmoothedNLL(torch.autograd.Function):
         h, w = hidden.to(dtype), weight.to(dtype)
         wants_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
         grad_h = torch.empty_like(h) if wants_grad else None
-        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if wants_grad else None
+        # In low precision the chunks' dz are kept, (N, V), for one product at the end: oneDNN sums
+        # over all N rows in float32 and rounds once, where a product per chunk would round each
+        # chunk's (V, D) to bf16 and cast it to float32 to add it up.
+        low = wants_grad and dtype != torch.float32
+        dz_all = torch.empty((len(h), weight.shape[0]), dtype=dtype, device=h.device) if low else None
+        grad_w = (
+            torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if wants_grad and not low else None
+        )
         loss, nll = h.new_zeros((), dtype=torch.float32), h.new_zeros((), dtype=torch.float32)
         vocab = w.shape[0]
         mean_logit = torch.mv(h.float(), w.float().mean(dim=0))  # (N,) mean_v z_iv
@@ -62,12 +70,13 @@ class _ProjectedSmoothedNLL(torch.autograd.Function):
             if wants_grad:
                 dz = e.mul_(total.reciprocal_()).sub_(epsilon / vocab)  # softmax - eps / V
                 dz.scatter_add_(1, g, torch.full_like(lse[:, None], -(1.0 - epsilon)))
-                dz = dz.to(dtype)
+                if low:
+                    dz = dz_all[rows].copy_(dz)
                 torch.mm(dz, w, out=grad_h[rows])
-                if dtype == torch.float32:  # (V, D), summed over chunks in float32
+                if not low:  # (V, D), summed over chunks in float32
                     torch.addmm(grad_w, dz.t(), h[rows], out=grad_w)  # in place, no (V, D) temporary
-                else:
-                    grad_w += torch.mm(dz.t(), h[rows])
+        if low:
+            grad_w = torch.mm(dz_all.t(), h)  # (V, D) in `dtype`, summed over every row in float32
         ctx.save_for_backward(grad_h, grad_w)
         ctx.dtypes = hidden.dtype, weight.dtype
         ctx.mark_non_differentiable(nll)  # reported, never trained on

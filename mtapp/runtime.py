@@ -26,20 +26,41 @@ def select_device(name: str = "auto") -> torch.device:
 
 
 def amp_dtype(device: torch.device, amp: str) -> torch.dtype | None:
-    """The autocast dtype for `amp` (auto | off | bf16 | fp16) on `device`, None for float32.
+    """The low precision dtype for `amp` (auto | off | bf16 | fp16 | bf16-pure) on `device`, None
+    for float32: autocast's, or with bf16-pure the parameters' (`pure_bf16`: no autocast then).
 
     auto: bf16 on GPUs that support it, else fp16; on CPUs bf16 only where the processor has
     native bf16 instructions (AVX512-BF16 or AMX), where it is ~2x faster than float32.
     """
     if amp == "off":
         return None
-    if amp == "bf16":
+    if amp in ("bf16", "bf16-pure"):
         return torch.bfloat16
     if amp == "fp16":
         return torch.float16
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.bfloat16 if cpu_has_native_bf16() else None
+
+
+def pure_bf16(device: torch.device, amp: str) -> bool:
+    """Whether `amp` trains a bf16 model with float32 master weights (`mtapp.master`) instead of
+    autocast; refused, with what to do, where bf16 cannot run."""
+    if amp != "bf16-pure":
+        return False
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise RuntimeError(
+            f"train.amp is 'bf16-pure' but {torch.cuda.get_device_name(device)} has no bf16 support; "
+            "set train.amp: auto (fp16 autocast with a gradient scaler there) or off"
+        )
+    if device.type not in ("cpu", "cuda"):
+        raise RuntimeError(f"train.amp 'bf16-pure' runs on the CPU or CUDA, not on {device.type}; set train.amp: auto")
+    return True
+
+
+def autocast_dtype(device: torch.device, amp: str) -> torch.dtype | None:
+    """The dtype training runs autocast in: `amp_dtype`'s, None with bf16-pure (the model is bf16)."""
+    return None if pure_bf16(device, amp) else amp_dtype(device, amp)
 
 
 @functools.cache

@@ -36,6 +36,7 @@ from mtapp.data.encoded import EncodedCorpus
 from mtapp.data.prepare import PreparedData
 from mtapp.distributed import Distributed
 from mtapp.loss import batch_loss
+from mtapp.master import MasterAdam
 from mtapp.models import Seq2Seq
 from mtapp.progress import (
     EpochStats,
@@ -48,7 +49,7 @@ from mtapp.progress import (
     valid_record,
 )
 from mtapp.rundir import epoch_tag
-from mtapp.runtime import amp_dtype, autocast
+from mtapp.runtime import amp_dtype, autocast, autocast_dtype, pure_bf16
 from mtapp.scoring import score
 from mtapp.translator import Translator
 
@@ -144,7 +145,7 @@ class Validation:
 
     def __init__(self, cfg: Config, data: PreparedData, device: torch.device):
         self.cfg, self.data, self.device = cfg, data, device
-        self.dtype = amp_dtype(device, cfg.train.amp)
+        self.dtype = autocast_dtype(device, cfg.train.amp)
 
     def scores(self, model: Seq2Seq) -> dict[str, float]:
         metrics = self.loss(model)
@@ -192,7 +193,7 @@ class Trainer:
         self.validation, self.checkpoints, self.run_log, self.device = validation, checkpoints, run_log, device
         self.group = group or Distributed(device=device)
         self.loss = self.group.wrap(TrainingLoss(model, cfg.loss))
-        self.dtype = amp_dtype(device, cfg.train.amp)
+        self.dtype = autocast_dtype(device, cfg.train.amp)
         self.progress = Progress()
         self.signals = StopSignals()
         self.nonfinite_in_a_row = 0
@@ -246,9 +247,12 @@ class Trainer:
     def optimizer_step(self) -> None:
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(self.progress.updates, self.cfg.train)
+        if isinstance(self.optimizer, MasterAdam):
+            self.optimizer.gather_grads()  # clipped in float32, on the master weights
         self.scaler.unscale_(self.optimizer)
         if self.cfg.train.clip_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.clip_norm)
+            params = [p for group in self.optimizer.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_(params, self.cfg.train.clip_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
@@ -400,14 +404,19 @@ def build_trainer(
     group: Distributed | None = None,
 ) -> Trainer:
     """A `Trainer` of `model` on `data`, as `python -m mtapp.train` trains: the model on `device` (compiled
-    when train.compile asks), Adam, a gradient scaler (on for fp16 only), this rank's share of
+    when train.compile asks; in bf16 with train.amp: bf16-pure), Adam (over float32 master weights with
+    bf16-pure), a gradient scaler (on for fp16 only), this rank's share of
     the configured batching strategy, validation on `data`, checkpoints and log in `run_dir`."""
     group = group or Distributed(device=device)
     t = cfg.train
     model.to(device)
+    pure = pure_bf16(device, t.amp)
+    if pure:
+        model.to(torch.bfloat16)
     if t.compile:
         model.compile(backend=t.compile_backend)  # in place: parameter names, and so checkpoints, stay the same
-    optimizer = torch.optim.Adam(model.parameters(), lr=t.lr, betas=t.betas, weight_decay=t.weight_decay, fused=True)
+    adam = {"lr": t.lr, "betas": t.betas, "weight_decay": t.weight_decay, "fused": True}
+    optimizer = MasterAdam(model, **adam) if pure else torch.optim.Adam(model.parameters(), **adam)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype(device, t.amp) == torch.float16)
     strategy = build_strategy(cfg.batching, data.train.src_lengths, data.train.tgt_lengths)
     batches = CorpusBatches(shard(strategy, group.rank, group.world_size), data.train)
