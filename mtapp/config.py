@@ -40,6 +40,7 @@ def _config_dir() -> Path:
 
 CONFIG_DIR = _config_dir()
 DEFAULT_CONFIG = CONFIG_DIR / "multi30k_de_en_transformer.yaml"
+BASE_CONFIG = CONFIG_DIR / "multi30k_de_en_transformer_base.yaml"  # the defaults: the claims' and peers' shape
 
 
 def shipped_configs() -> list[str]:

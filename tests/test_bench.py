@@ -553,7 +553,9 @@ def test_claims_main_measures_speed_then_quality_and_puts_single_measurements_be
     assert [j.overrides[0] for j in calls[0][0]] == ["model.encoder_padding=padded"] * 2 + [
         "model.encoder_padding=packed"
     ] * 2
-    assert [(j.config.stem, j.updates) for j in calls[1][0]] == [("multi30k_de_en_transformer", claims.UPDATES)] * 2
+    assert [(j.config.stem, j.updates) for j in calls[1][0]] == [
+        ("multi30k_de_en_transformer_base", claims.UPDATES)
+    ] * 2
     assert [j.overrides for j in calls[1][0]] == claims.QUALITY_TRANSFORMER
     assert [j.folder.name for j in jobs] == [
         "variant00",

@@ -149,6 +149,22 @@ def fake_speed_payload(n=6) -> dict:
     return payload
 
 
+def test_the_precision_groups_give_bf16_pure_over_autocast_and_the_mfu_over_the_measured_peak():
+    speeds = {"bf16 autocast": 3000, "bf16-pure": 3600, "bf16 autocast (copy)": 3000}
+    groups = {name: {"rounds": fake_rounds(speeds, 5, noise=0.005)} for name in speed.PRECISION_GROUPS}
+    payload = {"plan": {"slice": 4, "drop": 1}, "groups": groups}
+    payload |= {"flops_per_target_token": {"precision_transformer": 50e6}, "peak_flops": {"bfloat16": 1e12}}
+    summary = speed.summarize(payload)
+    ratios = {c["name"]: c for c in summary["comparisons"]}
+    assert ratios["transformer bf16-pure/autocast"]["mean"] == pytest.approx(1.2, rel=0.02)
+    assert ratios["lstm A/A"]["low"] < 1.0 < ratios["lstm A/A"]["high"]
+    mfu = summary["groups"]["precision_transformer"]["mfu"]
+    assert mfu["bf16-pure"] == pytest.approx(3600 * 50e6 / 1e12, rel=0.02)
+    assert "mfu" not in summary["groups"]["precision_lstm"]  # its work per token is not counted
+    with pytest.raises(SystemExit):  # one family a sitting: their plans differ
+        speed.parse(["--groups", "transformer,precision_lstm"])
+
+
 def test_summaries_pair_the_rounds_so_the_host_drift_cancels():
     summary = fake_speed_payload()["summary"]
     ratios = {(c["claim"], c["name"]): c for c in summary["comparisons"]}
@@ -239,7 +255,7 @@ def test_saved_rounds_follow_the_resolved_config_not_the_file(tmp_path):
     (saved rounds continue); a training setting changes it."""
     from mtapp.config import config_path
 
-    shipped = config_path("multi30k_de_en_transformer")
+    shipped = config_path("multi30k_de_en_transformer_base")
     text = shipped.read_text()
     reworded = tmp_path / "reworded.yaml"  # a comment, a default written out, the event files off
     reworded.write_text("# a comment\n" + text + "loss:\n  label_smoothing: 0.1\ntrain:\n  tensorboard: false\n")

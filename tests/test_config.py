@@ -48,11 +48,21 @@ def test_a_shipped_config_states_only_what_it_chooses(path):
             for line in path.read_text().splitlines():
                 if line.startswith("  ") and not line.strip().startswith(("src_lang", "tgt_lang")):
                     assert "  # " in line, f"{path.name}: {line.strip()!r} does not say why"
-    assert len(path.read_text().splitlines()) <= 12
+    assert len(path.read_text().splitlines()) <= 13
 
 
-def test_the_defaults_are_the_default_configs_choices():
-    assert load_config(DEFAULT_CONFIG) == Config() == load_config(None)
+def test_the_defaults_are_the_base_configs_and_the_default_config_trains_a_smaller_transformer():
+    assert load_config("multi30k_de_en_transformer_base") == Config() == load_config(None)
+    default = load_config(DEFAULT_CONFIG)
+    assert default.model.type == "transformer" and default.model.d_model < Config().model.d_model
+
+
+def test_each_en_de_config_is_its_de_en_twin_with_the_languages_swapped():
+    for twin in CONFIG_DIR.glob("multi30k_en_de_*.yaml"):
+        en_de, de_en = load_config(twin).to_dict(), load_config(twin.name.replace("en_de", "de_en")).to_dict()
+        assert (en_de["data"].pop("src_lang"), en_de["data"].pop("tgt_lang")) == ("en", "de")
+        assert (de_en["data"].pop("src_lang"), de_en["data"].pop("tgt_lang")) == ("de", "en")
+        assert en_de == de_en, twin.name
 
 
 def test_loading_a_config_imports_neither_torch_nor_pyarrow():
@@ -65,7 +75,7 @@ def test_loading_a_config_imports_neither_torch_nor_pyarrow():
 
 
 def test_a_shipped_config_is_found_by_its_name_and_any_file_by_its_path(tmp_path, monkeypatch):
-    assert len(CONFIGS) == 5 and DEFAULT_CONFIG in CONFIGS  # configs/ in the source tree
+    assert len(CONFIGS) == 6 and DEFAULT_CONFIG in CONFIGS  # configs/ in the source tree
     lstm = CONFIG_DIR / "multi30k_de_en_lstm.yaml"
     assert config_path("multi30k_de_en_lstm") == config_path("multi30k_de_en_lstm.yaml") == lstm
     assert load_config("multi30k_de_en_lstm").model.type == "lstm"

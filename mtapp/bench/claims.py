@@ -62,7 +62,7 @@ from mtapp.bench.verdicts import (
     serve_verdict,
     speed_rows,
 )
-from mtapp.config import DEFAULT_CONFIG, config_path
+from mtapp.config import BASE_CONFIG, config_path
 from mtapp.report.document import Document, Table
 from mtapp.report.plots import pyplot, save
 
@@ -95,7 +95,7 @@ def jobs(folder: Path, lstm_updates: int, transformer_updates: int) -> tuple[lis
         if overrides[0].split("=")[1] in QUALITY_LSTM_MODES
     ]
     transformer = [
-        Job(DEFAULT_CONFIG, overrides, folder / "transformer" / f"variant{i:02d}", transformer_updates)
+        Job(BASE_CONFIG, overrides, folder / "transformer" / f"variant{i:02d}", transformer_updates)
         for i, overrides in enumerate(TRANSFORMER_VARIANTS)
         if overrides in QUALITY_TRANSFORMER
     ]

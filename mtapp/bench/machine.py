@@ -43,6 +43,14 @@ def training_flops_per_token(src_lengths, tgt_lengths, d: int, ffn: int, layers:
     return float(3 * 2 * np.sum(macs) / np.sum(tgt_lengths))
 
 
+def transformer_flops_per_token(cfg, data) -> float:
+    """`training_flops_per_token` of a Transformer config over its prepared training corpus (eos included)."""
+    m = cfg.model
+    src, tgt = data.train.src_lengths + 1, data.train.tgt_lengths + 1
+    layers = (m.encoder_layers, m.decoder_layers)
+    return training_flops_per_token(src, tgt, m.d_model, m.ffn_dim, layers, data.tokenizer.vocab_size)
+
+
 def matmul_peak(dtype: torch.dtype = torch.float32, n: int = 2048, repeats: int = 5) -> float:
     """Best FLOP/s of an n×n×n torch.matmul in `dtype` with the default thread count."""
     a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)

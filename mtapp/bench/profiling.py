@@ -25,7 +25,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from mtapp.batching import Batch
-from mtapp.bench.machine import cpu_name, matmul_peak, training_flops_per_token
+from mtapp.bench.machine import cpu_name, matmul_peak, transformer_flops_per_token
 from mtapp.config import DEFAULT_CONFIG, load_config
 from mtapp.data.prepare import prepare
 from mtapp.models import build_model
@@ -118,10 +118,7 @@ def mfu(cfg, data, tgt_tokens_per_s: float, dtype: torch.dtype) -> dict:
     """Useful training FLOP/s (`machine`'s count over the training corpus, eos included) over
     this machine's matrix-multiply peak in the precision that trained (CPU only: the peak is
     measured with torch.matmul on the CPU)."""
-    m = cfg.model
-    layers = (m.encoder_layers, m.decoder_layers)
-    src, tgt = data.train.src_lengths + 1, data.train.tgt_lengths + 1
-    per_token = training_flops_per_token(src, tgt, m.d_model, m.ffn_dim, layers, data.tokenizer.vocab_size)
+    per_token = transformer_flops_per_token(cfg, data)
     peak = matmul_peak(dtype)
     return {"flops_per_target_token": per_token, "peak_flops": peak, "mfu": tgt_tokens_per_s * per_token / peak}
 

@@ -30,6 +30,12 @@ cache and the thread pool are shared, so a variant may run on caches warmed or e
 before it. The order puts every variant after every other equally often; the control pair (which
 differs only in that) shows whether order leaves a mark; `switch_cost` says what a switch costs.
 
+The precision groups (--groups precision_transformer,precision_lstm) are a family of their own,
+for issue #35: each config trained in bf16 autocast and in bf16-pure (`mtapp.master`), with an
+autocast copy as the control; the same command measures the bf16 and float32 matmul peaks after
+the rounds, and the Transformer's variants get their MFU (useful FLOPs per target token,
+`machine.training_flops_per_token`, times the median tokens/s, over the bf16 peak).
+
 The groups take turns, a round each, for --minutes (all groups are built and warmed up first) or
 until each has --rounds rounds. The rounds are saved to DIR/speed.json after each one: a rerun with the same
 plan continues where it stopped (a new process warms up again, then the rotation goes on), so the
@@ -54,8 +60,8 @@ from tqdm import tqdm
 
 from mtapp.batching import build_strategy
 from mtapp.bench.intervals import mean_ci, ratio_ci
-from mtapp.bench.machine import cpu_name
-from mtapp.config import DEFAULT_CONFIG, ConfigError, config_path, load_config
+from mtapp.bench.machine import cpu_name, matmul_peak, transformer_flops_per_token
+from mtapp.config import BASE_CONFIG, ConfigError, config_path, load_config
 from mtapp.data.prepare import prepare
 from mtapp.models import build_model
 from mtapp.progress import EpochStats, bar_settings
@@ -136,6 +142,21 @@ GROUPS = {
         ),
     ),
 }
+# Training precisions (#35), a family of their own: bf16 autocast (amp auto on a CPU with bf16) against
+# bf16-pure (a bf16 model, float32 master weights), each config's batching unchanged.
+PRECISION_GROUPS = {
+    f"precision_{kind}": Group(
+        f"precision_{kind}",
+        kind,
+        (
+            Variant("bf16 autocast", ("train.amp=bf16",)),
+            Variant("bf16-pure", ("train.amp=bf16-pure",)),
+            Variant("bf16 autocast (copy)", ("train.amp=bf16",)),
+        ),
+    )
+    for kind in ("transformer", "lstm")
+}
+FAMILIES = (GROUPS, PRECISION_GROUPS)
 COMPARISONS = [
     Comparison("a", "padded", "lstm_tokens", "padded post", "padded pre"),
     Comparison("a", "masked", "lstm_tokens", "masked post", "masked pre"),
@@ -149,8 +170,19 @@ COMPARISONS = [
     Comparison("control", "Transformer A/A", "transformer", "tokens (copy)", "tokens"),
 ] + [
     Comparison("j", f"unrolled/{mode}, {where}", group, f"unrolled {suffix}", f"{mode} {suffix}")
-    for where, group, suffix in (("token batches", "lstm_tokens", "post"), ("random batches", "lstm_random", "random"))
+    for where, group, suffix in (
+        ("token batches", "lstm_tokens", "post"),
+        ("random batches", "lstm_random", "random"),
+    )
     for mode in ("packed", "masked", "padded")
+]
+PRECISION_COMPARISONS = [
+    Comparison(claim, name, f"precision_{kind}", a, "bf16 autocast")
+    for kind in ("transformer", "lstm")
+    for claim, name, a in (
+        ("precision", f"{kind} bf16-pure/autocast", "bf16-pure"),
+        ("control", f"{kind} A/A", "bf16 autocast (copy)"),
+    )
 ]
 DEFAULT_MINUTES = 20.0
 # Claim (k): the strategies whose padding is in their slots, at equal real tokens per batch (the
@@ -291,7 +323,7 @@ def summarize(payload: dict) -> dict:
     drop = payload["plan"]["drop"]
     groups = payload["groups"]
     out: dict = {"comparisons": [], "groups": {}}
-    for c in COMPARISONS:
+    for c in COMPARISONS + PRECISION_COMPARISONS:
         rounds = groups.get(c.group, {}).get("rounds", [])
         if len(rounds) < 2:
             continue
@@ -311,6 +343,9 @@ def summarize(payload: dict) -> dict:
             "pad_fraction": pads,
             "switch_cost": switch_cost(rounds, drop),
         }
+        per_token, peak = payload.get("flops_per_target_token", {}).get(name), payload.get("peak_flops", {})
+        if per_token and "bfloat16" in peak and name in PRECISION_GROUPS:  # every variant there trains in bf16
+            out["groups"][name]["mfu"] = {v: speed * per_token / peak["bfloat16"] for v, speed in speeds.items()}
     rounds = groups.get("transformer", {}).get("rounds", [])
     if len(rounds) >= 2:
         out["linear_in_padding"] = linear_in_padding(rounds, PADDING_FIT, drop, shown=("packed_rows",))
@@ -381,7 +416,7 @@ def _stepper(trainer) -> Step:
 def plan_of(args: argparse.Namespace) -> dict:
     """What must match for saved rounds to be continued (as JSON reads it back)."""
     plan = {
-        "groups": {name: [asdict(v) for v in group.variants] for name, group in GROUPS.items()},
+        "groups": {name: [asdict(v) for v in group.variants] for name, group in family(args.groups).items()},
         "configs": {kind: f"{path.name} {fingerprint(path)}" for kind, path in configs(args).items()},
         "threads": torch.get_num_threads(),
         "slice": args.slice,
@@ -391,12 +426,27 @@ def plan_of(args: argparse.Namespace) -> dict:
     return json.loads(json.dumps(plan))
 
 
+def family(names: list[str]) -> dict[str, Group]:
+    """The family of groups (the claims' or the precisions') that `names` come from."""
+    return next(f for f in FAMILIES if set(names) <= set(f))
+
+
+def same_plan(saved: dict, plan: dict) -> bool:
+    """Whether saved rounds were made with `plan`: configs compare by their fingerprints, not their
+    file names (a config renamed or copied keeps its rounds)."""
+
+    def comparable(p: dict) -> dict:
+        return {**p, "configs": {k: v.split()[-1] for k, v in p.get("configs", {}).items()}}
+
+    return comparable(saved) == comparable(plan)
+
+
 def load_payload(path: Path, plan: dict, machine: dict) -> dict:
     """The saved rounds in `path` if they were made with this plan on this kind of machine, else
     a fresh payload (an existing file of another plan is refused: pick another --out)."""
     if path.exists():
         payload = json.loads(path.read_text())
-        if payload.get("plan") != plan or payload.get("machine", {}).get("kind") != machine["kind"]:
+        if not same_plan(payload.get("plan", {}), plan) or payload.get("machine", {}).get("kind") != machine["kind"]:
             raise SystemExit(
                 f"{path} holds rounds of another plan or machine ({payload.get('machine', {}).get('kind')}): "
                 "use another --out, or delete it to start again"
@@ -473,7 +523,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     """The bench's settings from its command line (`bench claims` builds one too)."""
     p = argparse.ArgumentParser(prog="python -m mtapp.bench speed", description=__doc__.split("\n\n")[0])
     p.add_argument(
-        "--groups", type=lambda s: s.split(","), default=list(GROUPS), help="groups to run (they take turns)"
+        "--groups",
+        type=lambda s: s.split(","),
+        default=list(GROUPS),
+        help=f"groups to run (they take turns): the claims' (default) or {','.join(PRECISION_GROUPS)}",
     )
     p.add_argument("--minutes", type=float, default=DEFAULT_MINUTES, help="time for this sitting's rounds")
     p.add_argument("--rounds", type=int, default=0, help="stop a group at this many saved rounds (0 = time only)")
@@ -482,12 +535,20 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--passes", type=int, default=5, help="turns of each variant per round (default %(default)s)")
     p.add_argument("--warmup", type=int, default=3, help="untimed updates of each variant first (default %(default)s)")
     p.add_argument("--lstm-config", type=Path, default=LSTM_CONFIG, help="config of the LSTM groups")
-    p.add_argument("--transformer-config", type=Path, default=DEFAULT_CONFIG, help="config of the Transformer group")
+    p.add_argument(
+        "--transformer-config",
+        type=Path,
+        default=BASE_CONFIG,
+        help="config of the Transformer groups (default: the base)",
+    )
     p.add_argument("--out", type=Path, default=Path("runs/bench_speed"), help="where speed.json goes")
     args = p.parse_args(argv)
-    unknown = [g for g in args.groups if g not in GROUPS]
-    if unknown or not args.groups or len(set(args.groups)) < len(args.groups):
-        p.error(f"--groups {','.join(args.groups)}: choose from {', '.join(GROUPS)}, each at most once")
+    one_family = any(set(args.groups) <= set(f) for f in FAMILIES)
+    if not one_family or not args.groups or len(set(args.groups)) < len(args.groups):
+        p.error(
+            f"--groups {','.join(args.groups)}: choose from {', '.join(GROUPS)} or from {', '.join(PRECISION_GROUPS)}, "
+            "each at most once"
+        )
     if args.slice <= args.drop or min(args.drop, args.warmup, args.minutes, args.rounds) < 0 or args.passes < 1:
         p.error("--slice must exceed --drop (a turn needs a timed update); --passes >= 1; the others >= 0")
     try:
@@ -513,7 +574,15 @@ def measure(args: argparse.Namespace) -> dict:
     path = args.out / "speed.json"
     payload = load_payload(path, plan_of(args), machine())
     if args.minutes > 0:
-        run_groups([GROUPS[name] for name in args.groups], payload, path, args)
+        run_groups([family(args.groups)[name] for name in args.groups], payload, path, args)
+        if set(args.groups) <= set(PRECISION_GROUPS):  # for the MFU: the work of a token, the peaks
+            cfg = load_config(args.transformer_config)
+            payload["flops_per_target_token"] = {
+                "precision_transformer": transformer_flops_per_token(cfg, prepare(cfg))
+            }
+            payload["peak_flops"] = {
+                str(t).removeprefix("torch."): matmul_peak(t) for t in (torch.bfloat16, torch.float32)
+            }
     payload["summary"] = summarize(payload)
     if any(g["rounds"] for g in payload["groups"].values()):  # nothing measured, nothing written
         path.write_text(json.dumps(payload, indent=1) + "\n")
@@ -543,6 +612,9 @@ def print_summary(summary: dict) -> None:
             else ""
         )
         print(f"{name}: {g['rounds']} rounds{after}")
+        for variant, speed in g["median_tgt_tokens_per_s"].items():
+            mfu = f" = {g['mfu'][variant]:.1%} of the measured bf16 matmul peak" if "mfu" in g else ""
+            print(f"  {variant}: median {speed:.0f} real target tokens/s{mfu}")
     if "linear_in_padding" in summary:
         k = summary["linear_in_padding"]
         c = k["pad_cost"]

@@ -63,8 +63,9 @@ class Attention(nn.Module):
         """x (B, L, D) attends to k, v (B, H, L', K); mask (B, 1, 1, L') True = may attend."""
         q = self.split(self.q(x))
         p = self.dropout if self.training else 0.0
-        if q.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
-            # On CPU the fused flash kernel is ~4x slower than plain matmuls in bf16 (measured).
+        if q.device.type == "cpu" and (torch.is_autocast_enabled("cpu") or q.dtype == torch.bfloat16):
+            # On CPU the fused flash kernel is ~4x slower than plain matmuls in bf16 (measured; its
+            # backward took a third of a bf16-pure update, docs/training_memory_speed.md).
             with sdpa_kernel(SDPBackend.MATH):
                 y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=causal)
         else:
