@@ -75,3 +75,22 @@ def test_lstm_padded_mode_outputs_change_with_padding():
         alone = model(collate(src, tgt, [0]))[0]
         padded = model(collate(src + sentences(2, [15]), tgt + sentences(3, [2]), [0, 1]))[0, : len(tgt[0]) + 1]
     assert (padded - alone).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_the_cpu_low_precision_attention_computes_what_the_fused_kernel_does(causal):
+    from mtapp.models.transformer import low_precision_attention
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(3, 4, 7, 16, requires_grad=True) for _ in range(3))
+    mask = torch.ones(3, 1, 1, 7, dtype=torch.bool)
+    mask[1, ..., 5:] = mask[2, ..., 3:] = False  # padded keys
+    reference = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
+    ours = low_precision_attention(q, k, v, mask, 0.0, causal)
+    torch.testing.assert_close(ours, reference)  # float32: the same function
+    grads = torch.autograd.grad(ours.sum(), (q, k, v))
+    for g, r in zip(grads, torch.autograd.grad(reference.sum(), (q, k, v)), strict=True):
+        torch.testing.assert_close(g, r)
+    low = low_precision_attention(*(t.detach().bfloat16() for t in (q, k, v)), mask, 0.0, causal)
+    assert low.dtype == torch.bfloat16  # no float32 round trip
+    torch.testing.assert_close(low.float(), reference.detach(), atol=0.03, rtol=0.03)

@@ -134,7 +134,7 @@ def markdown(payload: dict) -> str:
         f"{payload['steps']} updates after {payload['warmup']} warmup updates: "
         f"{payload['tgt_tokens_per_s']:.0f} real target tokens/s unprofiled"
         + (
-            f" = {payload['mfu']:.1%} of the measured {payload['precision']} matmul peak "
+            f" = {payload['mfu']:.1%} of the measured {payload['precision'].removesuffix('-pure')} matmul peak "
             f"({payload['peak_flops'] / 1e9:.0f} GFLOP/s)"
             if "mfu" in payload
             else ""
@@ -191,7 +191,11 @@ def main(argv: list[str] | None = None) -> int:
     payload = {
         "command": "python -m mtapp.bench profile " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "config": str(args.config),
-        "precision": str(dtype).removeprefix("torch.") if dtype else "float32",
+        "precision": "bf16-pure"
+        if cfg.train.amp == "bf16-pure"
+        else str(dtype).removeprefix("torch.")
+        if dtype
+        else "float32",
         "machine": {
             "cpu": cpu_name(),
             "native_bf16": cpu_has_native_bf16(),

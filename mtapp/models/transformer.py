@@ -13,7 +13,6 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from mtapp.batching import Batch
 from mtapp.config import ModelConfig
@@ -30,6 +29,28 @@ def sinusoids(length: int, dim: int) -> torch.Tensor:
     table[:, 0::2] = torch.sin(pos * freq)
     table[:, 1::2] = torch.cos(pos * freq)
     return table
+
+
+def low_precision_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, p: float, causal: bool
+) -> torch.Tensor:
+    """softmax(q k^T / sqrt(K) + mask) v with its products in bf16, for the CPU: what
+    `F.scaled_dot_product_attention` computes, without its CPU paths' costs in bf16 — the flash
+    kernel's backward took a third of a bf16-pure update, and the math path casts q, k, v and
+    their gradients to float32 and back (docs/training_memory_speed.md). The softmax accumulates
+    in float32 inside its kernel; its probabilities are bf16, as in the fused GPU kernels."""
+    with torch.autocast("cpu", enabled=False):  # under autocast the inputs are bf16 already
+        k, v = k.to(q.dtype), v.to(q.dtype)
+        scores = torch.matmul(q * q.shape[-1] ** -0.5, k.transpose(-2, -1))  # (B, H, L, L')
+        if causal:
+            future = torch.ones(scores.shape[-2:], dtype=torch.bool, device=q.device).triu(1)
+            scores = scores.masked_fill(future, float("-inf"))
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        weights = torch.softmax(scores, dim=-1)
+        if p > 0:
+            weights = F.dropout(weights, p)
+        return torch.matmul(weights, v)
 
 
 class Attention(nn.Module):
@@ -64,10 +85,7 @@ class Attention(nn.Module):
         q = self.split(self.q(x))
         p = self.dropout if self.training else 0.0
         if q.device.type == "cpu" and (torch.is_autocast_enabled("cpu") or q.dtype == torch.bfloat16):
-            # On CPU the fused flash kernel is ~4x slower than plain matmuls in bf16 (measured; its
-            # backward took a third of a bf16-pure update, docs/training_memory_speed.md).
-            with sdpa_kernel(SDPBackend.MATH):
-                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=causal)
+            y = low_precision_attention(q, k, v, mask, p, causal)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=causal)
         b, _, length, _ = y.shape
