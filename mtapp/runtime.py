@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import ctypes
 import ctypes.util
@@ -10,7 +11,6 @@ import os
 import platform
 import random
 import resource
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -109,20 +109,8 @@ def in_own_thread(fn, *args):
     server loads its model this way, so that the batching worker's team is the only one: loaded on
     the main thread, a beam-5 request of one sentence took 102 ms instead of 50 ms (2-core Intel
     Xeon, session 16; `bench serve` at 16 clients: 0.60x the throughput)."""
-    box: dict = {}
-
-    def run() -> None:
-        try:
-            box["result"] = fn(*args)
-        except BaseException as e:  # re-raised in the caller's thread
-            box["error"] = e
-
-    thread = threading.Thread(target=run, name=f"mtapp-{getattr(fn, '__name__', 'work')}")
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box["result"]
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="mtapp-work") as pool:
+        return pool.submit(fn, *args).result()  # leaving the block joins the thread
 
 
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc's mallopt parameters (malloc.h)

@@ -188,14 +188,12 @@ def main(argv: list[str] | None = None) -> int:
     dtype = amp_dtype(device, cfg.train.amp)
     speed = tokens / seconds
     utilisation = mfu(cfg, data, speed, dtype or torch.float32) if cfg.model.type == "transformer" else {}
+    precision = str(dtype).removeprefix("torch.") if dtype else "float32"
+    precision = "bf16-pure" if cfg.train.amp == "bf16-pure" else precision
     payload = {
         "command": "python -m mtapp.bench profile " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "config": str(args.config),
-        "precision": "bf16-pure"
-        if cfg.train.amp == "bf16-pure"
-        else str(dtype).removeprefix("torch.")
-        if dtype
-        else "float32",
+        "precision": precision,
         "machine": {
             "cpu": cpu_name(),
             "native_bf16": cpu_has_native_bf16(),

@@ -10,7 +10,7 @@ give an interval of width zero), and repeat r of two variants pairs runs of the 
 
     python -m mtapp.bench train --config multi30k_de_en_lstm --minutes 3 \\
         --vary model.encoder_padding=padded,masked,packed,unrolled --vary batching.pad_side=pre,post \\
-        --json results/lstm_modes.json --report results/lstm_modes [--updates 350] [--repeats 3] [--parallel 2]
+        --json results/lstm_modes.json --report results/lstm_modes [--updates 350] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -335,28 +335,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--minutes", type=float, default=0.0, help="training budget of each run (0 = none)")
     p.add_argument("--updates", type=int, default=0, help="optimizer updates of each run (train.max_updates; 0 = none)")
     p.add_argument("--repeats", type=int, default=1, help="runs of each variant, interleaved round-robin")
-    p.add_argument(
-        "--parallel",
-        type=int,
-        default=1,
-        help="runs at once, each on its share of the cores (only where speed is not the figure: --updates budgets)",
-    )
     p.add_argument("--json", type=Path, required=True)
     p.add_argument("--report", type=Path, required=True, help="folder for runs and the markdown table")
     args = p.parse_args(argv)
     if args.minutes <= 0 and args.updates <= 0:
         p.error("give a budget: --minutes, --updates or both")
-    if args.repeats < 1 or args.parallel < 1:
-        p.error("--repeats and --parallel must be at least 1")
-    if args.parallel > 1 and args.minutes > 0:
-        p.error("--parallel shares the cores between runs: their minutes would buy fewer updates; use --updates")
+    if args.repeats < 1:
+        p.error("--repeats must be at least 1")
     args.report.mkdir(parents=True, exist_ok=True)
     combos = variants(args.vary)
     jobs = [
         Job(args.config, [*args.overrides, *c], args.report / f"variant{i:02d}", args.updates)
         for i, c in enumerate(combos)
     ]
-    results = [pool(runs) for runs in run_jobs(jobs, args.repeats, args.minutes, workers=args.parallel)]
+    results = [pool(runs) for runs in run_jobs(jobs, args.repeats, args.minutes)]
     machine = {
         "cpus": os.cpu_count(),
         "torch": torch.__version__,
