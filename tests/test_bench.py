@@ -408,8 +408,10 @@ def test_train_bench_repeats_a_variant_for_a_fixed_number_of_updates(tmp_path):
     config = tiny_config_file(tmp_path)
     report, out = tmp_path / "report", tmp_path / "bench.json"
     args = ["--config", str(config), "--updates", "3", "--repeats", "2", "--json", str(out), "--report", str(report)]
+    args += ["--vary", "model.dropout=0.1,0.3", "--workers", "2"]  # two runs at once, each on its own core
     assert bench_train.main(args) == 0
-    (variant,) = json.loads(out.read_text())["variants"]
+    payload = json.loads(out.read_text())
+    variant, other = payload["variants"]
     assert len(variant["runs"]) == 2 and set(variant["intervals"]) == set(bench_train.KEY_FIGURES)
     for repeat, run in enumerate(variant["runs"]):
         assert run["run_dir"] == str(report / "variant00" / f"repeat{repeat}") and run["updates"] == 3
@@ -418,7 +420,27 @@ def test_train_bench_repeats_a_variant_for_a_fixed_number_of_updates(tmp_path):
         assert [r["update"] for r in log if r["event"] == "epoch"][-1] == 3
     first, second = variant["runs"]
     assert first["train_loss"] != second["train_loss"]  # other seeds, another run: the interval has a spread
-    assert " ± " in (report / "table.md").read_text()
+    (comparison,) = payload["paired"]  # the second variant against the first, seed by seed
+    losses = [run["valid_loss"] - base["valid_loss"] for run, base in zip(other["runs"], variant["runs"])]
+    assert comparison["valid_loss"]["values"] == pytest.approx(losses)
+    table = (report / "table.md").read_text()
+    assert " ± " in table and "variant against dropout=0.1" in table and "dropout=0.3" in table
+
+
+def test_paired_comparisons_pair_the_runs_of_the_same_seeds():
+    def variant(dropout, losses, speeds):
+        runs = [{"valid_loss": loss, "valid_bleu": 30.0, "tgt_tokens_per_s": s} for loss, s in zip(losses, speeds)]
+        return {"overrides": [f"model.dropout={dropout}"], "runs": runs}
+
+    # seed by seed the second variant's loss is 0.1 higher and its speed twice: no spread once paired,
+    # where the seeds' own spread (1 to 3) would swamp an unpaired interval
+    (c,) = bench_train.paired(
+        [variant(0.1, [1.0, 3.0, 2.0], [10, 30, 20]), variant(0.3, [1.1, 3.1, 2.1], [20, 60, 40])]
+    )
+    assert c["variant"] == "dropout=0.3" and c["against"] == "dropout=0.1"
+    assert c["valid_loss"]["low"] == pytest.approx(0.1) and c["valid_loss"]["high"] == pytest.approx(0.1)
+    assert c["tgt_tokens_per_s"]["mean"] == pytest.approx(2.0) and c["valid_bleu"]["mean"] == 0.0
+    assert bench_train.paired([variant(0.1, [1.0], [1.0])]) == []  # one variant: nothing to pair
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from mtapp import rundir
-from mtapp.bench.intervals import mean_ci, round_robin
+from mtapp.bench.intervals import difference_ci, mean_ci, ratio_ci, round_robin
 from mtapp.bench.machine import this_cpu
 from mtapp.config import load_config
 from mtapp.report.document import Document, Table
@@ -282,6 +282,47 @@ def results_table(results: list[dict]) -> Table:
     return Table(columns, rows)
 
 
+def paired(results: list[dict]) -> list[dict]:
+    """With repeats and two variants or more: each later variant against the first, repeat r
+    against repeat r (the same seeds): the paired 95% intervals of the validation loss and BLEU
+    differences and of the speed ratio. [] when there is nothing to pair."""
+    if len(results) < 2 or "runs" not in results[0]:
+        return []
+    first = runs_of(results[0])
+    comparisons = []
+    for result in results[1:]:
+        runs = runs_of(result)
+        figures = {
+            key: ([r[key] for r in runs], [r[key] for r in first])
+            for key in ("valid_loss", "valid_bleu", "tgt_tokens_per_s")
+        }
+        comparisons.append(
+            {
+                "variant": label(result),
+                "against": label(results[0]),
+                "valid_loss": difference_ci(*figures["valid_loss"]),
+                "valid_bleu": difference_ci(*figures["valid_bleu"]),
+                "tgt_tokens_per_s": ratio_ci(*figures["tgt_tokens_per_s"]),
+            }
+        )
+    return comparisons
+
+
+def paired_table(comparisons: list[dict]) -> Table:
+    columns = [f"variant against {comparisons[0]['against']}", "valid loss difference", "valid BLEU difference"]
+    columns += ["target tokens/s ratio", "seeds"]
+    rows = [
+        [c["variant"], interval_text(c["valid_loss"], "+.3f"), interval_text(c["valid_bleu"], "+.2f")]
+        + [interval_text(c["tgt_tokens_per_s"], ".3f") + "x", c["valid_loss"]["n"]]
+        for c in comparisons
+    ]
+    return Table(columns, rows)
+
+
+def interval_text(interval: dict, spec: str) -> str:
+    return f"{interval['mean']:{spec}} [{interval['low']:{spec}}, {interval['high']:{spec}}]"
+
+
 def label(result: dict) -> str:
     return " ".join(o.split(".", 1)[1] for o in result["overrides"]) or "(config as is)"
 
@@ -335,20 +376,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--minutes", type=float, default=0.0, help="training budget of each run (0 = none)")
     p.add_argument("--updates", type=int, default=0, help="optimizer updates of each run (train.max_updates; 0 = none)")
     p.add_argument("--repeats", type=int, default=1, help="runs of each variant, interleaved round-robin")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="runs trained at once, each on its own share of the cores (for losses and BLEU, not speeds)",
+    )
     p.add_argument("--json", type=Path, required=True)
     p.add_argument("--report", type=Path, required=True, help="folder for runs and the markdown table")
     args = p.parse_args(argv)
     if args.minutes <= 0 and args.updates <= 0:
         p.error("give a budget: --minutes, --updates or both")
-    if args.repeats < 1:
-        p.error("--repeats must be at least 1")
+    if args.repeats < 1 or args.workers < 1:
+        p.error("--repeats and --workers must be at least 1")
     args.report.mkdir(parents=True, exist_ok=True)
     combos = variants(args.vary)
     jobs = [
         Job(args.config, [*args.overrides, *c], args.report / f"variant{i:02d}", args.updates)
         for i, c in enumerate(combos)
     ]
-    results = [pool(runs) for runs in run_jobs(jobs, args.repeats, args.minutes)]
+    results = [pool(runs) for runs in run_jobs(jobs, args.repeats, args.minutes, workers=args.workers)]
     machine = {
         "cpus": os.cpu_count(),
         "torch": torch.__version__,
@@ -356,15 +403,19 @@ def main(argv: list[str] | None = None) -> int:
         "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
     }
     payload = {"config": str(args.config), "minutes": args.minutes, "updates": args.updates, "repeats": args.repeats}
-    payload |= {"machine": machine, "variants": results}
+    payload |= {"machine": machine, "workers": args.workers, "variants": results}
+    comparisons = paired(results)
+    payload["paired"] = comparisons
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(payload, indent=2) + "\n")
     title = f"{args.config.stem}: {budget_text(args.minutes, args.updates)} per variant"
     title += f", {args.repeats} interleaved runs each (mean ± 95% half-width)" if args.repeats > 1 else ""
     table = results_table(results)
-    doc = Document(f"bench train: {title}", [table])
+    tables = [table, paired_table(comparisons)] if comparisons else [table]
+    doc = Document(f"bench train: {title}", tables)
     doc.figure(plot_results(results, args.report / "bench.png", title), "bench")
-    (args.report / "table.md").write_text(table.markdown() + "\n![bench](bench.png)\n")
+    markdown = "\n\n".join(t.markdown() for t in tables)
+    (args.report / "table.md").write_text(markdown + "\n![bench](bench.png)\n")
     doc.write(args.report)  # report.md and a self-contained report.html beside table.md
-    print(table.markdown())
+    print(markdown)
     return 0
