@@ -414,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     tables = [table, paired_table(comparisons)] if comparisons else [table]
     doc = Document(f"bench train: {title}", tables)
     doc.figure(plot_results(results, args.report / "bench.png", title), "bench")
-    markdown = "\n\n".join(t.markdown() for t in tables)
+    markdown = "\n\n".join(t.markdown().rstrip("\n") for t in tables)
     (args.report / "table.md").write_text(markdown + "\n![bench](bench.png)\n")
     doc.write(args.report)  # report.md and a self-contained report.html beside table.md
     print(markdown)
