@@ -6,11 +6,13 @@ and the table gives each key figure's mean ± the half-width of its 95% interval
 with the config's seeds plus r (`train.seed`: initial parameters and dropout; `batching.seed`:
 the shuffling), the same for every variant: repeats of a variant differ as training runs differ,
 so an interval of loss or BLEU measures that spread (one seed would repeat the same numbers and
-give an interval of width zero), and repeat r of two variants pairs runs of the same seeds.
+give an interval of width zero), and repeat r of two variants pairs runs of the same seeds: a second
+table gives each variant against the first, seed by seed. --workers N trains N runs at once, each on
+its own share of the cores (for losses and BLEU; a run's speed then is not its own).
 
     python -m mtapp.bench train --config multi30k_de_en_lstm --minutes 3 \\
         --vary model.encoder_padding=padded,masked,packed,unrolled --vary batching.pad_side=pre,post \\
-        --json results/lstm_modes.json --report results/lstm_modes [--updates 350] [--repeats 3]
+        --json results/lstm_modes.json --report results/lstm_modes [--updates 350] [--repeats 3] [--workers 2]
 """
 
 from __future__ import annotations
