@@ -92,6 +92,11 @@ class TokenizerConfig:
     model_type: Literal["unigram", "bpe"] = _key("unigram", "unigram | bpe")
     joint: bool = _key(True, "one vocabulary for source and target (required for tied embeddings)")
     character_coverage: float = _key(1.0, "share of characters the vocabulary must cover")
+    sampling_alpha: float = _key(
+        0.0,
+        "training pairs only: segment them anew each epoch by sampling (subword regularization; unigram: the "
+        "smoothing, lower = noisier; bpe: BPE-dropout's merge-drop chance); 0 = off, one segmentation",
+    )
 
 
 @dataclass(frozen=True)
@@ -225,6 +230,7 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "batching.batch_size": (1, None),
     "batching.pool_batches": (1, None),
     "batching.row_tokens": (1, None),
+    "tokenizer.sampling_alpha": (0.0, 1.0),
     "model.d_model": (1, None),
     "model.heads": (1, None),
     "model.encoder_layers": (1, None),

@@ -72,6 +72,15 @@ class Tokenizer:
         """Subword ids without bos/eos; `threads` 0 = one per core."""
         return self._sp.encode(sentences, out_type=int, num_threads=threads or os.cpu_count() or 1)
 
+    def sample(self, sentences: list[str], alpha: float, seed: int) -> list[list[int]]:
+        """Subword ids like `encode`, each sentence's segmentation drawn at random (subword
+        regularization: Kudo 2018 for unigram models, `alpha` the smoothing of the distribution;
+        BPE-dropout, Provilkov et al. 2020, for bpe models, `alpha` the chance that a merge is
+        skipped). The same seed gives the same ids: SentencePiece samples from one process-wide
+        generator, reproducibly on one thread only, so this encodes on one."""
+        spm.set_random_generator_seed(seed)
+        return self._sp.encode(sentences, out_type=int, enable_sampling=True, alpha=alpha, nbest_size=-1, num_threads=1)
+
     def piece(self, i: int) -> str:
         """The vocabulary entry of id `i` (as SentencePiece writes it)."""
         return self._sp.id_to_piece(i)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+import pyarrow as pa
 import torch
 import yaml
 from tqdm import tqdm
@@ -53,7 +54,16 @@ from mtapp.runtime import amp_dtype, autocast, autocast_dtype, pure_bf16
 from mtapp.scoring import score
 from mtapp.translator import Translator
 
-__all__ = ["BatchStream", "CorpusBatches", "Trainer", "TrainingError", "Validation", "build_trainer", "learning_rate"]
+__all__ = [
+    "BatchStream",
+    "CorpusBatches",
+    "SampledBatches",
+    "Trainer",
+    "TrainingError",
+    "Validation",
+    "build_trainer",
+    "learning_rate",
+]
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +147,55 @@ class CorpusBatches:
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.sampler.load_state_dict(state)
+
+
+class SampledBatches(CorpusBatches):
+    """The `BatchStream` under subword regularization (`tokenizer.sampling_alpha`): at the start of
+    each epoch the training pairs are segmented anew (`Tokenizer.sample`, seeded by `seed` and the
+    epoch, so a resumed run sees the same segmentations), and `make_strategy` plans that epoch over
+    the new lengths. The pairs are those of `data.train` (already filtered); a sampled side longer
+    than `max_len` keeps its one-best segmentation, with which the pair passed the filter."""
+
+    def __init__(self, make_strategy, data: PreparedData, alpha: float, seed: int, max_len: int):
+        super().__init__(make_strategy(data.train.src_lengths, data.train.tgt_lengths), data.train)
+        self.make_strategy, self.data = make_strategy, data
+        self.alpha, self.seed, self.max_len = alpha, seed, max_len
+        self._segmented = 0  # the epoch self.corpus holds the segmentations of (0: none yet)
+
+    def segment(self) -> None:
+        """Make `corpus` and `strategy` this epoch's, once per epoch."""
+        if self._segmented == self.epoch:
+            return
+        started = time.monotonic()
+        seed = int(np.random.SeedSequence([self.seed, self.epoch]).generate_state(1)[0])
+        one_best, text = self.data.train, self.data.train_text.pairs
+        sides = []
+        for name, fallback in (("src", one_best.src_ids), ("tgt", one_best.tgt_ids)):
+            lines = text.column(name).take(pa.array(one_best.lines)).to_pylist()
+            ids = self.data.tokenizer.sample(lines, self.alpha, seed + (name == "tgt"))
+            sides.append([s if len(s) <= self.max_len else fallback(i) for i, s in enumerate(ids)])
+        self.corpus = EncodedCorpus.from_ids(*sides)
+        self.strategy = self.make_strategy(self.corpus.src_lengths, self.corpus.tgt_lengths)
+        self.sampler.strategy = self.strategy
+        self._segmented = self.epoch
+        tokens = int(self.corpus.src_lengths.sum() + self.corpus.tgt_lengths.sum())
+        one_best = int(one_best.src_lengths.sum() + one_best.tgt_lengths.sum())
+        log.info(
+            "data: epoch %d segmented anew (sampling_alpha %g) in %.1f s: %d subwords, %+.1f%% on the one-best",
+            self.epoch,
+            self.alpha,
+            time.monotonic() - started,
+            tokens,
+            100 * (tokens / one_best - 1),
+        )
+
+    def __len__(self) -> int:
+        self.segment()
+        return super().__len__()
+
+    def epoch_iter(self) -> Iterator[Batch]:
+        self.segment()
+        yield from super().epoch_iter()
 
 
 class Validation:
@@ -418,8 +477,15 @@ def build_trainer(
     adam = {"lr": t.lr, "betas": t.betas, "weight_decay": t.weight_decay, "fused": True}
     optimizer = MasterAdam(model, **adam) if pure else torch.optim.Adam(model.parameters(), **adam)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype(device, t.amp) == torch.float16)
-    strategy = build_strategy(cfg.batching, data.train.src_lengths, data.train.tgt_lengths)
-    batches = CorpusBatches(shard(strategy, group.rank, group.world_size), data.train)
+
+    def make_strategy(src_lengths: np.ndarray, tgt_lengths: np.ndarray) -> Strategy:
+        return shard(build_strategy(cfg.batching, src_lengths, tgt_lengths), group.rank, group.world_size)
+
+    if cfg.tokenizer.sampling_alpha:
+        alpha, seed = cfg.tokenizer.sampling_alpha, cfg.train.seed
+        batches = SampledBatches(make_strategy, data, alpha, seed, cfg.data.max_len)
+    else:
+        batches = CorpusBatches(make_strategy(data.train.src_lengths, data.train.tgt_lengths), data.train)
     checkpoints = Checkpoints(run_dir, cfg, data.tokenizer.model_bytes, group)
     config_text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
     run_log = RunLog(run_dir, group.is_main, cfg.train.tensorboard, config_text)

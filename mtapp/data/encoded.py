@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 COLUMNS = ("src_ids", "tgt_ids")
 ROWS_PER_PROCESS = 20_000  # data.num_proc 0 starts no more processes than this many pairs each keep busy
 MAP_BATCH = 2_000  # pairs per tokenizer call in the map
+MODEL_KEYS = ("vocab_size", "model_type", "joint", "character_coverage")  # the tokenizer.* keys its model depends on
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,7 @@ def train_tokenizer(train: ParallelText, cfg: TokenizerConfig, cache_dir: Path) 
     It trains on the non-blank sentences of both sides (sources first); beyond
     `TRAIN_SENTENCES` of them, on a fixed random sample of that many, so only the sample ever
     becomes Python strings."""
-    key = _digest(text_digest(train), repr(sorted(vars(cfg).items())))
+    key = _digest(text_digest(train), repr(sorted((k, v) for k, v in vars(cfg).items() if k in MODEL_KEYS)))
     path = cache_dir / "tokenizers" / f"{key}.model"
     if path.exists():
         log.info("tokenizer: cached %s", path)
