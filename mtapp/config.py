@@ -163,6 +163,11 @@ class TrainConfig:
     compile_backend: Literal["inductor", "aot_eager", "eager", "cudagraphs"] = _key(
         "inductor", "torch.compile's backend: inductor (generates kernels) | aot_eager | eager | cudagraphs"
     )
+    compile_shapes: Literal["auto", "dynamic"] = _key(
+        "auto",
+        "compile: auto (PyTorch's default: specialised to the first shapes, recompiled for any shape once they change) "
+        "| dynamic (for any batch and length from the start, dynamic=True)",
+    )
     pin_memory: bool = _key(True, "CUDA only: batches copied from page-locked memory, without blocking")
     seed: int = _key(1, "seed of parameter init and dropout")
     valid_beam: int = _key(1, "beam size of the validation BLEU (1 = greedy)")

@@ -473,7 +473,10 @@ def build_trainer(
     if pure:
         model.to(torch.bfloat16)
     if t.compile:
-        model.compile(backend=t.compile_backend)  # in place: parameter names, and so checkpoints, stay the same
+        dynamic = True if t.compile_shapes == "dynamic" else None
+        model.compile(
+            backend=t.compile_backend, dynamic=dynamic
+        )  # in place: parameter names, and so checkpoints, stay the same
     adam = {"lr": t.lr, "betas": t.betas, "weight_decay": t.weight_decay, "fused": True}
     optimizer = MasterAdam(model, **adam) if pure else torch.optim.Adam(model.parameters(), **adam)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype(device, t.amp) == torch.float16)

@@ -149,9 +149,13 @@ def fake_speed_payload(n=6) -> dict:
     return payload
 
 
-def test_the_precision_groups_give_bf16_pure_over_autocast_and_the_mfu_over_the_measured_peak():
+def test_the_precision_family_gives_bf16_pure_and_inductor_over_their_baselines_and_the_mfu_over_the_peak():
     speeds = {"bf16 autocast": 3000, "bf16-pure": 3600, "bf16 autocast (copy)": 3000}
-    groups = {name: {"rounds": fake_rounds(speeds, 5, noise=0.005)} for name in speed.PRECISION_GROUPS}
+    groups = {
+        name: {"rounds": fake_rounds(speeds, 5, noise=0.005)} for name in ("precision_transformer", "precision_lstm")
+    }
+    compiled = {"eager": 3000, "inductor, dynamic": 3300, "inductor, auto": 2850, "eager (copy)": 3000}
+    groups["compile_transformer"] = {"rounds": fake_rounds(compiled, 5, noise=0.005)}
     payload = {"plan": {"slice": 4, "drop": 1}, "groups": groups}
     payload |= {"flops_per_target_token": {"precision_transformer": 50e6}, "peak_flops": {"bfloat16": 1e12}}
     summary = speed.summarize(payload)
@@ -161,6 +165,9 @@ def test_the_precision_groups_give_bf16_pure_over_autocast_and_the_mfu_over_the_
     mfu = summary["groups"]["precision_transformer"]["mfu"]
     assert mfu["bf16-pure"] == pytest.approx(3600 * 50e6 / 1e12, rel=0.02)
     assert "mfu" not in summary["groups"]["precision_lstm"]  # its work per token is not counted
+    assert ratios["inductor dynamic/eager"]["mean"] == pytest.approx(1.1, rel=0.02)
+    assert ratios["inductor auto/eager"]["mean"] == pytest.approx(0.95, rel=0.02)
+    assert ratios["compile group A/A"]["low"] < 1.0 < ratios["compile group A/A"]["high"]
     with pytest.raises(SystemExit):  # one family a sitting: their plans differ
         speed.parse(["--groups", "transformer,precision_lstm"])
 

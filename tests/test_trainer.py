@@ -12,12 +12,13 @@ import torch
 from mtapp import rundir, trainer
 from mtapp.batching import Batch, collate
 from mtapp.checkpoint import Checkpoints, load_checkpoint
-from mtapp.config import Config, TrainConfig
+from mtapp.config import Config, TrainConfig, config_from_dict
+from mtapp.data.prepare import prepare
 from mtapp.loss import batch_loss
 from mtapp.models import build_model
 from mtapp.progress import EpochStats, RunLog
 from mtapp.trainer import Trainer, TrainingError, learning_rate
-from tests.synthetic import TINY, random_ids
+from tests.synthetic import TINY, random_ids, synthetic_pairs, tiny_config, write_text_corpus
 
 VOCAB = 40
 
@@ -247,3 +248,17 @@ def test_resuming_from_the_last_checkpoint_ends_where_an_uninterrupted_run_ends(
     assert [r["update"] for r in rundir.read_log(tmp_path / "cut")] == [
         r["update"] for r in rundir.read_log(tmp_path / "whole")
     ]
+
+
+@pytest.mark.parametrize(("shapes", "dynamic"), [("auto", None), ("dynamic", True)])
+def test_train_compile_shapes_reaches_torch_compile(tmp_path, monkeypatch, shapes, dynamic):
+    write_text_corpus(tmp_path / "corpus", "train", synthetic_pairs(50, seed=1))
+    write_text_corpus(tmp_path / "corpus", "val", synthetic_pairs(5, seed=2))
+    train = {"compile": True, "compile_backend": "eager", "compile_shapes": shapes, "tensorboard": False}
+    cfg = config_from_dict(tiny_config(tmp_path, train=train))
+    data = prepare(cfg)
+    model = build_model(cfg.model, data.tokenizer.vocab_size, cfg.batching.pad_side)
+    calls = []
+    monkeypatch.setattr(type(model), "compile", lambda self, **kwargs: calls.append(kwargs), raising=False)
+    trainer.build_trainer(cfg, tmp_path / "run", model, data, torch.device("cpu"))
+    assert calls == [{"backend": "eager", "dynamic": dynamic}]

@@ -36,6 +36,12 @@ autocast copy as the control; the same command measures the bf16 and float32 mat
 the rounds, and the Transformer's variants get their MFU (useful FLOPs per target token,
 `machine.training_flops_per_token`, times the median tokens/s, over the bf16 peak).
 
+The compile group (--groups compile_transformer, of the same family, for #35 too) trains the
+Transformer config eager and compiled with inductor (`train.compile_shapes` dynamic: for any shape
+from the start; auto: PyTorch's default, recompiled once the shapes change), an eager copy the
+control. Compilation happens in the --warmup updates (give them several); a recompilation after
+them is timed, as training would pay it.
+
 The groups take turns, a round each, for --minutes (all groups are built and warmed up first) or
 until each has --rounds rounds. The rounds are saved to DIR/speed.json after each one: a rerun with the same
 plan continues where it stopped (a new process warms up again, then the rotation goes on), so the
@@ -156,6 +162,18 @@ PRECISION_GROUPS = {
     )
     for kind in ("transformer", "lstm")
 }
+# torch.compile with inductor against eager (#35), in the same family: each config's precision (amp auto)
+# and batching unchanged; the compiled variants compile during their warm-up updates.
+PRECISION_GROUPS["compile_transformer"] = Group(
+    "compile_transformer",
+    "transformer",
+    (
+        Variant("eager", ("train.compile=false",)),
+        Variant("inductor, dynamic", ("train.compile=true", "train.compile_shapes=dynamic")),
+        Variant("inductor, auto", ("train.compile=true", "train.compile_shapes=auto")),
+        Variant("eager (copy)", ("train.compile=false",)),
+    ),
+)
 FAMILIES = (GROUPS, PRECISION_GROUPS)
 COMPARISONS = [
     Comparison("a", "padded", "lstm_tokens", "padded post", "padded pre"),
@@ -182,6 +200,13 @@ PRECISION_COMPARISONS = [
     for claim, name, a in (
         ("precision", f"{kind} bf16-pure/autocast", "bf16-pure"),
         ("control", f"{kind} A/A", "bf16 autocast (copy)"),
+    )
+] + [
+    Comparison(claim, name, "compile_transformer", a, "eager")
+    for claim, name, a in (
+        ("compile", "inductor dynamic/eager", "inductor, dynamic"),
+        ("compile", "inductor auto/eager", "inductor, auto"),
+        ("control", "compile group A/A", "eager (copy)"),
     )
 ]
 DEFAULT_MINUTES = 20.0
