@@ -427,6 +427,42 @@ def test_train_bench_repeats_a_variant_for_a_fixed_number_of_updates(tmp_path):
     assert " ± " in table and "variant against dropout=0.1" in table and "dropout=0.3" in table
 
 
+def test_train_bench_scores_best_checkpoints_with_a_beam_and_pairs_a_later_grid_against_an_earlier_one(
+    tmp_path, monkeypatch, capsys
+):
+    config = tiny_config_file(tmp_path, train={"max_epochs": 100})
+    budget = ["--config", str(config), "--updates", "4", "--repeats", "2", "--workers", "2", "--eval-beam", "2"]
+    base = [*budget, "--json", str(tmp_path / "base.json"), "--report", str(tmp_path / "base")]
+    assert bench_train.main(base) == 0
+    (baseline,) = json.loads((tmp_path / "base.json").read_text())["variants"]
+    for run in baseline["runs"]:
+        scores = json.loads((Path(run["run_dir"]) / "val.beam2.json").read_text())
+        assert scores["beam"] == 2 and scores["checkpoint"].endswith("checkpoint_best.pt")
+        assert run["valid_bleu_beam"] == scores["bleu"] and run["eval_beam"] == 2
+        assert json.loads((Path(run["run_dir"]) / "result.json").read_text())["valid_bleu_beam"] == scores["bleu"]
+
+    later = [*budget, "--vary", "model.dropout=0.3", "--against", str(tmp_path / "base.json")]
+    assert bench_train.main([*later, "--json", str(tmp_path / "later.json"), "--report", str(tmp_path / "later")]) == 0
+    payload = json.loads((tmp_path / "later.json").read_text())
+    first, other = payload["variants"]
+    assert first == baseline and other["overrides"] == ["model.dropout=0.3"]
+    (c,) = payload["paired"]
+    beam = [run["valid_bleu_beam"] - b["valid_bleu_beam"] for run, b in zip(other["runs"], baseline["runs"])]
+    assert c["valid_bleu_beam"]["values"] == pytest.approx(beam)
+    assert "valid BLEU difference (best checkpoint, beam)" in (tmp_path / "later" / "table.md").read_text()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr(bench_train, "run_variant", no_training)
+    assert bench_train.main([*base, "--resume"]) == 0  # every run (and its score) read back
+    assert json.loads((tmp_path / "base.json").read_text())["variants"][0] == baseline
+    other_budget = [a if a != "4" else "5" for a in later]
+    with pytest.raises(SystemExit):
+        bench_train.main([*other_budget, "--json", str(tmp_path / "x.json"), "--report", str(tmp_path / "x")])
+    assert "was not trained like these runs: updates 4 there, 5 here" in capsys.readouterr().err
+
+
 def test_paired_comparisons_pair_the_runs_of_the_same_seeds():
     def variant(dropout, losses, speeds):
         runs = [{"valid_loss": loss, "valid_bleu": 30.0, "tgt_tokens_per_s": s} for loss, s in zip(losses, speeds)]

@@ -9,10 +9,16 @@ so an interval of loss or BLEU measures that spread (one seed would repeat the s
 give an interval of width zero), and repeat r of two variants pairs runs of the same seeds: a second
 table gives each variant against the first, seed by seed. --workers N trains N runs at once, each on
 its own share of the cores (for losses and BLEU; a run's speed then is not its own).
+--eval-beam N also scores each run's best checkpoint on the validation split with beam N (the
+checkpoint and beam that `evaluate` scores the test splits with), paired like the rest; --resume
+reads back the runs a folder already holds (and their scores); --against BENCH_JSON pairs every
+variant with the first variant of an earlier invocation (same config, budget and repeats), so a
+lever grid reuses one baseline's runs instead of training them again.
 
     python -m mtapp.bench train --config multi30k_de_en_lstm --minutes 3 \\
         --vary model.encoder_padding=padded,masked,packed,unrolled --vary batching.pad_side=pre,post \\
         --json results/lstm_modes.json --report results/lstm_modes [--updates 350] [--repeats 3] [--workers 2]
+        [--eval-beam 5] [--resume] [--against results/baseline/bench.json]
 """
 
 from __future__ import annotations
@@ -59,6 +65,12 @@ def variants(vary: list[str]) -> list[list[str]]:
 FIGURES = ("epochs", "tgt_tokens_per_s", "sentences_per_s", "padding_efficiency", "train_loss", "valid_loss")
 FIGURES += ("valid_bleu", "peak_rss_mb")
 KEY_FIGURES = ("tgt_tokens_per_s", "valid_loss", "valid_bleu", "peak_rss_mb")
+BEAM = "valid_bleu_beam"  # with --eval-beam: the best checkpoint's validation BLEU with that beam
+
+
+def scored(runs: list[dict]) -> tuple[str, ...]:
+    """(BEAM,) when every run has the --eval-beam score, else ()."""
+    return (BEAM,) if runs and all(BEAM in r for r in runs) else ()
 
 
 @dataclass(frozen=True)
@@ -220,13 +232,33 @@ def train_once(
     return result
 
 
+def score_best(job: Job, record: dict, beam: int) -> dict:
+    """`record` with its run's best checkpoint scored on the validation split with `beam` (`python -m
+    mtapp.evaluate` in a child process; its JSON beside the checkpoint): BLEU as BEAM, chrF as
+    valid_chrf_beam. Saved into the run's result.json, so a rerun with --resume reads it back; a
+    record already scored with this beam is returned as it is."""
+    if record.get("eval_beam") == beam and BEAM in record:
+        return record
+    run_dir = Path(record["run_dir"])
+    split = load_config(job.config, job.overrides).data.valid_split
+    out = run_dir / f"{split}.beam{beam}.json"
+    cmd = [sys.executable, "-m", "mtapp.evaluate", "--run", str(run_dir), "--beam", str(beam), "--split", split]
+    done = subprocess.run(cmd + ["--json", str(out)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"scoring {run_dir} with beam {beam} failed:\n{done.stderr[-2000:]}")
+    scores = json.loads(out.read_text())
+    record = {**record, BEAM: scores["bleu"], "valid_chrf_beam": scores["chrf"], "eval_beam": beam}
+    (run_dir / "result.json").write_text(json.dumps(record, indent=2))
+    return record
+
+
 def pool(runs: list[dict]) -> dict:
     """A variant's record: one run as it is; several runs: the mean of each of FIGURES, the 95%
     interval of each of KEY_FIGURES (`intervals`) and every run's record (`runs`)."""
     if len(runs) == 1:
         return runs[0]
-    means = {key: float(np.mean([r[key] for r in runs])) for key in FIGURES}
-    intervals = {key: mean_ci([r[key] for r in runs]) for key in KEY_FIGURES}
+    means = {key: float(np.mean([r[key] for r in runs])) for key in FIGURES + scored(runs)}
+    intervals = {key: mean_ci([r[key] for r in runs]) for key in KEY_FIGURES + scored(runs)}
     return {"overrides": runs[0]["overrides"], **means, "intervals": intervals, "runs": runs}
 
 
@@ -275,10 +307,13 @@ def results_table(results: list[dict]) -> Table:
     mean of each, ± the 95% half-width of the key figures)."""
     columns = ["variant", "epochs", "real target tokens/s", "sentences/s", "padding efficiency", "train loss"]
     columns += ["valid loss", "valid BLEU (greedy)", "peak RSS (MB)"]
+    beam = all(scored(runs_of(r)) for r in results)
+    columns += [f"valid BLEU (best checkpoint, beam {runs_of(results[0])[0]['eval_beam']})"] if beam else []
     rows = [
         [label(r), r["epochs"], cell(r, "tgt_tokens_per_s", ".0f"), f"{r['sentences_per_s']:.1f}"]
         + [f"{r['padding_efficiency']:.3f}", f"{r['train_loss']:.3f}", cell(r, "valid_loss", ".3f")]
         + [cell(r, "valid_bleu", ".2f"), cell(r, "peak_rss_mb", ".0f")]
+        + ([cell(r, BEAM, ".2f")] if beam else [])
         for r in results
     ]
     return Table(columns, rows)
@@ -294,27 +329,25 @@ def paired(results: list[dict]) -> list[dict]:
     comparisons = []
     for result in results[1:]:
         runs = runs_of(result)
-        figures = {
-            key: ([r[key] for r in runs], [r[key] for r in first])
-            for key in ("valid_loss", "valid_bleu", "tgt_tokens_per_s")
-        }
-        comparisons.append(
-            {
-                "variant": label(result),
-                "against": label(results[0]),
-                "valid_loss": difference_ci(*figures["valid_loss"]),
-                "valid_bleu": difference_ci(*figures["valid_bleu"]),
-                "tgt_tokens_per_s": ratio_ci(*figures["tgt_tokens_per_s"]),
-            }
-        )
+        if [r.get("seed_offset", 0) for r in runs] != [r.get("seed_offset", 0) for r in first]:
+            raise SystemExit(f"{label(result)} and {label(results[0])} were not trained with the same seeds")
+        keys = ("valid_loss", "valid_bleu", "tgt_tokens_per_s") + (scored(first) and scored(runs))
+        figures = {key: ([r[key] for r in runs], [r[key] for r in first]) for key in keys}
+        comparison = {"variant": label(result), "against": label(results[0])}
+        comparison |= {key: difference_ci(*figures[key]) for key in keys if key != "tgt_tokens_per_s"}
+        comparison["tgt_tokens_per_s"] = ratio_ci(*figures["tgt_tokens_per_s"])
+        comparisons.append(comparison)
     return comparisons
 
 
 def paired_table(comparisons: list[dict]) -> Table:
     columns = [f"variant against {comparisons[0]['against']}", "valid loss difference", "valid BLEU difference"]
+    beam = all(BEAM in c for c in comparisons)
+    columns += ["valid BLEU difference (best checkpoint, beam)"] if beam else []
     columns += ["target tokens/s ratio", "seeds"]
     rows = [
         [c["variant"], interval_text(c["valid_loss"], "+.3f"), interval_text(c["valid_bleu"], "+.2f")]
+        + ([interval_text(c[BEAM], "+.2f")] if beam else [])
         + [interval_text(c["tgt_tokens_per_s"], ".3f") + "x", c["valid_loss"]["n"]]
         for c in comparisons
     ]
@@ -357,6 +390,25 @@ def errors(results: list[dict], key: str) -> list[float] | None:
     return [half_width(r["intervals"][key]) if key in r.get("intervals", {}) else 0.0 for r in results]
 
 
+def against(args: argparse.Namespace, error: Callable[[str], None]) -> dict:
+    """The first variant of the earlier bench.json `args.against`, after checking that it was
+    trained like this invocation's runs (config, budget, repeats) and, with --eval-beam, scored so."""
+    if not args.against.is_file():
+        error(f"--against {args.against}: no such file (give the --json of an earlier bench train)")
+    earlier = json.loads(args.against.read_text())
+    same = {"config": str(args.config), "minutes": args.minutes, "updates": args.updates, "repeats": args.repeats}
+    differ = [f"{k} {earlier.get(k)!r} there, {v!r} here" for k, v in same.items() if earlier.get(k) != v]
+    if differ:
+        error(f"--against {args.against} was not trained like these runs: {'; '.join(differ)}")
+    first = earlier["variants"][0]
+    if args.eval_beam and any(r.get("eval_beam") != args.eval_beam for r in runs_of(first)):
+        error(
+            f"--against {args.against}: its runs are not scored with beam {args.eval_beam}; run its command "
+            f"again with --resume --eval-beam {args.eval_beam} first"
+        )
+    return first
+
+
 def budget_text(minutes: float, updates: int) -> str:
     """ "3 minutes", "350 updates" or "350 updates or 3 minutes" (whichever comes first)."""
     parts = ([f"{updates} updates"] if updates else []) + ([f"{minutes:g} minutes"] if minutes else [])
@@ -384,20 +436,41 @@ def main(argv: list[str] | None = None) -> int:
         default=1,
         help="runs trained at once, each on its own share of the cores (for losses and BLEU, not speeds)",
     )
+    p.add_argument(
+        "--eval-beam",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also score each run's best checkpoint on the validation split with beam N (python -m mtapp.evaluate)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="read back the runs of REPORT that have the same overrides, budget and seeds instead of training them",
+    )
+    p.add_argument(
+        "--against",
+        type=Path,
+        metavar="BENCH_JSON",
+        help="pair every variant with the first variant of this earlier --json (same config, budget and repeats)",
+    )
     p.add_argument("--json", type=Path, required=True)
     p.add_argument("--report", type=Path, required=True, help="folder for runs and the markdown table")
     args = p.parse_args(argv)
     if args.minutes <= 0 and args.updates <= 0:
         p.error("give a budget: --minutes, --updates or both")
-    if args.repeats < 1 or args.workers < 1:
-        p.error("--repeats and --workers must be at least 1")
+    if args.repeats < 1 or args.workers < 1 or args.eval_beam < 0:
+        p.error("--repeats and --workers must be at least 1, --eval-beam at least 0")
+    baseline = against(args, p.error) if args.against else None
     args.report.mkdir(parents=True, exist_ok=True)
     combos = variants(args.vary)
     jobs = [
         Job(args.config, [*args.overrides, *c], args.report / f"variant{i:02d}", args.updates)
         for i, c in enumerate(combos)
     ]
-    results = [pool(runs) for runs in run_jobs(jobs, args.repeats, args.minutes, workers=args.workers)]
+    scoring = (lambda job, record: score_best(job, record, args.eval_beam)) if args.eval_beam else None
+    runs = run_jobs(jobs, args.repeats, args.minutes, args.resume, scoring, workers=args.workers)
+    results = ([baseline] if baseline else []) + [pool(r) for r in runs]
     machine = {
         "cpus": os.cpu_count(),
         "torch": torch.__version__,
@@ -406,6 +479,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     payload = {"config": str(args.config), "minutes": args.minutes, "updates": args.updates, "repeats": args.repeats}
     payload |= {"machine": machine, "workers": args.workers, "variants": results}
+    payload["against"] = str(args.against) if args.against else None  # variants[0] is its first variant
     comparisons = paired(results)
     payload["paired"] = comparisons
     args.json.parent.mkdir(parents=True, exist_ok=True)
