@@ -66,7 +66,8 @@ def test_train_bench_trains_each_variant_and_writes_json_and_table(tmp_path):
         assert r["tgt_tokens_per_s"] > 0 and r["peak_rss_mb"] > 50 and r["epochs"] >= 1
         assert np.isfinite(r["valid_loss"])
     assert results[1]["padding_efficiency"] > results[0]["padding_efficiency"]
-    assert "| strategy=tokens |" in (tmp_path / "report" / "table.md").read_text()
+    table = (tmp_path / "report" / "table.md").read_text()
+    assert "| strategy=tokens |" in table and table.count("![bench](bench.png)") == 1
     assert (tmp_path / "report" / "bench.png").stat().st_size > 1000
     page = (tmp_path / "report" / "report.html").read_text()
     png = base64.b64encode((tmp_path / "report" / "bench.png").read_bytes()).decode()

@@ -488,10 +488,10 @@ def main(argv: list[str] | None = None) -> int:
     title += f", {args.repeats} interleaved runs each (mean ± 95% half-width)" if args.repeats > 1 else ""
     table = results_table(results)
     tables = [table, paired_table(comparisons)] if comparisons else [table]
-    doc = Document(f"bench train: {title}", tables)
+    doc = Document(f"bench train: {title}", list(tables))  # a copy: the figure joins the document only
     doc.figure(plot_results(results, args.report / "bench.png", title), "bench")
     markdown = "\n\n".join(t.markdown().rstrip("\n") for t in tables)
-    (args.report / "table.md").write_text(markdown + "\n![bench](bench.png)\n")
+    (args.report / "table.md").write_text(markdown + "\n\n![bench](bench.png)\n")
     doc.write(args.report)  # report.md and a self-contained report.html beside table.md
     print(markdown)
     return 0
