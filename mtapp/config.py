@@ -94,8 +94,9 @@ class TokenizerConfig:
     character_coverage: float = _key(1.0, "share of characters the vocabulary must cover")
     sampling_alpha: float = _key(
         0.0,
-        "training pairs only: segment them anew each epoch by sampling (subword regularization; unigram: the "
-        "smoothing, lower = noisier; bpe: BPE-dropout's merge-drop chance); 0 = off, one segmentation",
+        "training pairs only: segment them anew each epoch by sampling, seeded by batching.seed and the epoch "
+        "(subword regularization; unigram: the smoothing, lower = noisier; bpe: BPE-dropout's merge-drop "
+        "chance); 0 = off, one segmentation",
     )
 
 

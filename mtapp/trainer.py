@@ -151,12 +151,16 @@ class CorpusBatches:
 
 class SampledBatches(CorpusBatches):
     """The `BatchStream` under subword regularization (`tokenizer.sampling_alpha`): at the start of
-    each epoch the training pairs are segmented anew (`Tokenizer.sample`, seeded by `seed` and the
-    epoch, so a resumed run sees the same segmentations), and `make_strategy` plans that epoch over
-    the new lengths. The pairs are those of `data.train` (already filtered); a sampled side longer
-    than `max_len` keeps its one-best segmentation, with which the pair passed the filter."""
+    each epoch the training pairs are segmented anew (`Tokenizer.sample`), seeded by `seed` and the
+    epoch (`batching.seed`, which a resumed run may not change: it sees the same segmentations),
+    and `make_strategy` plans that epoch over the new lengths. The seconds this takes count in the
+    run's wall-clock budget, not in an epoch's training seconds. The pairs are those of
+    `data.train` (already filtered); a sampled side longer than `max_len` keeps its one-best
+    segmentation, with which the pair passed the filter."""
 
     def __init__(self, make_strategy, data: PreparedData, alpha: float, seed: int, max_len: int):
+        if data.train_text is None:
+            raise ValueError("subword sampling needs the training text: prepare() keeps it when sampling_alpha > 0")
         super().__init__(make_strategy(data.train.src_lengths, data.train.tgt_lengths), data.train)
         self.make_strategy, self.data = make_strategy, data
         self.alpha, self.seed, self.max_len = alpha, seed, max_len
@@ -167,12 +171,12 @@ class SampledBatches(CorpusBatches):
         if self._segmented == self.epoch:
             return
         started = time.monotonic()
-        seed = int(np.random.SeedSequence([self.seed, self.epoch]).generate_state(1)[0])
+        seeds = np.random.SeedSequence([self.seed, self.epoch]).generate_state(2) % 2**31  # one per side
         one_best, text = self.data.train, self.data.train_text.pairs
         sides = []
-        for name, fallback in (("src", one_best.src_ids), ("tgt", one_best.tgt_ids)):
+        for name, fallback, seed in (("src", one_best.src_ids, seeds[0]), ("tgt", one_best.tgt_ids, seeds[1])):
             lines = text.column(name).take(pa.array(one_best.lines)).to_pylist()
-            ids = self.data.tokenizer.sample(lines, self.alpha, seed + (name == "tgt"))
+            ids = self.data.tokenizer.sample(lines, self.alpha, int(seed))
             sides.append([s if len(s) <= self.max_len else fallback(i) for i, s in enumerate(ids)])
         self.corpus = EncodedCorpus.from_ids(*sides)
         self.strategy = self.make_strategy(self.corpus.src_lengths, self.corpus.tgt_lengths)
@@ -485,7 +489,7 @@ def build_trainer(
         return shard(build_strategy(cfg.batching, src_lengths, tgt_lengths), group.rank, group.world_size)
 
     if cfg.tokenizer.sampling_alpha:
-        alpha, seed = cfg.tokenizer.sampling_alpha, cfg.train.seed
+        alpha, seed = cfg.tokenizer.sampling_alpha, cfg.batching.seed  # fixed on resume, like the plan it shapes
         batches = SampledBatches(make_strategy, data, alpha, seed, cfg.data.max_len)
     else:
         batches = CorpusBatches(make_strategy(data.train.src_lengths, data.train.tgt_lengths), data.train)

@@ -2,6 +2,7 @@
 epoch, reproducibly by seed and epoch, into pieces that still spell the same text; validation and the
 tokenizer itself are untouched, and a resumed stream continues with the same batches."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -10,7 +11,9 @@ import yaml
 
 from mtapp import rundir, train
 from mtapp.batching import build_strategy
-from mtapp.config import ConfigError, config_from_dict
+from mtapp.batching.sharded import shard
+from mtapp.config import ConfigError, TokenizerConfig, config_from_dict
+from mtapp.data.encoded import MODEL_KEYS
 from mtapp.data.prepare import prepare
 from mtapp.trainer import CorpusBatches, SampledBatches
 from tests.synthetic import synthetic_pairs, tiny_config, write_text_corpus
@@ -96,11 +99,34 @@ def test_alpha_zero_trains_on_the_one_best_segmentation_and_sampling_shares_the_
     tmp, cfg, prepared = data
     plain = prepare(config_from_dict(tiny_config(tmp)))  # sampling_alpha 0: the same cached tokenizer
     assert plain.tokenizer.model_bytes == prepared.tokenizer.model_bytes
+    assert plain.train_text is None and prepared.train_text is not None  # the text is kept only to sample
     assert len(list((tmp / "cache" / "tokenizers").glob("*.model"))) == 1
     batches = CorpusBatches(build_strategy(cfg.batching, plain.train.src_lengths, plain.train.tgt_lengths), plain.train)
     for batch in batches.epoch_iter():
         for row, index in enumerate(batch.indices):
             assert [i for i in batch.src[row].tolist() if i > 3] == plain.train.src_ids(index).tolist()
+
+
+def test_two_ranks_segment_alike_and_train_every_pair_each_epoch_between_them(data):
+    _, cfg, prepared = data
+
+    def rank(r):
+        def make_strategy(src, tgt):
+            return shard(build_strategy(cfg.batching, src, tgt), r, 2)
+
+        return SampledBatches(make_strategy, prepared, 0.1, 1, 100)
+
+    ranks = [rank(0), rank(1)]
+    for _ in range(2):  # epochs 1 and 2
+        shares = [epoch_rows(r) for r in ranks]
+        assert set(shares[0]) | set(shares[1]) == set(range(len(prepared.train)))
+        for i in set(shares[0]) & set(shares[1]):  # a batch repeated to even out the ranks' steps
+            assert shares[0][i] == shares[1][i]
+        np.testing.assert_array_equal(ranks[0].corpus.src, ranks[1].corpus.src)  # one segmentation for both
+
+
+def test_the_tokenizer_cache_key_is_every_tokenizer_key_but_the_training_only_one():
+    assert set(MODEL_KEYS) == {f.name for f in dataclasses.fields(TokenizerConfig)} - {"sampling_alpha"}
 
 
 def test_an_alpha_outside_0_to_1_is_refused_naming_the_key(tmp_path):

@@ -369,7 +369,8 @@ def summarize(payload: dict) -> dict:
             "switch_cost": switch_cost(rounds, drop),
         }
         per_token, peak = payload.get("flops_per_target_token", {}).get(name), payload.get("peak_flops", {})
-        if per_token and "bfloat16" in peak and name in PRECISION_GROUPS:  # every variant there trains in bf16
+        in_bf16 = name.startswith("precision_") or payload.get("machine", {}).get("native_bf16")  # compile: amp auto
+        if per_token and "bfloat16" in peak and name in PRECISION_GROUPS and in_bf16:
             out["groups"][name]["mfu"] = {v: speed * per_token / peak["bfloat16"] for v, speed in speeds.items()}
     rounds = groups.get("transformer", {}).get("rounds", [])
     if len(rounds) >= 2:
@@ -602,9 +603,8 @@ def measure(args: argparse.Namespace) -> dict:
         run_groups([family(args.groups)[name] for name in args.groups], payload, path, args)
         if set(args.groups) <= set(PRECISION_GROUPS):  # for the MFU: the work of a token, the peaks
             cfg = load_config(args.transformer_config)
-            payload["flops_per_target_token"] = {
-                "precision_transformer": transformer_flops_per_token(cfg, prepare(cfg))
-            }
+            per_token = transformer_flops_per_token(cfg, prepare(cfg))
+            payload["flops_per_target_token"] = {"precision_transformer": per_token, "compile_transformer": per_token}
             payload["peak_flops"] = {
                 str(t).removeprefix("torch."): matmul_peak(t) for t in (torch.bfloat16, torch.float32)
             }

@@ -186,7 +186,11 @@ def run_jobs(
             if halt.is_set() and not saved:  # a Ctrl-C reached the child too: its run is not whole
                 (run_dir / "result.json").unlink(missing_ok=True)
                 return
-            run = after(job, run) if after else run
+            try:
+                run = after(job, run) if after else run
+            except BaseException:  # a failed probe or score stops the other workers too
+                halt.set()
+                raise
             with lock:
                 runs[i][repeat] = run
                 longest[i] = run.get("wall_seconds", 0.0)
@@ -397,6 +401,7 @@ def against(args: argparse.Namespace, error: Callable[[str], None]) -> dict:
         error(f"--against {args.against}: no such file (give the --json of an earlier bench train)")
     earlier = json.loads(args.against.read_text())
     same = {"config": str(args.config), "minutes": args.minutes, "updates": args.updates, "repeats": args.repeats}
+    same["workers"] = args.workers  # runs trained side by side: their speeds compare only so
     differ = [f"{k} {earlier.get(k)!r} there, {v!r} here" for k, v in same.items() if earlier.get(k) != v]
     if differ:
         error(f"--against {args.against} was not trained like these runs: {'; '.join(differ)}")

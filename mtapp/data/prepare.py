@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 class PreparedData:
     tokenizer: Tokenizer
     train: EncodedCorpus  # filtered for training
-    train_text: ParallelText  # raw training text (tokenizer.sampling_alpha segments it anew each epoch)
+    train_text: ParallelText | None  # raw training text, kept only for tokenizer.sampling_alpha > 0 (re-segmented)
     valid: EncodedCorpus  # validation pairs for the loss (filtered like the training pairs)
     valid_text: ParallelText  # raw validation text, for BLEU
     dropped: dict[str, int]  # training pairs dropped, by reason
@@ -54,7 +54,8 @@ def prepare(cfg: Config, tokenizer: Tokenizer | None = None) -> PreparedData:
             f"the validation split {d.valid_split!r} ({valid_text.origin}) has no usable pair: "
             f"{_counts(len(valid_text), valid_dropped, d.max_len)}"
         )
-    return PreparedData(tokenizer, train, train_text, valid, valid_text, dropped)
+    kept = train_text if cfg.tokenizer.sampling_alpha else None  # a large corpus's text is not held for nothing
+    return PreparedData(tokenizer, train, kept, valid, valid_text, dropped)
 
 
 def _counts(pairs: int, dropped: dict[str, int], max_len: int) -> str:
