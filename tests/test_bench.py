@@ -440,6 +440,7 @@ def test_train_bench_scores_best_checkpoints_with_a_beam_and_pairs_a_later_grid_
         scores = json.loads((Path(run["run_dir"]) / "val.beam2.json").read_text())
         assert scores["beam"] == 2 and scores["checkpoint"].endswith("checkpoint_best.pt")
         assert run["valid_bleu_beam"] == scores["bleu"] and run["eval_beam"] == 2
+        assert run["valid_chrf_beam"] == scores["chrf"]
         assert json.loads((Path(run["run_dir"]) / "result.json").read_text())["valid_bleu_beam"] == scores["bleu"]
 
     later = [*budget, "--vary", "model.dropout=0.3", "--against", str(tmp_path / "base.json")]
@@ -450,7 +451,10 @@ def test_train_bench_scores_best_checkpoints_with_a_beam_and_pairs_a_later_grid_
     (c,) = payload["paired"]
     beam = [run["valid_bleu_beam"] - b["valid_bleu_beam"] for run, b in zip(other["runs"], baseline["runs"])]
     assert c["valid_bleu_beam"]["values"] == pytest.approx(beam)
-    assert "valid BLEU difference (best checkpoint, beam)" in (tmp_path / "later" / "table.md").read_text()
+    chrf = [run["valid_chrf_beam"] - b["valid_chrf_beam"] for run, b in zip(other["runs"], baseline["runs"])]
+    assert c["valid_chrf_beam"]["values"] == pytest.approx(chrf)
+    table = (tmp_path / "later" / "table.md").read_text()
+    assert "valid BLEU difference (best checkpoint, beam)" in table and "valid chrF difference" in table
 
     def no_training(*args, **kwargs):
         raise AssertionError("trained again")

@@ -66,11 +66,12 @@ FIGURES = ("epochs", "tgt_tokens_per_s", "sentences_per_s", "padding_efficiency"
 FIGURES += ("valid_bleu", "peak_rss_mb")
 KEY_FIGURES = ("tgt_tokens_per_s", "valid_loss", "valid_bleu", "peak_rss_mb")
 BEAM = "valid_bleu_beam"  # with --eval-beam: the best checkpoint's validation BLEU with that beam
+BEAM_CHRF = "valid_chrf_beam"  # and its chrF
 
 
 def scored(runs: list[dict]) -> tuple[str, ...]:
-    """(BEAM,) when every run has the --eval-beam score, else ()."""
-    return (BEAM,) if runs and all(BEAM in r for r in runs) else ()
+    """(BEAM, BEAM_CHRF) when every run has the --eval-beam scores, else ()."""
+    return (BEAM, BEAM_CHRF) if runs and all(BEAM in r and BEAM_CHRF in r for r in runs) else ()
 
 
 @dataclass(frozen=True)
@@ -239,7 +240,7 @@ def train_once(
 def score_best(job: Job, record: dict, beam: int) -> dict:
     """`record` with its run's best checkpoint scored on the validation split with `beam` (`python -m
     mtapp.evaluate` in a child process; its JSON beside the checkpoint): BLEU as BEAM, chrF as
-    valid_chrf_beam. Saved into the run's result.json, so a rerun with --resume reads it back; a
+    BEAM_CHRF. Saved into the run's result.json, so a rerun with --resume reads it back; a
     record already scored with this beam is returned as it is."""
     if record.get("eval_beam") == beam and BEAM in record:
         return record
@@ -251,7 +252,7 @@ def score_best(job: Job, record: dict, beam: int) -> dict:
     if done.returncode != 0:
         raise SystemExit(f"scoring {run_dir} with beam {beam} failed:\n{done.stderr[-2000:]}")
     scores = json.loads(out.read_text())
-    record = {**record, BEAM: scores["bleu"], "valid_chrf_beam": scores["chrf"], "eval_beam": beam}
+    record = {**record, BEAM: scores["bleu"], BEAM_CHRF: scores["chrf"], "eval_beam": beam}
     (run_dir / "result.json").write_text(json.dumps(record, indent=2))
     return record
 
@@ -326,7 +327,7 @@ def results_table(results: list[dict]) -> Table:
 def paired(results: list[dict]) -> list[dict]:
     """With repeats and two variants or more: each later variant against the first, repeat r
     against repeat r (the same seeds): the paired 95% intervals of the validation loss and BLEU
-    differences and of the speed ratio. [] when there is nothing to pair."""
+    differences (with --eval-beam, also its BLEU and chrF) and of the speed ratio. [] when there is nothing to pair."""
     if len(results) < 2 or "runs" not in results[0]:
         return []
     first = runs_of(results[0])
@@ -346,12 +347,12 @@ def paired(results: list[dict]) -> list[dict]:
 
 def paired_table(comparisons: list[dict]) -> Table:
     columns = [f"variant against {comparisons[0]['against']}", "valid loss difference", "valid BLEU difference"]
-    beam = all(BEAM in c for c in comparisons)
-    columns += ["valid BLEU difference (best checkpoint, beam)"] if beam else []
+    beam = all(BEAM in c and BEAM_CHRF in c for c in comparisons)
+    columns += ["valid BLEU difference (best checkpoint, beam)", "valid chrF difference (the same)"] if beam else []
     columns += ["target tokens/s ratio", "seeds"]
     rows = [
         [c["variant"], interval_text(c["valid_loss"], "+.3f"), interval_text(c["valid_bleu"], "+.2f")]
-        + ([interval_text(c[BEAM], "+.2f")] if beam else [])
+        + ([interval_text(c[BEAM], "+.2f"), interval_text(c[BEAM_CHRF], "+.2f")] if beam else [])
         + [interval_text(c["tgt_tokens_per_s"], ".3f") + "x", c["valid_loss"]["n"]]
         for c in comparisons
     ]
