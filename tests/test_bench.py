@@ -484,6 +484,20 @@ def test_paired_comparisons_pair_the_runs_of_the_same_seeds():
     assert bench_train.paired([variant(0.1, [1.0], [1.0])]) == []  # one variant: nothing to pair
 
 
+def test_beam_scores_pair_each_on_its_own_when_earlier_runs_lack_chrf():
+    def variant(dropout, bleu, chrf):
+        runs = [{"valid_loss": 1.0, "valid_bleu": 30.0, "tgt_tokens_per_s": 1.0, "valid_bleu_beam": b} for b in bleu]
+        for run, c in zip(runs, chrf):
+            run |= {"valid_chrf_beam": c} if c is not None else {}
+        return {"overrides": [f"model.dropout={dropout}"], "runs": runs}
+
+    # the first variant's runs were scored before chrF was recorded: BLEU still pairs, chrF does not
+    (c,) = bench_train.paired([variant(0.1, [30.0, 31.0], [None, None]), variant(0.3, [31.0, 33.0], [50.0, 51.0])])
+    assert c["valid_bleu_beam"]["values"] == pytest.approx([1.0, 2.0]) and "valid_chrf_beam" not in c
+    table = bench_train.paired_table([c]).markdown()
+    assert "valid BLEU difference (best checkpoint, beam)" in table and "chrF" not in table
+
+
 @pytest.fixture(scope="module")
 def tiny_lstms(tmp_path_factory):
     """Tiny LSTMs with padded and packed encoders, a few updates each through `python -m mtapp.train`."""

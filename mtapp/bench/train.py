@@ -70,8 +70,8 @@ BEAM_CHRF = "valid_chrf_beam"  # and its chrF
 
 
 def scored(runs: list[dict]) -> tuple[str, ...]:
-    """(BEAM, BEAM_CHRF) when every run has the --eval-beam scores, else ()."""
-    return (BEAM, BEAM_CHRF) if runs and all(BEAM in r and BEAM_CHRF in r for r in runs) else ()
+    """Those of the --eval-beam scores (BEAM, BEAM_CHRF) that every run has."""
+    return tuple(key for key in (BEAM, BEAM_CHRF) if runs and all(key in r for r in runs))
 
 
 @dataclass(frozen=True)
@@ -242,7 +242,7 @@ def score_best(job: Job, record: dict, beam: int) -> dict:
     mtapp.evaluate` in a child process; its JSON beside the checkpoint): BLEU as BEAM, chrF as
     BEAM_CHRF. Saved into the run's result.json, so a rerun with --resume reads it back; a
     record already scored with this beam is returned as it is."""
-    if record.get("eval_beam") == beam and BEAM in record:
+    if record.get("eval_beam") == beam and BEAM in record and BEAM_CHRF in record:
         return record
     run_dir = Path(record["run_dir"])
     split = load_config(job.config, job.overrides).data.valid_split
@@ -312,7 +312,7 @@ def results_table(results: list[dict]) -> Table:
     mean of each, ± the 95% half-width of the key figures)."""
     columns = ["variant", "epochs", "real target tokens/s", "sentences/s", "padding efficiency", "train loss"]
     columns += ["valid loss", "valid BLEU (greedy)", "peak RSS (MB)"]
-    beam = all(scored(runs_of(r)) for r in results)
+    beam = all(BEAM in scored(runs_of(r)) for r in results)
     columns += [f"valid BLEU (best checkpoint, beam {runs_of(results[0])[0]['eval_beam']})"] if beam else []
     rows = [
         [label(r), r["epochs"], cell(r, "tgt_tokens_per_s", ".0f"), f"{r['sentences_per_s']:.1f}"]
@@ -336,7 +336,7 @@ def paired(results: list[dict]) -> list[dict]:
         runs = runs_of(result)
         if [r.get("seed_offset", 0) for r in runs] != [r.get("seed_offset", 0) for r in first]:
             raise SystemExit(f"{label(result)} and {label(results[0])} were not trained with the same seeds")
-        keys = ("valid_loss", "valid_bleu", "tgt_tokens_per_s") + (scored(first) and scored(runs))
+        keys = ("valid_loss", "valid_bleu", "tgt_tokens_per_s") + tuple(k for k in scored(first) if k in scored(runs))
         figures = {key: ([r[key] for r in runs], [r[key] for r in first]) for key in keys}
         comparison = {"variant": label(result), "against": label(results[0])}
         comparison |= {key: difference_ci(*figures[key]) for key in keys if key != "tgt_tokens_per_s"}
@@ -347,12 +347,12 @@ def paired(results: list[dict]) -> list[dict]:
 
 def paired_table(comparisons: list[dict]) -> Table:
     columns = [f"variant against {comparisons[0]['against']}", "valid loss difference", "valid BLEU difference"]
-    beam = all(BEAM in c and BEAM_CHRF in c for c in comparisons)
-    columns += ["valid BLEU difference (best checkpoint, beam)", "valid chrF difference (the same)"] if beam else []
-    columns += ["target tokens/s ratio", "seeds"]
+    beam = [key for key in (BEAM, BEAM_CHRF) if all(key in c for c in comparisons)]
+    headings = {BEAM: "valid BLEU difference (best checkpoint, beam)", BEAM_CHRF: "valid chrF difference (the same)"}
+    columns += [headings[key] for key in beam] + ["target tokens/s ratio", "seeds"]
     rows = [
         [c["variant"], interval_text(c["valid_loss"], "+.3f"), interval_text(c["valid_bleu"], "+.2f")]
-        + ([interval_text(c[BEAM], "+.2f"), interval_text(c[BEAM_CHRF], "+.2f")] if beam else [])
+        + [interval_text(c[key], "+.2f") for key in beam]
         + [interval_text(c["tgt_tokens_per_s"], ".3f") + "x", c["valid_loss"]["n"]]
         for c in comparisons
     ]
