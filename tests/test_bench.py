@@ -453,8 +453,10 @@ def test_train_bench_scores_best_checkpoints_with_a_beam_and_pairs_a_later_grid_
     assert c["valid_bleu_beam"]["values"] == pytest.approx(beam)
     chrf = [run["valid_chrf_beam"] - b["valid_chrf_beam"] for run, b in zip(other["runs"], baseline["runs"])]
     assert c["valid_chrf_beam"]["values"] == pytest.approx(chrf)
+    assert "tgt_tokens_per_s" not in c  # the baseline's speeds were measured at another time: no ratio
     table = (tmp_path / "later" / "table.md").read_text()
     assert "valid BLEU difference (best checkpoint, beam)" in table and "valid chrF difference" in table
+    assert "— (not paired)" in table
 
     def no_training(*args, **kwargs):
         raise AssertionError("trained again")
@@ -466,6 +468,16 @@ def test_train_bench_scores_best_checkpoints_with_a_beam_and_pairs_a_later_grid_
     with pytest.raises(SystemExit):
         bench_train.main([*other_budget, "--json", str(tmp_path / "x.json"), "--report", str(tmp_path / "x")])
     assert "was not trained like these runs: updates 4 there, 5 here" in capsys.readouterr().err
+
+    elsewhere = json.loads((tmp_path / "base.json").read_text())
+    elsewhere["variants"][0]["runs"][1]["hardware"] = "Other CPU (AVX2), float32 training (no native bf16)"
+    (tmp_path / "elsewhere.json").write_text(json.dumps(elsewhere))
+    on_another_cpu = [a if a != str(tmp_path / "base.json") else str(tmp_path / "elsewhere.json") for a in later]
+    with pytest.raises(SystemExit):
+        bench_train.main([*on_another_cpu, "--json", str(tmp_path / "y.json"), "--report", str(tmp_path / "y")])
+    assert "was trained on Other CPU (AVX2), float32 training (no native bf16), this machine is" in (
+        capsys.readouterr().err
+    )
 
 
 def test_paired_comparisons_pair_the_runs_of_the_same_seeds():

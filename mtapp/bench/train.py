@@ -12,8 +12,9 @@ its own share of the cores (for losses and BLEU; a run's speed then is not its o
 --eval-beam N also scores each run's best checkpoint on the validation split with beam N (the
 checkpoint and beam that `evaluate` scores the test splits with), paired like the rest; --resume
 reads back the runs a folder already holds (and their scores); --against BENCH_JSON pairs every
-variant with the first variant of an earlier invocation (same config, budget and repeats), so a
-lever grid reuses one baseline's runs instead of training them again.
+variant with the first variant of an earlier invocation (same config, budget, repeats and kind of
+CPU), so a lever grid reuses one baseline's runs instead of training them again (its losses and
+BLEU pair; its speeds, measured at another time, do not).
 
     python -m mtapp.bench train --config multi30k_de_en_lstm --minutes 3 \\
         --vary model.encoder_padding=padded,masked,packed,unrolled --vary batching.pad_side=pre,post \\
@@ -324,10 +325,11 @@ def results_table(results: list[dict]) -> Table:
     return Table(columns, rows)
 
 
-def paired(results: list[dict]) -> list[dict]:
+def paired(results: list[dict], speeds: bool = True) -> list[dict]:
     """With repeats and two variants or more: each later variant against the first, repeat r
     against repeat r (the same seeds): the paired 95% intervals of the validation loss and BLEU
-    differences (with --eval-beam, also its BLEU and chrF) and of the speed ratio. [] when there is nothing to pair."""
+    differences (with --eval-beam, also its BLEU and chrF) and, with `speeds` (the first variant
+    trained in this invocation, not at another time), of the speed ratio. [] when there is nothing to pair."""
     if len(results) < 2 or "runs" not in results[0]:
         return []
     first = runs_of(results[0])
@@ -336,11 +338,12 @@ def paired(results: list[dict]) -> list[dict]:
         runs = runs_of(result)
         if [r.get("seed_offset", 0) for r in runs] != [r.get("seed_offset", 0) for r in first]:
             raise SystemExit(f"{label(result)} and {label(results[0])} were not trained with the same seeds")
-        keys = ("valid_loss", "valid_bleu", "tgt_tokens_per_s") + tuple(k for k in scored(first) if k in scored(runs))
+        keys = ("valid_loss", "valid_bleu") + tuple(k for k in scored(first) if k in scored(runs))
         figures = {key: ([r[key] for r in runs], [r[key] for r in first]) for key in keys}
         comparison = {"variant": label(result), "against": label(results[0])}
-        comparison |= {key: difference_ci(*figures[key]) for key in keys if key != "tgt_tokens_per_s"}
-        comparison["tgt_tokens_per_s"] = ratio_ci(*figures["tgt_tokens_per_s"])
+        comparison |= {key: difference_ci(*figures[key]) for key in keys}
+        if speeds:
+            comparison["tgt_tokens_per_s"] = ratio_ci(*([r["tgt_tokens_per_s"] for r in v] for v in (runs, first)))
         comparisons.append(comparison)
     return comparisons
 
@@ -353,7 +356,8 @@ def paired_table(comparisons: list[dict]) -> Table:
     rows = [
         [c["variant"], interval_text(c["valid_loss"], "+.3f"), interval_text(c["valid_bleu"], "+.2f")]
         + [interval_text(c[key], "+.2f") for key in beam]
-        + [interval_text(c["tgt_tokens_per_s"], ".3f") + "x", c["valid_loss"]["n"]]
+        + [interval_text(c["tgt_tokens_per_s"], ".3f") + "x" if "tgt_tokens_per_s" in c else "— (not paired)"]
+        + [c["valid_loss"]["n"]]
         for c in comparisons
     ]
     return Table(columns, rows)
@@ -397,16 +401,24 @@ def errors(results: list[dict], key: str) -> list[float] | None:
 
 def against(args: argparse.Namespace, error: Callable[[str], None]) -> dict:
     """The first variant of the earlier bench.json `args.against`, after checking that it was
-    trained like this invocation's runs (config, budget, repeats) and, with --eval-beam, scored so."""
+    trained like this invocation's runs (config, budget, repeats, kind of CPU) and, with
+    --eval-beam, scored so."""
     if not args.against.is_file():
         error(f"--against {args.against}: no such file (give the --json of an earlier bench train)")
     earlier = json.loads(args.against.read_text())
     same = {"config": str(args.config), "minutes": args.minutes, "updates": args.updates, "repeats": args.repeats}
-    same["workers"] = args.workers  # runs trained side by side: their speeds compare only so
+    same["workers"] = args.workers  # runs side by side, each on its share of the cores
     differ = [f"{k} {earlier.get(k)!r} there, {v!r} here" for k, v in same.items() if earlier.get(k) != v]
     if differ:
         error(f"--against {args.against} was not trained like these runs: {'; '.join(differ)}")
     first = earlier["variants"][0]
+    elsewhere = sorted({r.get("hardware", "an unnamed CPU") for r in runs_of(first)} - {this_cpu()})
+    if elsewhere:
+        error(
+            f"--against {args.against} was trained on {' and '.join(elsewhere)}, this machine is {this_cpu()}: "
+            "another kind of CPU trains in other numerics, so its runs do not pair seed by seed with these; "
+            "train the baseline here (its value first in --vary)"
+        )
     if args.eval_beam and any(r.get("eval_beam") != args.eval_beam for r in runs_of(first)):
         error(
             f"--against {args.against}: its runs are not scored with beam {args.eval_beam}; run its command "
@@ -486,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
     payload = {"config": str(args.config), "minutes": args.minutes, "updates": args.updates, "repeats": args.repeats}
     payload |= {"machine": machine, "workers": args.workers, "variants": results}
     payload["against"] = str(args.against) if args.against else None  # variants[0] is its first variant
-    comparisons = paired(results)
+    comparisons = paired(results, speeds=baseline is None)
     payload["paired"] = comparisons
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(payload, indent=2) + "\n")
