@@ -286,6 +286,7 @@ def test_pool_averages_the_runs_and_the_table_gives_each_key_figure_a_half_width
     runs = [
         _result(["batching.strategy=tokens"], speed, loss) for speed, loss in ((1000, 3.0), (1200, 3.2), (1100, 3.1))
     ]
+    runs[0]["epochs"] = 3  # runs in a time budget reach different epochs: the mean, 7/3, is shown as 2.333
     pooled = bench_train.pool(runs)
     assert pooled["tgt_tokens_per_s"] == pytest.approx(1100) and pooled["runs"] == runs
     assert pooled["intervals"]["valid_loss"]["mean"] == pytest.approx(3.1)
@@ -294,6 +295,7 @@ def test_pool_averages_the_runs_and_the_table_gives_each_key_figure_a_half_width
     assert (
         f"| 1100 ± {4.303 * 100 / np.sqrt(3):.0f} |" in table and f"| 3.100 ± {4.303 * 0.1 / np.sqrt(3):.3f} |" in table
     )
+    assert "| 2.333 |" in table and "2.3333" not in table
     assert "±" not in bench_train.results_table(runs).markdown()
 
 

@@ -316,7 +316,7 @@ def results_table(results: list[dict]) -> Table:
     beam = all(BEAM in scored(runs_of(r)) for r in results)
     columns += [f"valid BLEU (best checkpoint, beam {runs_of(results[0])[0]['eval_beam']})"] if beam else []
     rows = [
-        [label(r), r["epochs"], cell(r, "tgt_tokens_per_s", ".0f"), f"{r['sentences_per_s']:.1f}"]
+        [label(r), f"{r['epochs']:.4g}", cell(r, "tgt_tokens_per_s", ".0f"), f"{r['sentences_per_s']:.1f}"]
         + [f"{r['padding_efficiency']:.3f}", f"{r['train_loss']:.3f}", cell(r, "valid_loss", ".3f")]
         + [cell(r, "valid_bleu", ".2f"), cell(r, "peak_rss_mb", ".0f")]
         + ([cell(r, BEAM, ".2f")] if beam else [])
