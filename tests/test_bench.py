@@ -424,6 +424,7 @@ def test_train_bench_repeats_a_variant_for_a_fixed_number_of_updates(tmp_path):
     first, second = variant["runs"]
     assert first["train_loss"] != second["train_loss"]  # other seeds, another run: the interval has a spread
     (comparison,) = payload["paired"]  # the second variant against the first, seed by seed
+    assert "tgt_tokens_per_s" in comparison  # both trained in this invocation: their speeds pair
     losses = [run["valid_loss"] - base["valid_loss"] for run, base in zip(other["runs"], variant["runs"])]
     assert comparison["valid_loss"]["values"] == pytest.approx(losses)
     table = (report / "table.md").read_text()
@@ -480,6 +481,11 @@ def test_train_bench_scores_best_checkpoints_with_a_beam_and_pairs_a_later_grid_
     assert "was trained on Other CPU (AVX2), float32 training (no native bf16), this machine is" in (
         capsys.readouterr().err
     )
+    del elsewhere["variants"][0]["runs"][1]["hardware"]
+    (tmp_path / "elsewhere.json").write_text(json.dumps(elsewhere))
+    with pytest.raises(SystemExit):
+        bench_train.main([*on_another_cpu, "--json", str(tmp_path / "y.json"), "--report", str(tmp_path / "y")])
+    assert "its runs do not name their CPU" in capsys.readouterr().err
 
 
 def test_paired_comparisons_pair_the_runs_of_the_same_seeds():

@@ -12,8 +12,8 @@ its own share of the cores (for losses and BLEU; a run's speed then is not its o
 --eval-beam N also scores each run's best checkpoint on the validation split with beam N (the
 checkpoint and beam that `evaluate` scores the test splits with), paired like the rest; --resume
 reads back the runs a folder already holds (and their scores); --against BENCH_JSON pairs every
-variant with the first variant of an earlier invocation (same config, budget, repeats and kind of
-CPU), so a lever grid reuses one baseline's runs instead of training them again (its losses and
+variant with the first variant of an earlier invocation (same config, budget, repeats, workers and
+kind of CPU), so a lever grid reuses one baseline's runs instead of training them again (its losses and
 BLEU pair; its speeds, measured at another time, do not).
 
     python -m mtapp.bench train --config multi30k_de_en_lstm --minutes 3 \\
@@ -412,7 +412,12 @@ def against(args: argparse.Namespace, error: Callable[[str], None]) -> dict:
     if differ:
         error(f"--against {args.against} was not trained like these runs: {'; '.join(differ)}")
     first = earlier["variants"][0]
-    elsewhere = sorted({r.get("hardware", "an unnamed CPU") for r in runs_of(first)} - {this_cpu()})
+    if any("hardware" not in r for r in runs_of(first)):
+        error(
+            f"--against {args.against}: its runs do not name their CPU, so they may not pair with these; "
+            "train the baseline here"
+        )
+    elsewhere = sorted({r["hardware"] for r in runs_of(first)} - {this_cpu()})
     if elsewhere:
         error(
             f"--against {args.against} was trained on {' and '.join(elsewhere)}, this machine is {this_cpu()}: "
@@ -470,7 +475,8 @@ def main(argv: list[str] | None = None) -> int:
         "--against",
         type=Path,
         metavar="BENCH_JSON",
-        help="pair every variant with the first variant of this earlier --json (same config, budget and repeats)",
+        help="pair the losses and BLEU of every variant with the first variant of this earlier --json (same config, "
+        "budget, repeats, workers and kind of CPU; no speed ratio)",
     )
     p.add_argument("--json", type=Path, required=True)
     p.add_argument("--report", type=Path, required=True, help="folder for runs and the markdown table")
