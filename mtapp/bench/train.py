@@ -343,7 +343,8 @@ def paired(results: list[dict], speeds: bool = True) -> list[dict]:
         comparison = {"variant": label(result), "against": label(results[0])}
         comparison |= {key: difference_ci(*figures[key]) for key in keys}
         if speeds:
-            comparison["tgt_tokens_per_s"] = ratio_ci(*([r["tgt_tokens_per_s"] for r in v] for v in (runs, first)))
+            speed = "tgt_tokens_per_s"
+            comparison[speed] = ratio_ci([r[speed] for r in runs], [r[speed] for r in first])
         comparisons.append(comparison)
     return comparisons
 
