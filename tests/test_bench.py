@@ -335,6 +335,13 @@ def test_run_jobs_interleaves_the_repeats_and_resumes_finished_runs(tmp_path, mo
         saved.write_text(json.dumps({k: v for k, v in json.loads(saved.read_text()).items() if k != "seed_offset"}))
     bench_train.run_jobs([replace(jobs[0], folder=tmp_path / "moved")], 2, 0.0, resume=True)
     assert trained == [("moved/repeat1", 10)]
+    trained.clear()  # a run stopped before it wrote its log leaves its first checkpoint: trained again, not kept
+    stopped = tmp_path / "moved" / "repeat1"
+    (stopped / "result.json").unlink()
+    (stopped / "log.jsonl").unlink()
+    (stopped / "checkpoint_last.pt").write_bytes(b"")
+    bench_train.run_jobs([replace(jobs[0], folder=tmp_path / "moved")], 2, 0.0, resume=True)
+    assert trained == [("moved/repeat1", 10)] and not (stopped / "checkpoint_last.pt").exists()
 
 
 def test_run_jobs_with_workers_trains_runs_at_once_each_on_its_own_cores(tmp_path, monkeypatch):

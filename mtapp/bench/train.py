@@ -231,8 +231,11 @@ def train_once(
     job: Job, minutes: float, run_dir: Path, resume: bool, seed_offset: int = 0, cores: set[int] | None = None
 ) -> dict:
     """Train one run of `job` (see `run_jobs`), its record also saved as run_dir/result.json."""
-    if resume and rundir.log_file(run_dir).exists():  # a stale run: unfinished, or another budget's
-        shutil.rmtree(run_dir)  # (a folder that only holds an earlier --repeats' runs has no log: kept)
+    # a stale run (unfinished, or another budget's): its log, or only its first checkpoint if it was stopped
+    # before it logged; a folder that only holds an earlier --repeats' runs has neither and is kept
+    stale = [rundir.log_file(run_dir), rundir.checkpoint_file(run_dir, rundir.LAST)]
+    if resume and any(path.exists() for path in stale):
+        shutil.rmtree(run_dir)
     result = run_variant(job.config, job.overrides, minutes, run_dir, job.updates, seed_offset, cores)
     (run_dir / "result.json").write_text(json.dumps(result, indent=2))
     return result
