@@ -44,7 +44,8 @@ def main() -> None:
         unused = (rows[-1]["elapsed"] - rows[stop - 1]["elapsed"]) / 60 if stop else 0.0
         losses.append(bleus[best] - kept)
         where = f"epoch {stop}" if stop else "never"
-        row = [log.parent.name, len(rows), f"{bleus[best]:.2f} ({best + 1})", where, f"{kept:.2f}", f"{unused:.1f}"]
+        name = log.parent.name if log.name == "log.jsonl" else log.name.removesuffix(".log.jsonl")
+        row = [name, len(rows), f"{bleus[best]:.2f} ({best + 1})", where, f"{kept:.2f}", f"{unused:.1f}"]
         print("| " + " | ".join(map(str, row)) + " |")
     print(f"\nmean greedy validation BLEU lost to patience 5: {sum(losses) / len(losses):.2f} over {len(losses)} runs")
 
