@@ -156,6 +156,8 @@ def test_the_precision_family_gives_bf16_pure_and_inductor_over_their_baselines_
     }
     compiled = {"eager": 3000, "inductor, dynamic": 3300, "inductor, auto": 2850, "eager (copy)": 3000}
     groups["compile_transformer"] = {"rounds": fake_rounds(compiled, 5, noise=0.005)}
+    batches = {"4,096 tokens": 3000, "2,048 tokens": 2700, "4,096 tokens (copy)": 3000}
+    groups["batch_transformer"] = {"rounds": fake_rounds(batches, 5, noise=0.005)}
     payload = {"plan": {"slice": 4, "drop": 1}, "groups": groups}
     payload |= {"flops_per_target_token": {"precision_transformer": 50e6}, "peak_flops": {"bfloat16": 1e12}}
     summary = speed.summarize(payload)
@@ -168,6 +170,8 @@ def test_the_precision_family_gives_bf16_pure_and_inductor_over_their_baselines_
     assert ratios["inductor dynamic/eager"]["mean"] == pytest.approx(1.1, rel=0.02)
     assert ratios["inductor auto/eager"]["mean"] == pytest.approx(0.95, rel=0.02)
     assert ratios["compile group A/A"]["low"] < 1.0 < ratios["compile group A/A"]["high"]
+    assert ratios["2,048/4,096 tokens"]["mean"] == pytest.approx(0.9, rel=0.02)  # halved batches, against whole ones
+    assert ratios["batch group A/A"]["low"] < 1.0 < ratios["batch group A/A"]["high"]
     with pytest.raises(SystemExit):  # one family a sitting: their plans differ
         speed.parse(["--groups", "transformer,precision_lstm"])
 

@@ -42,6 +42,10 @@ from the start; auto: PyTorch's default, recompiled once the shapes change), an 
 control. Compilation happens in the --warmup updates (give them several); a recompilation after
 them is timed, as training would pay it.
 
+The batch group (--groups batch_transformer, the same family, for #36's lever) trains the Transformer config
+with token batches of 4,096 and of 2,048 (`batching.max_tokens`), a 4,096 copy the control: the speed that
+halving a batch costs at this machine's threads.
+
 The groups take turns, a round each, for --minutes (all groups are built and warmed up first) or
 until each has --rounds rounds. The rounds are saved to DIR/speed.json after each one: a rerun with the same
 plan continues where it stopped (a new process warms up again, then the rotation goes on), so the
@@ -174,6 +178,17 @@ PRECISION_GROUPS["compile_transformer"] = Group(
         Variant("eager (copy)", ("train.compile=false",)),
     ),
 )
+# Token batches of half the default's size (#36's lever: twice the updates in the same minutes), in the same
+# family: what halving `batching.max_tokens` costs a second of training at the machine's threads.
+PRECISION_GROUPS["batch_transformer"] = Group(
+    "batch_transformer",
+    "transformer",
+    (
+        Variant("4,096 tokens", ("batching.max_tokens=4096",)),
+        Variant("2,048 tokens", ("batching.max_tokens=2048",)),
+        Variant("4,096 tokens (copy)", ("batching.max_tokens=4096",)),
+    ),
+)
 FAMILIES = (GROUPS, PRECISION_GROUPS)
 COMPARISONS = [
     Comparison("a", "padded", "lstm_tokens", "padded post", "padded pre"),
@@ -194,21 +209,28 @@ COMPARISONS = [
     )
     for mode in ("packed", "masked", "padded")
 ]
-PRECISION_COMPARISONS = [
-    Comparison(claim, name, f"precision_{kind}", a, "bf16 autocast")
-    for kind in ("transformer", "lstm")
-    for claim, name, a in (
-        ("precision", f"{kind} bf16-pure/autocast", "bf16-pure"),
-        ("control", f"{kind} A/A", "bf16 autocast (copy)"),
-    )
-] + [
-    Comparison(claim, name, "compile_transformer", a, "eager")
-    for claim, name, a in (
-        ("compile", "inductor dynamic/eager", "inductor, dynamic"),
-        ("compile", "inductor auto/eager", "inductor, auto"),
-        ("control", "compile group A/A", "eager (copy)"),
-    )
-]
+PRECISION_COMPARISONS = (
+    [
+        Comparison(claim, name, f"precision_{kind}", a, "bf16 autocast")
+        for kind in ("transformer", "lstm")
+        for claim, name, a in (
+            ("precision", f"{kind} bf16-pure/autocast", "bf16-pure"),
+            ("control", f"{kind} A/A", "bf16 autocast (copy)"),
+        )
+    ]
+    + [
+        Comparison(claim, name, "compile_transformer", a, "eager")
+        for claim, name, a in (
+            ("compile", "inductor dynamic/eager", "inductor, dynamic"),
+            ("compile", "inductor auto/eager", "inductor, auto"),
+            ("control", "compile group A/A", "eager (copy)"),
+        )
+    ]
+    + [
+        Comparison("batch", "2,048/4,096 tokens", "batch_transformer", "2,048 tokens", "4,096 tokens"),
+        Comparison("control", "batch group A/A", "batch_transformer", "4,096 tokens (copy)", "4,096 tokens"),
+    ]
+)
 DEFAULT_MINUTES = 20.0
 # Claim (k): the strategies whose padding is in their slots, at equal real tokens per batch (the
 # first is the reference of the relative times); packed_rows is shown beside them, not fitted: its
@@ -604,7 +626,8 @@ def measure(args: argparse.Namespace) -> dict:
         if set(args.groups) <= set(PRECISION_GROUPS):  # for the MFU: the work of a token, the peaks
             cfg = load_config(args.transformer_config)
             per_token = transformer_flops_per_token(cfg, prepare(cfg))
-            payload["flops_per_target_token"] = {"precision_transformer": per_token, "compile_transformer": per_token}
+            transformers = [name for name, group in PRECISION_GROUPS.items() if group.kind == "transformer"]
+            payload["flops_per_target_token"] = dict.fromkeys(transformers, per_token)
             payload["peak_flops"] = {
                 str(t).removeprefix("torch."): matmul_peak(t) for t in (torch.bfloat16, torch.float32)
             }
