@@ -416,12 +416,13 @@ def against(args: argparse.Namespace, error: Callable[[str], None]) -> dict:
     if differ:
         error(f"--against {args.against} was not trained like these runs: {'; '.join(differ)}")
     first = earlier["variants"][0]
-    if any("hardware" not in r for r in runs_of(first)):
+    cpus = {r.get("hardware") for r in runs_of(first)}
+    if None in cpus:
         error(
             f"--against {args.against}: its runs do not name their CPU, so they may not pair with these; "
             "train the baseline here"
         )
-    elsewhere = sorted({r["hardware"] for r in runs_of(first)} - {this_cpu()})
+    elsewhere = sorted(cpus - {this_cpu()})
     if elsewhere:
         error(
             f"--against {args.against} was trained on {' and '.join(elsewhere)}, this machine is {this_cpu()}: "
