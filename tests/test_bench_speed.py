@@ -261,6 +261,21 @@ def test_bench_speed_runs_every_group_on_tiny_models_in_seconds(tmp_path, capsys
     assert "(control) LSTM A/A" in out and "(k) a pad slot's time relative to a real token's" in out
 
 
+def test_a_group_that_joined_the_family_since_keeps_the_saved_rounds_of_the_others(tmp_path):
+    plan = speed.plan_of(fake_args(tmp_path))
+    older = {**plan, "groups": {k: v for k, v in plan["groups"].items() if k != "lstm_random"}}
+    path = tmp_path / "speed.json"
+    saved = {"plan": older, "machine": {"kind": "K"}, "groups": {k: {"rounds": [{}]} for k in older["groups"]}}
+    path.write_text(json.dumps(saved))
+    payload = speed.load_payload(path, plan, {"kind": "K"})
+    assert payload["groups"]["lstm_random"] == {"rounds": []} and payload["plan"]["groups"] == plan["groups"]
+    assert all(payload["groups"][k] == {"rounds": [{}]} for k in older["groups"])
+    changed = {**older, "groups": {k: [*v, v[0]] for k, v in older["groups"].items()}}  # a group's variants changed
+    path.write_text(json.dumps({**saved, "plan": changed}))
+    with pytest.raises(SystemExit, match="another plan"):
+        speed.load_payload(path, plan, {"kind": "K"})
+
+
 def test_saved_rounds_follow_the_resolved_config_not_the_file(tmp_path):
     """Comments, keys written at their defaults and logging switches keep a config's fingerprint
     (saved rounds continue); a training setting changes it."""

@@ -481,12 +481,16 @@ def family(names: list[str]) -> dict[str, Group]:
 
 def same_plan(saved: dict, plan: dict) -> bool:
     """Whether saved rounds were made with `plan`: configs compare by their fingerprints, not their
-    file names (a config renamed or copied keeps its rounds)."""
+    file names (a config renamed or copied keeps its rounds), and groups only where both name them
+    (a group added to the family since keeps the others' rounds; one whose variants changed does not)."""
 
     def comparable(p: dict) -> dict:
-        return {**p, "configs": {k: v.split()[-1] for k, v in p.get("configs", {}).items()}}
+        rest = {k: v for k, v in p.items() if k != "groups"}
+        return {**rest, "configs": {k: v.split()[-1] for k, v in p.get("configs", {}).items()}}
 
-    return comparable(saved) == comparable(plan)
+    shared = set(saved.get("groups", {})) & set(plan["groups"])
+    same_groups = all(saved["groups"][name] == plan["groups"][name] for name in shared)
+    return same_groups and comparable(saved) == comparable(plan)
 
 
 def load_payload(path: Path, plan: dict, machine: dict) -> dict:
@@ -499,6 +503,9 @@ def load_payload(path: Path, plan: dict, machine: dict) -> dict:
                 f"{path} holds rounds of another plan or machine ({payload.get('machine', {}).get('kind')}): "
                 "use another --out, or delete it to start again"
             )
+        for name, variants in plan["groups"].items():  # groups new to the family start with no rounds
+            payload["plan"]["groups"].setdefault(name, variants)
+            payload["groups"].setdefault(name, {"rounds": []})
         return payload
     return {"plan": plan, "machine": machine, "groups": {name: {"rounds": []} for name in plan["groups"]}}
 
