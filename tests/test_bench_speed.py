@@ -274,6 +274,10 @@ def test_a_group_that_joined_the_family_since_keeps_the_saved_rounds_of_the_othe
     path.write_text(json.dumps({**saved, "plan": changed}))
     with pytest.raises(SystemExit, match="another plan"):
         speed.load_payload(path, plan, {"kind": "K"})
+    other_family = speed.plan_of(speed.parse(["--out", str(tmp_path / "out"), "--groups", "precision_transformer"]))
+    path.write_text(json.dumps({**saved, "plan": other_family}))
+    with pytest.raises(SystemExit, match="another plan"):  # no group in common: not a plan to continue
+        speed.load_payload(path, plan, {"kind": "K"})
 
 
 def test_saved_rounds_follow_the_resolved_config_not_the_file(tmp_path):
@@ -287,4 +291,7 @@ def test_saved_rounds_follow_the_resolved_config_not_the_file(tmp_path):
     reworded.write_text("# a comment\n" + text + "loss:\n  label_smoothing: 0.1\ntrain:\n  tensorboard: false\n")
     other = tmp_path / "other.yaml"
     other.write_text(text + "loss:\n  label_smoothing: 0.2\n")
-    assert speed.fingerprint(reworded) == speed.fingerprint(shipped) != speed.fingerprint(other)
+    budget = tmp_path / "budget.yaml"  # the bench steps without end: a run's budget is not what it measures
+    budget.write_text(text + "train:\n  max_epochs: 100\n  max_minutes: 5\n")
+    fingerprints = [speed.fingerprint(c) for c in (reworded, budget, shipped, other)]
+    assert fingerprints[0] == fingerprints[1] == fingerprints[2] != fingerprints[3]

@@ -71,7 +71,7 @@ from tqdm import tqdm
 from mtapp.batching import build_strategy
 from mtapp.bench.intervals import mean_ci, ratio_ci
 from mtapp.bench.machine import cpu_name, matmul_peak, transformer_flops_per_token
-from mtapp.config import BASE_CONFIG, ConfigError, config_path, load_config
+from mtapp.config import BASE_CONFIG, ConfigError, config_from_dict, config_path, load_config
 from mtapp.data.prepare import prepare
 from mtapp.models import build_model
 from mtapp.progress import EpochStats, bar_settings
@@ -481,15 +481,17 @@ def family(names: list[str]) -> dict[str, Group]:
 
 def same_plan(saved: dict, plan: dict) -> bool:
     """Whether saved rounds were made with `plan`: configs compare by their fingerprints, not their
-    file names (a config renamed or copied keeps its rounds), and groups only where both name them
-    (a group added to the family since keeps the others' rounds; one whose variants changed does not)."""
+    file names (a config renamed or copied keeps its rounds); every saved group must be in the plan with
+    the same variants (a group added to the family since does not refuse the others' rounds)."""
 
     def comparable(p: dict) -> dict:
         rest = {k: v for k, v in p.items() if k != "groups"}
         return {**rest, "configs": {k: v.split()[-1] for k, v in p.get("configs", {}).items()}}
 
-    shared = set(saved.get("groups", {})) & set(plan["groups"])
-    same_groups = all(saved["groups"][name] == plan["groups"][name] for name in shared)
+    saved_groups = saved.get("groups", {})
+    if not saved_groups or not set(saved_groups) <= set(plan["groups"]):  # another family, or a group gone
+        return False
+    same_groups = all(variants == plan["groups"][name] for name, variants in saved_groups.items())
     return same_groups and comparable(saved) == comparable(plan)
 
 
@@ -525,14 +527,19 @@ def machine() -> dict:
 # Settings that do not change what or how a variant trains: a config that differs from the saved
 # plan's only in these (or in how its file is written) continues the saved rounds.
 NOT_TRAINING = (("train", "tensorboard"), ("train", "log_every"))
+# A run's budget: the bench steps updates without end, so these are hashed at their defaults (reset,
+# not dropped, so that the fingerprints of rounds saved before a config set one stay the same).
+BUDGET = (("train", "max_epochs"), ("train", "max_minutes"), ("train", "max_updates"))
 
 
 def fingerprint(path: Path) -> str:
-    """A config as the rounds depend on it: the hash of its resolved settings but NOT_TRAINING,
-    so rewording the file (comments, keys left at their defaults) keeps saved rounds valid."""
-    resolved = load_config(path).to_dict()
+    """A config as the rounds depend on it: the hash of its resolved settings but NOT_TRAINING and
+    BUDGET, so rewording the file (comments, keys left at their defaults) keeps saved rounds valid."""
+    resolved, defaults = load_config(path).to_dict(), config_from_dict({}).to_dict()
     for section, key in NOT_TRAINING:
         resolved[section].pop(key, None)
+    for section, key in BUDGET:
+        resolved[section][key] = defaults[section][key]
     return hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:12]
 
 

@@ -3,10 +3,10 @@
     python results/default_levers/tokens_2048/pool.py BENCH_JSON [BENCH_JSON ...]
 
 Each `bench train` JSON pairs its runs of 2,048 tokens with runs of 4,096 of the same seeds on the
-same machine (its `paired` table: the variant's figures minus the first variant's, seed by seed).
+same kind of CPU (its `paired` table: the variant's figures minus the first variant's, seed by seed).
 A seed's difference is measured on one kind of CPU, so the pairs of several files (other seeds,
-other CPUs) pool into one paired interval (mtapp.bench.intervals.mean_ci). Prints one markdown
-row per figure: each file's mean and the pooled interval.
+other CPUs) pool into one paired interval (mtapp.bench.intervals.mean_ci), which assumes one effect
+on every CPU. Prints one markdown row per figure: each file's mean and the pooled interval.
 """
 
 import json
