@@ -8,8 +8,8 @@ source scripts/install.sh
 config=multi30k_de_en_transformer  # the run directory is named after the --config given, if one is
 previous=""
 for arg in "$@"; do
-  [[ $previous == --config ]] && config=$(basename "$arg" .yaml)
-  [[ $arg == --config=* ]] && config=$(basename "${arg#--config=}" .yaml)
+  [[ $previous == --config ]] && config=$(basename -- "$arg" .yaml)
+  [[ $arg == --config=* ]] && config=$(basename -- "${arg#--config=}" .yaml)
   previous=$arg
 done
 RUN_DIR=${RUN_DIR:-runs/$config-$(date +%Y%m%d-%H%M%S)}
