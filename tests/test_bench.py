@@ -438,6 +438,25 @@ def test_train_bench_repeats_a_variant_for_a_fixed_number_of_updates(tmp_path):
     assert " ± " in table and "variant against dropout=0.1" in table and "dropout=0.3" in table
 
 
+def test_train_bench_trains_listed_variants_each_as_given_and_refuses_a_mix_with_a_grid(tmp_path, capsys):
+    config = tiny_config_file(tmp_path)
+    args = ["--config", str(config), "--updates", "2", "--json", str(tmp_path / "b.json"), "--report", str(tmp_path)]
+    listed = ["--variant", "model.dropout=0.1", "--variant", "model.dropout=0.3  loss.label_smoothing=0.2"]
+    assert bench_train.main([*args, *listed]) == 0
+    payload = json.loads((tmp_path / "b.json").read_text())
+    assert [v["overrides"] for v in payload["variants"]] == [
+        ["model.dropout=0.1"],
+        ["model.dropout=0.3", "loss.label_smoothing=0.2"],  # two keys in one variant, not a grid of four
+    ]
+    trained = yaml.safe_load((Path(payload["variants"][1]["run_dir"]) / "config.yaml").read_text())
+    assert trained["model"]["dropout"] == 0.3 and trained["loss"]["label_smoothing"] == 0.2
+    with pytest.raises(SystemExit):
+        bench_train.main([*args, *listed, "--vary", "train.lr=0.001,0.002"])
+    assert "not both" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="must look like"):
+        bench_train.main([*args, "--variant", "model.dropout"])
+
+
 def test_train_bench_scores_best_checkpoints_with_a_beam_and_pairs_a_later_grid_against_an_earlier_one(
     tmp_path, monkeypatch, capsys
 ):

@@ -20,6 +20,10 @@ BLEU pair; its speeds, measured at another time, do not).
         --vary model.encoder_padding=padded,masked,packed,unrolled --vary batching.pad_side=pre,post \\
         --json results/lstm_modes.json --report results/lstm_modes [--updates 350] [--repeats 3] [--workers 2]
         [--eval-beam 5] [--resume] [--against results/baseline/bench.json]
+
+--variant 'KEY=V [KEY=V ...]' (repeated) lists variants one by one instead of --vary's grid: two
+levers against one baseline (`--variant loss.label_smoothing=0.2 --variant model.dropout=0.2
+--against ...`), or keys that move together.
 """
 
 from __future__ import annotations
@@ -59,6 +63,19 @@ def variants(vary: list[str]) -> list[list[str]]:
             raise SystemExit(f"--vary {item!r} must look like section.key=value1,value2")
         axes.append([f"{key}={v}" for v in values.split(",")])
     return [list(combo) for combo in itertools.product(*axes)]
+
+
+def listed(items: list[str]) -> list[list[str]]:
+    """`--variant 'k1=a k2=b'` options -> one variant each, as lists of `key=value` overrides: levers
+    that are not a grid (two levers against one baseline, or two keys that move together)."""
+    combos = []
+    for item in items:
+        overrides = item.split()
+        bad = [o for o in overrides if not o.partition("=")[1] or not o.partition("=")[2]]
+        if not overrides or bad:
+            raise SystemExit(f"--variant {item!r} must look like 'section.key=value [section.key=value ...]'")
+        combos.append(overrides)
+    return combos
 
 
 # The figures of a run that a variant's record averages over its repeats, and those it also
@@ -448,6 +465,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", type=Path, required=True)
     p.add_argument("--vary", action="append", default=[], metavar="KEY=V1,V2", help="a config key and its values")
     p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="'KEY=V [KEY=V ...]'",
+        help="one variant, its overrides separated by spaces (instead of --vary's grid; the first is the baseline "
+        "unless --against gives one)",
+    )
+    p.add_argument(
         "--set",
         dest="overrides",
         action="append",
@@ -490,9 +515,11 @@ def main(argv: list[str] | None = None) -> int:
         p.error("give a budget: --minutes, --updates or both")
     if args.repeats < 1 or args.workers < 1 or args.eval_beam < 0:
         p.error("--repeats and --workers must be at least 1, --eval-beam at least 0")
+    if args.vary and args.variant:
+        p.error("give --vary (every combination of its values) or --variant (each variant listed), not both")
     baseline = against(args, p.error) if args.against else None
     args.report.mkdir(parents=True, exist_ok=True)
-    combos = variants(args.vary)
+    combos = listed(args.variant) if args.variant else variants(args.vary)
     jobs = [
         Job(args.config, [*args.overrides, *c], args.report / f"variant{i:02d}", args.updates)
         for i, c in enumerate(combos)
