@@ -146,6 +146,11 @@ class LossConfig:
 class TrainConfig:
     lr: float = _key(0.001, "peak learning rate (after warmup, then inverse-sqrt decay)")
     warmup_steps: int = _key(400, "updates of linear warmup")
+    schedule: Literal["inverse_sqrt", "linear"] = _key(
+        "inverse_sqrt",
+        "after warmup: inverse_sqrt (lr x sqrt(warmup_steps / update)) | linear (falls in a line to 0 at the end of "
+        "the budget, max_minutes or max_updates, whichever ends first: budget-aware, Li et al. 2020)",
+    )
     betas: tuple[float, float] = _key((0.9, 0.98), "Adam betas")
     weight_decay: float = _key(0.0, "Adam weight decay")
     clip_norm: float = _key(1.0, "gradient norm clipping (0 = off)")
@@ -418,6 +423,12 @@ def _check_rules(cfg: Config) -> None:
         raise ConfigError("batching.pad_side pre does not apply to packed_rows, which pads only the end of a row")
     _check_budget(cfg)
     _check_positions(cfg)
+    t = cfg.train
+    if t.schedule == "linear" and t.max_minutes <= 0 and t.max_updates <= 0:
+        raise ConfigError(
+            "train.schedule linear falls to 0 at the end of the budget, and this config has none: set "
+            "train.max_minutes or train.max_updates, or use train.schedule: inverse_sqrt"
+        )
     if cfg.data.src_lang == cfg.data.tgt_lang:
         raise ConfigError("data.src_lang and data.tgt_lang must differ")
     if not cfg.tokenizer.joint:

@@ -68,12 +68,24 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-def learning_rate(update: int, cfg: TrainConfig) -> float:
-    """Learning rate of update number `update` (0-based)."""
+def learning_rate(update: int, cfg: TrainConfig, spent: float = 0.0) -> float:
+    """Learning rate of update number `update` (0-based), `spent` of the budget gone (0 to 1,
+    `budget_spent`; only train.schedule linear reads it)."""
     step = update + 1
+    warmup = min(step / cfg.warmup_steps, 1.0) if cfg.warmup_steps else 1.0
+    if cfg.schedule == "linear":
+        return cfg.lr * warmup * max(0.0, 1.0 - spent)
     if cfg.warmup_steps == 0:
         return cfg.lr
-    return cfg.lr * min(step / cfg.warmup_steps, math.sqrt(cfg.warmup_steps / step))
+    return cfg.lr * min(warmup, math.sqrt(cfg.warmup_steps / step))
+
+
+def budget_spent(updates: int, seconds: float, cfg: TrainConfig) -> float:
+    """How much of the budget `updates` and `seconds` of training have used: of train.max_minutes
+    or max_updates, whichever is nearer its end (0 when neither is set)."""
+    spent = [seconds / (cfg.max_minutes * 60)] if cfg.max_minutes > 0 else []
+    spent += [updates / cfg.max_updates] if cfg.max_updates > 0 else []
+    return min(max(spent, default=0.0), 1.0)
 
 
 class TrainingError(RuntimeError):
@@ -261,6 +273,8 @@ class Trainer:
         self.signals = StopSignals()
         self.nonfinite_in_a_row = 0
         self.next_valid = cfg.train.valid_every_minutes * 60  # seconds into the run
+        self.started = time.monotonic()  # when the run (resumed: its first part) started; fit sets it
+        self.spent = 0.0  # of the budget, at the current update (`budget_spent`)
 
     # ---- one update -------------------------------------------------------------------------
     def to_device(self, batch: Batch) -> Batch:
@@ -276,8 +290,10 @@ class Trainer:
         self.model.train()
         mask = self.cfg.loss.mask_padding
         local = [sum(b.tgt_tokens if mask else b.tgt_out.numel() for b in batches), sum(b.tgt_tokens for b in batches)]
-        positions, tgt_tokens = self.group.sum(local)  # one all-reduce per update, before any backward
+        local.append(time.monotonic() - self.started)  # averaged: every rank steps with the same learning rate
+        positions, tgt_tokens, seconds = self.group.sum(local)  # one all-reduce per update, before any backward
         divisor = positions / self.group.world_size
+        self.spent = budget_spent(self.progress.updates, seconds / self.group.world_size, self.cfg.train)
         finite = True
         for i, batch in enumerate(batches):
             with self.group.sync_gradients(self.loss, sync=i == len(batches) - 1):
@@ -309,7 +325,7 @@ class Trainer:
 
     def optimizer_step(self) -> None:
         for group in self.optimizer.param_groups:
-            group["lr"] = learning_rate(self.progress.updates, self.cfg.train)
+            group["lr"] = learning_rate(self.progress.updates, self.cfg.train, self.spent)
         if isinstance(self.optimizer, MasterAdam):
             self.optimizer.gather_grads()  # clipped in float32, on the master weights
         self.scaler.unscale_(self.optimizer)
@@ -325,7 +341,7 @@ class Trainer:
     def fit(self) -> Progress:
         t, p = self.cfg.train, self.progress
         budget = t.max_minutes * 60 if t.max_minutes > 0 else math.inf
-        started = time.monotonic() - p.elapsed
+        started = self.started = time.monotonic() - p.elapsed
         try:
             with self.signals:
                 while not p.stopped:

@@ -123,6 +123,10 @@ def test_unknown_key_names_the_key_and_the_closest_valid_one():
         ({"model": {"type": "hybrid", "encoder_padding": "padded"}}, r"hybrid needs model\.encoder_padding"),
         ({"model": {"encoder_padding": "sorted"}}, r"encoder_padding must be one of padded, masked, packed"),
         (
+            {"train": {"schedule": "linear", "max_minutes": 0}},
+            r"train\.schedule linear falls to 0 at the end of the budget, and this config has none: set train\.max_min",
+        ),
+        (
             {"model": {"max_positions": 64}, "data": {"max_len": 80}},
             r"data\.max_len 80 is longer than the source a transformer with model\.max_positions 64 can hold \(63",
         ),

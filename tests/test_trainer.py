@@ -32,6 +32,26 @@ def test_learning_rate_warms_up_linearly_then_decays_with_the_inverse_square_roo
     assert learning_rate(5, TrainConfig(lr=2e-3, warmup_steps=0)) == 2e-3
 
 
+def test_the_linear_schedule_warms_up_then_falls_to_zero_at_the_end_of_the_budget():
+    cfg = TrainConfig(lr=1e-3, warmup_steps=100, schedule="linear")
+    assert learning_rate(49, cfg, spent=0.01) == pytest.approx(5e-4 * 0.99)
+    assert learning_rate(399, cfg, spent=0.25) == pytest.approx(7.5e-4)  # not the inverse square root's 5e-4
+    assert learning_rate(399, cfg, spent=1.0) == 0.0
+    assert learning_rate(399, replace(cfg, schedule="inverse_sqrt"), spent=0.9) == pytest.approx(5e-4)
+    both = TrainConfig(max_minutes=10.0, max_updates=1000)  # whichever budget is nearer its end
+    assert trainer.budget_spent(100, 300.0, both) == pytest.approx(0.5)
+    assert trainer.budget_spent(800, 300.0, both) == pytest.approx(0.8)
+    assert trainer.budget_spent(2000, 0.0, both) == 1.0
+    assert trainer.budget_spent(500, 1e6, TrainConfig(max_minutes=0.0, max_updates=0)) == 0.0
+
+
+def test_a_run_with_the_linear_schedule_steps_at_rates_falling_to_zero_over_its_updates(tmp_path):
+    t = make_trainer(tmp_path, synthetic_batches(3), schedule="linear", max_updates=4, max_minutes=0.0)
+    t.fit()
+    rates = [r["lr"] for r in rundir.read_log(tmp_path) if r["event"] == "train"]
+    assert rates == pytest.approx([3e-3, 3e-3 * 0.75, 3e-3 * 0.5, 3e-3 * 0.25])
+
+
 # ---- the parts a test hands in -------------------------------------------------------------------
 class FixedBatches:
     """The same batches every epoch: a `BatchStream` without a corpus."""

@@ -530,16 +530,22 @@ NOT_TRAINING = (("train", "tensorboard"), ("train", "log_every"))
 # A run's budget: the bench steps updates without end, so these are hashed at their defaults (reset,
 # not dropped, so that the fingerprints of rounds saved before a config set one stay the same).
 BUDGET = (("train", "max_epochs"), ("train", "max_minutes"), ("train", "max_updates"))
+# Keys that joined the config after rounds were saved: left out of the hash while at their defaults.
+ADDED = (("train", "schedule"),)
 
 
 def fingerprint(path: Path) -> str:
-    """A config as the rounds depend on it: the hash of its resolved settings but NOT_TRAINING and
-    BUDGET, so rewording the file (comments, keys left at their defaults) keeps saved rounds valid."""
+    """A config as the rounds depend on it: the hash of its resolved settings but NOT_TRAINING,
+    BUDGET and ADDED at its defaults, so rewording the file (comments, keys left at their defaults)
+    or a new config key keeps saved rounds valid."""
     resolved, defaults = load_config(path).to_dict(), config_from_dict({}).to_dict()
     for section, key in NOT_TRAINING:
         resolved[section].pop(key, None)
     for section, key in BUDGET:
         resolved[section][key] = defaults[section][key]
+    for section, key in ADDED:
+        if resolved[section][key] == defaults[section][key]:
+            del resolved[section][key]
     return hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:12]
 
 
