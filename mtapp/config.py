@@ -144,7 +144,7 @@ class LossConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    lr: float = _key(0.001, "peak learning rate (after warmup, then inverse-sqrt decay)")
+    lr: float = _key(0.001, "peak learning rate (after warmup; then as train.schedule says)")
     warmup_steps: int = _key(400, "updates of linear warmup")
     schedule: Literal["inverse_sqrt", "linear"] = _key(
         "inverse_sqrt",
