@@ -149,7 +149,8 @@ class TrainConfig:
     schedule: Literal["inverse_sqrt", "linear"] = _key(
         "inverse_sqrt",
         "after warmup: inverse_sqrt (lr x sqrt(warmup_steps / update)) | linear (falls in a line to 0 at the end of "
-        "the budget, max_minutes or max_updates, whichever ends first: budget-aware, Li et al. 2020)",
+        "the budget, max_minutes or max_updates, whichever ends first: budget-aware, Li et al. 2020; with "
+        "max_minutes the rate follows the clock; a run that patience or max_epochs stops first ends above 0)",
     )
     betas: tuple[float, float] = _key((0.9, 0.98), "Adam betas")
     weight_decay: float = _key(0.0, "Adam weight decay")

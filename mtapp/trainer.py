@@ -2,9 +2,11 @@
 
 One update = `train.accumulate` batches on each of the `world_size` processes (one, unless
 started by torchrun). The loss of an update is the sum over its real target tokens — of every
-batch on every process — divided once by their number; the learning rate is a pure function
-of the update number (linear warmup, then inverse square root decay). Rank 0 alone evaluates
-and writes logs and checkpoints.
+batch on every process — divided once by their number; the learning rate warms up linearly, then
+falls as `train.schedule` says: with the inverse square root of the update number (a pure function of
+it), or in a line to 0 at the end of the budget (with `train.max_minutes`, a function of the clock, so
+two runs of one seed step alike only as far as they run at one speed). Rank 0 alone evaluates and
+writes logs and checkpoints.
 
 `build_trainer` builds the parts (model, optimizer, gradient scaler,
 batch stream, validation hook, checkpoints, log) and hands them in; `Trainer` runs the updates,
@@ -472,6 +474,7 @@ class Trainer:
     def resume(self, content: dict) -> None:
         """Go on from the training state of checkpoint `content`."""
         self.progress = self.checkpoints.restore(content, self.model, self.optimizer, self.scaler, self.batches)
+        self.started = time.monotonic() - self.progress.elapsed  # the budget's clock goes on where it stopped
 
 
 def build_trainer(

@@ -441,11 +441,11 @@ def test_train_bench_repeats_a_variant_for_a_fixed_number_of_updates(tmp_path):
 def test_train_bench_trains_listed_variants_each_as_given_and_refuses_a_mix_with_a_grid(tmp_path, capsys):
     config = tiny_config_file(tmp_path)
     args = ["--config", str(config), "--updates", "2", "--json", str(tmp_path / "b.json"), "--report", str(tmp_path)]
-    listed = ["--variant", "model.dropout=0.1", "--variant", "model.dropout=0.3  loss.label_smoothing=0.2"]
+    listed = ["--variant", "", "--variant", "model.dropout=0.3  loss.label_smoothing=0.2"]  # '' = the config as is
     assert bench_train.main([*args, *listed]) == 0
     payload = json.loads((tmp_path / "b.json").read_text())
     assert [v["overrides"] for v in payload["variants"]] == [
-        ["model.dropout=0.1"],
+        [],
         ["model.dropout=0.3", "loss.label_smoothing=0.2"],  # two keys in one variant, not a grid of four
     ]
     trained = yaml.safe_load((Path(payload["variants"][1]["run_dir"]) / "config.yaml").read_text())
@@ -453,8 +453,9 @@ def test_train_bench_trains_listed_variants_each_as_given_and_refuses_a_mix_with
     with pytest.raises(SystemExit):
         bench_train.main([*args, *listed, "--vary", "train.lr=0.001,0.002"])
     assert "not both" in capsys.readouterr().err
-    with pytest.raises(SystemExit, match="must look like"):
-        bench_train.main([*args, "--variant", "model.dropout"])
+    for bad in ("model.dropout", "=0.3", "model.dropout="):
+        with pytest.raises(SystemExit, match="must look like"):
+            bench_train.main([*args, "--variant", bad])
 
 
 def test_train_bench_scores_best_checkpoints_with_a_beam_and_pairs_a_later_grid_against_an_earlier_one(
@@ -497,6 +498,9 @@ def test_train_bench_scores_best_checkpoints_with_a_beam_and_pairs_a_later_grid_
     with pytest.raises(SystemExit):
         bench_train.main([*other_budget, "--json", str(tmp_path / "x.json"), "--report", str(tmp_path / "x")])
     assert "was not trained like these runs: updates 4 there, 5 here" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # other seeds: repeat r would pair runs of other seeds
+        bench_train.main([*later, "--set", "train.seed=4", "--json", str(tmp_path / "s.json"), "--report", "s"])
+    assert "--set train.seed=4 does not pair with it" in capsys.readouterr().err
 
     elsewhere = json.loads((tmp_path / "base.json").read_text())
     elsewhere["variants"][0]["runs"][1]["hardware"] = "Other CPU (AVX2), float32 training (no native bf16)"

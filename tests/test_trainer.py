@@ -52,6 +52,14 @@ def test_a_run_with_the_linear_schedule_steps_at_rates_falling_to_zero_over_its_
     assert rates == pytest.approx([3e-3, 3e-3 * 0.75, 3e-3 * 0.5, 3e-3 * 0.25])
 
 
+def test_with_a_time_budget_the_linear_schedule_goes_on_from_the_minutes_a_resumed_run_has_trained(tmp_path):
+    t = make_trainer(tmp_path, synthetic_batches(3), schedule="linear", max_minutes=1.0, max_updates=1)
+    t.progress.elapsed = 30.0  # as `resume` leaves a run that trained half its minute before it stopped
+    t.fit()
+    (record,) = [r for r in rundir.read_log(tmp_path) if r["event"] == "train"]
+    assert record["lr"] == pytest.approx(3e-3 * 0.5, rel=0.02)  # half the budget gone: half the peak rate
+
+
 # ---- the parts a test hands in -------------------------------------------------------------------
 class FixedBatches:
     """The same batches every epoch: a `BatchStream` without a corpus."""

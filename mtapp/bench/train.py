@@ -70,10 +70,12 @@ def listed(items: list[str]) -> list[list[str]]:
     that are not a grid (two levers against one baseline, or two keys that move together)."""
     combos = []
     for item in items:
-        overrides = item.split()
-        bad = [o for o in overrides if not o.partition("=")[1] or not o.partition("=")[2]]
-        if not overrides or bad:
-            raise SystemExit(f"--variant {item!r} must look like 'section.key=value [section.key=value ...]'")
+        overrides = item.split()  # none: the config as it is
+        bad = [o for o in overrides if not all(o.partition("="))]
+        if bad:
+            raise SystemExit(
+                f"--variant {item!r} must look like 'section.key=value [section.key=value ...]' ('' = the config as is)"
+            )
         combos.append(overrides)
     return combos
 
@@ -100,6 +102,9 @@ class Job:
     overrides: list[str]
     folder: Path
     updates: int = 0
+
+
+SEED_KEYS = ("train.seed", "batching.seed")  # a run's seeds: what pairs repeat r of two variants
 
 
 def seed_overrides(config: Path, overrides: list[str], offset: int) -> list[str]:
@@ -433,6 +438,13 @@ def against(args: argparse.Namespace, error: Callable[[str], None]) -> dict:
     if differ:
         error(f"--against {args.against} was not trained like these runs: {'; '.join(differ)}")
     first = earlier["variants"][0]
+    seeds = [o for o in first["overrides"] if o.partition("=")[0] in SEED_KEYS]
+    unlike = sorted(set(args.overrides) - set(first["overrides"])) + sorted(set(seeds) - set(args.overrides))
+    if unlike:
+        error(
+            f"--against {args.against}: its first variant was trained with {first['overrides']}, so --set "
+            f"{' / '.join(unlike)} does not pair with it (give its seeds and other --set values here too)"
+        )
     cpus = {r.get("hardware") for r in runs_of(first)}
     if None in cpus:
         error(
@@ -444,7 +456,7 @@ def against(args: argparse.Namespace, error: Callable[[str], None]) -> dict:
         error(
             f"--against {args.against} was trained on {' and '.join(elsewhere)}, this machine is {this_cpu()}: "
             "another kind of CPU trains in other numerics, so its runs do not pair seed by seed with these; "
-            "train the baseline here (its value first in --vary)"
+            "train the baseline here (its value first in --vary, or the first --variant)"
         )
     if args.eval_beam and any(r.get("eval_beam") != args.eval_beam for r in runs_of(first)):
         error(
@@ -469,8 +481,8 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="'KEY=V [KEY=V ...]'",
-        help="one variant, its overrides separated by spaces (instead of --vary's grid; the first is the baseline "
-        "unless --against gives one)",
+        help="one variant, its overrides separated by spaces ('' = the config as is; instead of --vary's grid; the "
+        "first is the baseline unless --against gives one)",
     )
     p.add_argument(
         "--set",
