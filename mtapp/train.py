@@ -91,17 +91,20 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # What a resumed run may not change: the model, its vocabulary, the data and the batches it was
-# trained on (the saved sampler position points into the saved batching plan).
-FIXED_ON_RESUME = ("model", "tokenizer", "data", "batching")
+# trained on (the saved sampler position points into the saved batching plan), and the shape of its
+# learning rate (another schedule would make the rate jump mid-run).
+FIXED_ON_RESUME = ("model", "tokenizer", "data", "batching", "train.schedule")
 
 
 def refuse_overrides_that_change_the_run(overrides: list[str]) -> None:
     for item in overrides:
         key = item.split("=", 1)[0].strip()
-        if key.split(".", 1)[0] in FIXED_ON_RESUME:
+        fixed = next((f for f in FIXED_ON_RESUME if key == f or key.split(".", 1)[0] == f), None)
+        if fixed:
+            what = f"the {fixed} settings of a run are" if "." not in fixed else f"{fixed} of a run is"
             raise ConfigError(
-                f"--set {key} with --resume: the {key.split('.', 1)[0]} settings of a run are fixed by its "
-                "checkpoint; start a new run (another --run-dir) to change them"
+                f"--set {key} with --resume: {what} fixed by its checkpoint; start a new run (another --run-dir) "
+                "to change it"
             )
 
 

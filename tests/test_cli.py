@@ -132,7 +132,9 @@ def test_resume_continues_from_the_last_checkpoint(trained):
     assert updates == sorted(updates) and updates[-1] > updates[-2]
 
 
-@pytest.mark.parametrize("override", ["model.d_model=128", "tokenizer.vocab_size=80", "batching.max_tokens=64"])
+@pytest.mark.parametrize(
+    "override", ["model.d_model=128", "tokenizer.vocab_size=80", "batching.max_tokens=64", "train.schedule=linear"]
+)
 def test_resume_refuses_settings_fixed_by_the_checkpoint(trained, capsys, override):
     _, run = trained
     before = (run / "checkpoint_last.pt").read_bytes()
