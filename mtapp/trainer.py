@@ -343,11 +343,11 @@ class Trainer:
     def fit(self) -> Progress:
         t, p = self.cfg.train, self.progress
         budget = t.max_minutes * 60 if t.max_minutes > 0 else math.inf
-        started = self.started = time.monotonic() - p.elapsed
+        self.started = time.monotonic() - p.elapsed  # the one clock of the run: its budget and the schedule's
         try:
             with self.signals:
                 while not p.stopped:
-                    self._fit_epoch(started, budget)
+                    self._fit_epoch(budget)
         finally:
             self.run_log.close()  # TensorBoard's events written out
         self.save("last")
@@ -355,20 +355,20 @@ class Trainer:
             average_newest(self.checkpoints.run_dir, t.average_last)
         return p
 
-    def _stop_now(self, started: float, budget: float) -> bool:
+    def _stop_now(self, budget: float) -> bool:
         """Out of time or updates, or asked to stop, on any rank (so that every rank stops after the same update)."""
         return self.group.any(
-            time.monotonic() - started >= budget or self._updates_done() or bool(self.signals.requested)
+            time.monotonic() - self.started >= budget or self._updates_done() or bool(self.signals.requested)
         )
 
     def _updates_done(self) -> bool:
         return 0 < self.cfg.train.max_updates <= self.progress.updates
 
-    def _fit_epoch(self, started: float, budget: float) -> None:
+    def _fit_epoch(self, budget: float) -> None:
         t, p = self.cfg.train, self.progress
         epoch = self.batches.epoch
-        stats = self._train_epoch(started, budget)
-        p.elapsed = time.monotonic() - started
+        stats = self._train_epoch(budget)
+        p.elapsed = time.monotonic() - self.started
         if self.group.any(bool(self.signals.requested)):  # save where we are (mid-epoch) and leave
             p.stopped = f"interrupted by {self.signals.requested or 'a signal to another rank'}"
             return
@@ -379,9 +379,9 @@ class Trainer:
         elif self.batches.epoch > t.max_epochs:
             p.stopped = f"max_epochs={t.max_epochs} reached"
         self._end_epoch(epoch, stats)
-        p.elapsed = time.monotonic() - started
+        p.elapsed = time.monotonic() - self.started
 
-    def _train_epoch(self, started: float, budget: float) -> EpochStats:
+    def _train_epoch(self, budget: float) -> EpochStats:
         """The rest of the current epoch, `train.accumulate` batches an update (fewer for its
         last), until it ends or `_stop_now`; the epoch's statistics."""
         stats, interval = EpochStats(), EpochStats()
@@ -411,7 +411,7 @@ class Trainer:
                 pending = []
                 step.seconds = time.monotonic() - tick
                 stats.merge(step)
-                interval = self._after_update(step, interval, started, epoch)
+                interval = self._after_update(step, interval, epoch)
                 bar.set_postfix(
                     loss=f"{step.loss / max(step.positions, 1):.3f}",
                     tok_s=f"{stats.tgt_tokens / max(stats.seconds, 1e-9):.0f}",
@@ -419,26 +419,26 @@ class Trainer:
                     refresh=False,  # drawn by the update below at the bar's rate: a redraw per batch floods logs
                 )
             bar.update(1)
-            if not pending and self._stop_now(started, budget):
+            if not pending and self._stop_now(budget):
                 break
         bar.close()
         return stats
 
-    def _after_update(self, step: EpochStats, interval: EpochStats, started: float, epoch: int) -> EpochStats:
+    def _after_update(self, step: EpochStats, interval: EpochStats, epoch: int) -> EpochStats:
         """Add `step` to the log interval's sums; validate when due; every `train.log_every`
         updates, the interval's `train` record, and a fresh interval."""
         interval.merge(step)
-        self._maybe_validate(started, epoch)
+        self._maybe_validate(epoch)
         if self.progress.updates % self.cfg.train.log_every:
             return interval
         record = train_record(epoch, self.progress.updates, interval.reduced(self.group))
         self.run_log.write(record | {"lr": self.optimizer.param_groups[0]["lr"]})
         return EpochStats()
 
-    def _maybe_validate(self, started: float, epoch: int) -> None:
+    def _maybe_validate(self, epoch: int) -> None:
         """Every `train.valid_every_minutes` of training, a validation-loss record (for curves)."""
         every = self.cfg.train.valid_every_minutes * 60
-        now = time.monotonic() - started
+        now = time.monotonic() - self.started
         if every <= 0 or now < self.next_valid or not self.group.is_main:  # the others go on meanwhile
             return
         self.next_valid = now + every
